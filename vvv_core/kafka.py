@@ -1,0 +1,151 @@
+"""Kafka client settings and topic set-up: the one place that knows how brokers differ.
+
+Workarounds for the embedded broker (tansu 0.6, see DEVELOPERS.md) live here and in
+``end_offsets`` below, nowhere else. Each is harmless on Apache Kafka:
+
+- ``fetch.wait.max.ms=10``: tansu holds every fetch for the full wait even when data is
+  there, so a larger value is added to every event's latency. Apache Kafka answers as soon
+  as data arrives; there the low value only means more fetch requests while idle.
+- ``session.timeout.ms=6000``: tansu completes a group join only after half the session
+  timeout. 6 s is the smallest session Apache Kafka allows by default
+  (``group.min.session.timeout.ms``), so a join takes 3 s on tansu.
+- ``partition.assignment.strategy=roundrobin``: cooperative-sticky stalls on tansu when a
+  member joins late. On Apache Kafka set ``KAFKA_PARTITION_ASSIGNMENT_STRATEGY=cooperative-sticky``
+  (docker-compose.yml does) for incremental rebalancing; the runtime handles both.
+- End offsets must come from the high watermark a fetch returns, never from ListOffsets
+  "latest", which tansu answers wrongly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from vvv_core.config import Settings
+
+log = logging.getLogger(__name__)
+librdkafka_log = logging.getLogger("librdkafka")
+
+
+class BrokerUnavailable(RuntimeError):
+    """No broker answered at the configured address."""
+
+    def __init__(self, bootstrap: str, detail: str = "") -> None:
+        super().__init__(
+            f"no Kafka broker reachable at {bootstrap}{f' ({detail})' if detail else ''}: "
+            "start the embedded one with `vvv broker`, or point --bootstrap / KAFKA_BOOTSTRAP_SERVERS at yours"
+        )
+
+
+def _client_config(settings: Settings, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        **defaults,
+        "bootstrap.servers": settings.bootstrap,
+        "logger": librdkafka_log,
+        **settings.kafka,
+    }
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    return _client_config(
+        settings,
+        {
+            "enable.idempotence": True,  # retries keep each video's events in order, without repeats
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            **extra,
+        },
+    )
+
+
+def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
+    return _client_config(
+        settings,
+        {
+            "group.id": settings.group_id(group),
+            "enable.auto.commit": False,  # offsets are committed by the runtime, after results are durable
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,  # how --until-idle knows a partition is drained
+            "fetch.wait.max.ms": 10,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1500,
+            "partition.assignment.strategy": "roundrobin",
+            **extra,
+        },
+    )
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient(_client_config(settings, {}))
+
+
+def check_broker(settings: Settings, timeout: float = 5.0) -> AdminClient:
+    """An admin client for a broker known to answer, or BrokerUnavailable."""
+    client = admin(settings)
+    try:
+        client.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerUnavailable(settings.bootstrap, exc.args[0].str()) from None
+    return client
+
+
+def ensure_topics(client: AdminClient, settings: Settings, topics: Iterable[str], timeout: float = 10.0) -> None:
+    """Create missing topics with the configured partition count; existing ones are left alone.
+
+    Partition counts are final: tansu cannot add partitions later, and on Apache Kafka adding
+    them would move keys, breaking each video's ordering.
+    """
+    wanted = [NewTopic(t, settings.partitions, settings.replication_factor) for t in dict.fromkeys(topics)]
+    for topic, future in client.create_topics(wanted, request_timeout=timeout).items():
+        try:
+            future.result(timeout)
+            log.info("created topic %s with %d partitions", topic, settings.partitions)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+def read_topic(settings: Settings, topic: str, timeout: float = 10.0) -> list[Message]:
+    """Every record now on ``topic``, partition by partition, read without a consumer group.
+
+    The end of each partition is taken from partition-EOF events (the high watermark a fetch
+    returns), which both Apache Kafka and tansu report correctly.
+    """
+    consumer = Consumer(
+        _client_config(
+            settings,
+            {
+                "group.id": "vvv-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,
+            },
+        )
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if metadata.error is not None:
+            raise KafkaException(metadata.error)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
+        pending, records = set(metadata.partitions), []
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {timeout} s")
+            for msg in consumer.consume(1000, 0.2):
+                if msg.error() is None:
+                    records.append(msg)
+                elif msg.error().code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                else:
+                    raise KafkaException(msg.error())
+        return records
+    finally:
+        consumer.close()

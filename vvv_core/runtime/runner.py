@@ -1,0 +1,287 @@
+"""The consumer runtime shared by every group: poll, decode, work, store, publish, commit.
+
+One loop per process, in this order, which is what makes it at-least-once:
+
+1. poll a batch; decode and validate each message (what fails goes to the dead-letter topic);
+2. hand valid events to the group's executor (inline for a batch, or concurrent);
+3. checkpoint: for every finished event, write its SQLite effect in one transaction, publish
+   its result (or dead letter), wait until the broker has them all, and only then commit
+   each partition up to its first unfinished offset.
+
+A crash at any point repeats work since the last commit; it never skips an event. The
+group's SQLite writes are idempotent upserts, and each result carries its source event's
+id, so a repeat changes nothing a reader cannot recognise.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from vvv_core import db, kafka
+from vvv_core.avro import DecodeError, SchemaStore
+from vvv_core.config import Settings
+from vvv_core.events import InvalidEvent, now_ms
+from vvv_core.runtime.deadletter import dead_letter_headers
+from vvv_core.runtime.group import ConsumerGroup
+from vvv_core.runtime.model import Failure, Inbound, Outcome
+from vvv_core.runtime.offsets import PartitionOffsets
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT = 0.1  # seconds; also how often retries and time limits are looked at
+FLUSH_TIMEOUT = 30.0  # seconds the broker may take to acknowledge a checkpoint's messages
+RESULT_NAMESPACE = "com.viralvidvault.results"
+DLQ_MIN_SAMPLE = 100  # events seen before the dead-letter rate can stop the consumer
+
+
+class ConsumerStopped(RuntimeError):
+    """The consumer stopped because continuing would lose or corrupt work; the message says why."""
+
+
+class GroupRunner:
+    def __init__(
+        self,
+        group: ConsumerGroup,
+        settings: Settings,
+        *,
+        until_idle: float | None = None,
+        schemas: SchemaStore | None = None,
+    ) -> None:
+        self.group = group
+        self.settings = settings
+        self.until_idle = until_idle
+        self.schemas = schemas or SchemaStore()
+        self._encode_result = self.schemas.encoder("Result")
+        self._detail_type = f"{RESULT_NAMESPACE}.{group.detail_schema}"
+        self._dead_letter_topic = settings.dead_letter_topic(group.name)
+        self._offsets: dict[tuple[str, int], PartitionOffsets] = {}
+        self._rejected: list[Outcome] = []  # dead letters from decoding, published at the next checkpoint
+        self._recent_dead: deque[bool] = deque(maxlen=1000)
+        self._stopping = False
+        self._broken = False
+        self._paused = False
+        self._assigned = False
+        self._last_message = time.monotonic()
+        self._delivery_error: str | None = None
+        self._total_partitions = settings.partitions
+        self.processed = 0
+        self.dead_lettered = 0
+
+    def stop(self) -> None:
+        """Ask the loop to stop gracefully (safe from a signal handler or another thread)."""
+        self._stopping = True
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def run(self) -> None:
+        group, settings = self.group, self.settings
+        group.prepare()
+        topic = group.input_topic()
+        client = kafka.check_broker(settings)
+        kafka.ensure_topics(client, settings, [topic, settings.results_topic, self._dead_letter_topic])
+        self._total_partitions = len(client.list_topics(topic, timeout=10).topics[topic].partitions)
+        self._executor = group.executor()
+        self._producer = Producer(kafka.producer_config(settings, **{"message.timeout.ms": int(FLUSH_TIMEOUT * 1000)}))
+        self._consumer = Consumer(kafka.consumer_config(settings, group.name))
+        self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        log.info("%s: consuming %s as group %s", group.name, topic, settings.group_id(group.name))
+        try:
+            while not self._stopping:
+                self._accept(self._consumer.consume(settings.batch_size, POLL_TIMEOUT))
+                self._checkpoint()
+                self._backpressure()
+                if self._idle():
+                    log.info("%s: idle for %.1f s with everything consumed: stopping", group.name, self.until_idle)
+                    break
+            self._drain()
+        except BaseException:
+            self._broken = True  # nothing more is committed: what was not, is redelivered
+            raise
+        finally:
+            self._executor.close()
+            self._consumer.close()  # leaves the group at once, so the others take over without waiting
+            self._producer.flush(5)
+        log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
+
+    def _accept(self, messages: list[Message]) -> None:
+        valid = []
+        for msg in messages:
+            err = msg.error()
+            if err is not None:
+                if err.code() == KafkaError._PARTITION_EOF:
+                    if offsets := self._offsets.get((msg.topic(), msg.partition())):
+                        offsets.eof = True
+                elif err.fatal():
+                    raise KafkaException(err)
+                else:
+                    log.warning("%s: consumer error: %s", self.group.name, err.str())
+                continue
+            offsets = self._offsets.get((msg.topic(), msg.partition()))
+            if offsets is None:
+                continue  # from a partition revoked since it was fetched
+            offsets.take(msg.offset())
+            item = Inbound(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers())
+            try:
+                event = self.group.parse_event(self.schemas.decode(item.value, self.group.event_schema))
+                if item.key != event.video_id.encode():
+                    raise InvalidEvent(f"key {item.key!r:.40} does not match video_id {event.video_id!r}")
+            except (DecodeError, InvalidEvent) as exc:
+                log.warning("%s: dead-lettering %s/%d@%d: %s", self.group.name, *_where(item), exc)
+                self._rejected.append(Outcome(item, failure=Failure.of(exc)))
+                continue
+            valid.append(Inbound(*_where(item), item.key, item.value, item.headers, event))
+        if messages:
+            self._last_message = time.monotonic()
+        self._executor.submit(valid)
+
+    def _checkpoint(self, sync: bool = False) -> None:
+        """Make finished work durable (SQLite, then the broker), then commit past it."""
+        outcomes, self._rejected = self._rejected + self._executor.take_completed(), []
+        outcomes = [o for o in outcomes if (o.inbound.topic, o.inbound.partition) in self._offsets]
+        if outcomes:
+            results = [o for o in outcomes if o.failure is None]
+            if results:
+                db.write_with_retry(self.group.conn, self.group.store, results)
+            for outcome in outcomes:
+                self._publish(outcome)
+            self._flush()
+            for outcome in outcomes:
+                self._offsets[(outcome.inbound.topic, outcome.inbound.partition)].finish(outcome.inbound.offset)
+            self._count(outcomes)
+        self._commit(sync)
+
+    def _publish(self, outcome: Outcome) -> None:
+        item = outcome.inbound
+        if outcome.failure is not None:
+            headers = dead_letter_headers(self.group.name, item, outcome.failure)
+            self._produce(self._dead_letter_topic, item.value, item.key, headers)
+            return
+        result = {
+            "event_id": item.event.event_id,
+            "group": self.group.name,
+            "video_id": item.event.video_id,
+            "processed_at": now_ms(),
+            "detail": (self._detail_type, outcome.detail),
+        }
+        self._produce(self.settings.results_topic, self._encode_result(result), item.key, None)
+
+    def _produce(self, topic: str, value: bytes | None, key: bytes | None, headers) -> None:
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=self._on_delivery)
+                return
+            except BufferError:  # local queue full: let the broker catch up
+                self._producer.poll(0.1)
+
+    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
+        if err is not None and self._delivery_error is None:
+            self._delivery_error = err.str()
+
+    def _flush(self) -> None:
+        remaining = self._producer.flush(FLUSH_TIMEOUT)
+        if remaining or self._delivery_error:
+            error, self._delivery_error = self._delivery_error, None
+            raise ConsumerStopped(
+                f"the broker did not take {remaining or 'some'} result messages ({error or 'timed out'}): "
+                "stopping without committing, the events will be processed again"
+            )
+
+    def _commit(self, sync: bool) -> None:
+        positions = [(tp, off) for tp, o in self._offsets.items() if (off := o.committable()) is not None]
+        if not positions:
+            return
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, off) for (t, p), off in positions], asynchronous=not sync
+            )
+        except KafkaException as exc:  # e.g. a rebalance under way: the new owner redoes the work
+            log.warning("%s: commit failed: %s", self.group.name, exc.args[0].str())
+            return
+        for tp, off in positions:
+            self._offsets[tp].committed = off
+
+    def _count(self, outcomes: list[Outcome]) -> None:
+        dead = sum(o.failure is not None for o in outcomes)
+        self.processed += len(outcomes)
+        self.dead_lettered += dead
+        self._recent_dead.extend(o.failure is not None for o in outcomes)
+        ratio = sum(self._recent_dead) / len(self._recent_dead)
+        if len(self._recent_dead) >= DLQ_MIN_SAMPLE and ratio > self.settings.dlq_max_ratio:
+            raise ConsumerStopped(
+                f"{ratio:.0%} of the last {len(self._recent_dead)} events were dead-lettered "
+                f"(limit VVV_DLQ_MAX_RATIO={self.settings.dlq_max_ratio:g}): is a producer writing the wrong "
+                f"format to {self.group.input_topic()}? See `vvv dlq list {self.group.name}`"
+            )
+
+    def _backpressure(self) -> None:
+        busy = self._executor.in_flight() >= self.settings.max_in_flight
+        if busy != self._paused and not (busy and not self._offsets):
+            assignment = self._consumer.assignment()
+            (self._consumer.pause if busy else self._consumer.resume)(assignment)
+            self._paused = busy
+
+    def _idle(self) -> bool:
+        if self.until_idle is None or not self._assigned or self._executor.in_flight() or self._rejected:
+            return False
+        if not all(o.eof and not o.unfinished for o in self._offsets.values()):
+            return False
+        return time.monotonic() - self._last_message >= self.until_idle
+
+    def _drain(self) -> None:
+        """Graceful stop: fetch nothing new, let running work finish within the stop timeout, commit."""
+        deadline = time.monotonic() + self.settings.stop_timeout
+        self._consumer.pause(self._consumer.assignment())
+        while self._executor.running() and time.monotonic() < deadline:
+            self._consumer.consume(self.settings.batch_size, POLL_TIMEOUT)  # heartbeats go on; nothing arrives
+            self._checkpoint()
+        self._checkpoint(sync=True)
+        if self._executor.in_flight():
+            log.info(
+                "%s: abandoned %d unfinished events; they are redelivered on restart",
+                self.group.name,
+                self._executor.in_flight(),
+            )
+
+    # -- rebalancing ------------------------------------------------------------------------
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._offsets[(tp.topic, tp.partition)] = PartitionOffsets()
+        self._assigned = True
+        self._paused = False
+        self._last_message = time.monotonic()
+        self.group.on_assignment(len(self._offsets), self._total_partitions)
+        log.info("%s: assigned %s", self.group.name, _names(partitions))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not self._broken:
+            self._checkpoint(sync=True)  # finished work is committed; unfinished work is the next owner's
+        self._release(partitions)
+        log.info("%s: revoked %s", self.group.name, _names(partitions))
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._release(partitions)  # another member owns them already: commit nothing
+        log.warning("%s: lost %s", self.group.name, _names(partitions))
+
+    def _release(self, partitions: list[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        self._executor.forget(gone)
+        for tp in gone:
+            self._offsets.pop(tp, None)
+        self.group.on_assignment(len(self._offsets), self._total_partitions)
+
+
+def _where(item: Inbound) -> tuple[str, int, int]:
+    return item.topic, item.partition, item.offset
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
