@@ -59,7 +59,7 @@ class EmbeddedBroker:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(5)
+                self.process.wait(1)  # memory only: nothing to save, no reason to wait long
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()

@@ -118,35 +118,40 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from consumers import GROUPS
 
-    parser = argparse.ArgumentParser(prog="vvv", description="ViralVidVault stream processing on Kafka")
-    parser.add_argument(
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
         "--bootstrap", help=f"Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or {DEFAULT_BOOTSTRAP})"
     )
-    parser.add_argument(
+    common.add_argument(
         "-X",
         dest="kafka_config",
         action="append",
         metavar="KEY=VALUE",
         help="a librdkafka setting, e.g. -X security.protocol=SASL_SSL (repeatable)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
 
-    p = sub.add_parser("broker", help="run the embedded Kafka-compatible broker in the foreground")
+    parser = argparse.ArgumentParser(prog="vvv", description="ViralVidVault stream processing on Kafka")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def sub_parser(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=help, parents=[common])
+
+    p = sub_parser("broker", help="run the embedded Kafka-compatible broker in the foreground")
     p.add_argument("--port", type=int, default=9092)
     p.set_defaults(func=cmd_broker)
 
-    p = sub.add_parser("publish", help="publish new and stale videos from the cron database (the hook's CLI)")
+    p = sub_parser("publish", help="publish new and stale videos from the cron database (the hook's CLI)")
     p.add_argument("--db", required=True)
     p.set_defaults(func=cmd_publish)
 
-    p = sub.add_parser("outbox", help="events kept while the broker was unreachable")
+    p = sub_parser("outbox", help="events kept while the broker was unreachable")
     outbox = p.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
-    q = outbox.add_parser("flush", help="deliver the outbox now")
+    q = outbox.add_parser("flush", help="deliver the outbox now", parents=[common])
     q.add_argument("--db", required=True)
     q.set_defaults(func=cmd_outbox_flush)
 
-    p = sub.add_parser("consume", help="run one member of a consumer group")
+    p = sub_parser("consume", help="run one member of a consumer group")
     p.add_argument("group", choices=sorted(GROUPS))
     p.add_argument("--db", required=True)
     p.add_argument(
@@ -157,11 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_consume)
 
-    p = sub.add_parser("sample", help="build a sample cron database from real trending data")
+    p = sub_parser("sample", help="build a sample cron database from real trending data")
     p.add_argument("--db", required=True)
     p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("demo", help="the whole pipeline on the embedded broker and sample data, offline")
+    p = sub_parser("demo", help="the whole pipeline on the embedded broker and sample data, offline")
     p.add_argument("--db", help="use this cron database instead of a fresh sample one")
     p.add_argument("--until-idle", type=float, default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_demo)

@@ -79,6 +79,11 @@ class GroupRunner:
     def stopping(self) -> bool:
         return self._stopping
 
+    @property
+    def owned(self) -> list[tuple[str, int]]:
+        """The partitions this member owns now."""
+        return list(self._offsets)
+
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> None:

@@ -1,0 +1,110 @@
+"""Shared fixtures: one embedded broker per session, a fresh namespace (topics, groups) per test."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from consumers import GROUPS
+from vvv_core import db
+from vvv_core.avro import SchemaStore
+from vvv_core.broker import EmbeddedBroker
+from vvv_core.config import Settings
+from vvv_core.kafka import read_topic
+from vvv_core.runtime import GroupRunner
+from vvv_core.sample import CRON_SCHEMA, build_sample_db
+
+# tansu completes a group join after session.timeout.ms / 2: keep joins at 1 s in tests.
+FAST_GROUPS = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "500"}
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[EmbeddedBroker]:
+    with EmbeddedBroker() as b:
+        yield b
+
+
+@pytest.fixture
+def settings(broker: EmbeddedBroker) -> Settings:
+    return Settings(bootstrap=broker.bootstrap, kafka=dict(FAST_GROUPS), namespace=f"t{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture(scope="session")
+def schemas() -> SchemaStore:
+    return SchemaStore()
+
+
+@pytest.fixture
+def cron_db(tmp_path: Path) -> str:
+    """An empty cron database with the cron pipeline's tables."""
+    path = tmp_path / "cron.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(CRON_SCHEMA)
+    conn.close()
+    return str(path)
+
+
+@pytest.fixture
+def sample_db(tmp_path: Path) -> str:
+    """A cron database filled with the real trending sample."""
+    path = tmp_path / "sample.db"
+    build_sample_db(path)
+    return str(path)
+
+
+def add_video(path: str, video_id: str, region: str | None, snapshots: list[tuple[int, int, int, str]]) -> None:
+    """A video and its snapshots (view_count, likes, comments, fetched_at), in insertion order."""
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "INSERT INTO videos (video_id, region, title, thumbnail_url) VALUES (?, ?, ?, ?)",
+            (video_id, region, f"title {video_id}", f"https://i.ytimg.com/vi/{video_id}/default.jpg"),
+        )
+        conn.executemany(
+            "INSERT INTO video_snapshots (video_id, region, view_count, likes, comments, fetched_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [(video_id, region, *snap) for snap in snapshots],
+        )
+    conn.close()
+
+
+class Member:
+    """One consumer-group member running in a thread, as `vvv consume` runs it in a process."""
+
+    def __init__(self, group: str, settings: Settings, db_path: str, until_idle: float | None = 1.0) -> None:
+        self.conn = db.connect(db_path)
+        self.runner = GroupRunner(GROUPS[group](settings, self.conn), settings, until_idle=until_idle)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self.runner.run()
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self.conn.close()
+
+    def start(self) -> Member:
+        self.thread.start()
+        return self
+
+    def join(self, timeout: float = 60) -> Member:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "consumer did not stop"
+        if self.error:
+            raise self.error
+        return self
+
+
+def run_group(group: str, settings: Settings, db_path: str, until_idle: float = 1.0) -> GroupRunner:
+    return Member(group, settings, db_path, until_idle).start().join().runner
+
+
+def results(settings: Settings, schemas: SchemaStore) -> list[dict]:
+    return [schemas.decode(m.value(), "Result") for m in read_topic(settings, settings.results_topic)]

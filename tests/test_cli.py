@@ -1,0 +1,98 @@
+"""The `vvv` command as a user meets it: real processes, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import psutil
+from conftest import FAST_GROUPS
+
+from vvv_core.broker import free_port
+from vvv_core.kafka import read_topic
+
+VVV = [sys.executable, "-m", "vvv_core.cli"]
+
+
+def vvv(*args: str, settings=None, timeout: float = 90, **env: str) -> subprocess.CompletedProcess[str]:
+    environ = {**os.environ, **env}
+    if settings is not None:
+        environ |= {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap, "VVV_NAMESPACE": settings.namespace}
+        environ |= {f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()}
+    return subprocess.run([*VVV, *args], capture_output=True, text=True, timeout=timeout, env=environ)
+
+
+def test_no_broker_is_one_clear_line_and_non_zero(sample_db):
+    port = free_port()
+    done = vvv("consume", "scoring", "--db", sample_db, "--bootstrap", f"127.0.0.1:{port}")
+    assert done.returncode == 1
+    assert f"vvv: error: no Kafka broker reachable at 127.0.0.1:{port}" in done.stderr
+    assert "vvv broker" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_missing_and_read_only_databases_are_clear_errors(tmp_path, sample_db, settings):
+    done = vvv("consume", "scoring", "--db", str(tmp_path / "nope.db"), settings=settings)
+    assert done.returncode == 1 and "does not exist" in done.stderr and "Traceback" not in done.stderr
+    # chmod does not stop root: an immutable file is read-only for everyone
+    subprocess.run(["chattr", "+i", sample_db], check=True)
+    try:
+        done = vvv("consume", "scoring", "--db", sample_db, settings=settings, timeout=20)
+    finally:
+        subprocess.run(["chattr", "-i", sample_db], check=True)
+    assert done.returncode == 1 and "is read-only" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_bad_configuration_is_named(sample_db):
+    done = vvv("publish", "--db", sample_db, VVV_PARTITIONS="many")
+    assert done.returncode == 1 and "VVV_PARTITIONS='many' is not a number" in done.stderr
+
+
+def test_publish_then_consume_until_idle(settings, schemas, sample_db):
+    done = vvv("publish", "--db", sample_db, settings=settings)
+    assert done.returncode == 0, done.stderr
+    assert "delivered 401" in done.stdout  # 308 videos + 93 stale ones
+    assert "delivered 0" in vvv("publish", "--db", sample_db, settings=settings).stdout
+
+    done = vvv("consume", "scoring", "--db", sample_db, "--until-idle", "1", settings=settings)
+    assert done.returncode == 0, done.stderr
+    assert "stopped after 308 events" in done.stderr
+    conn = sqlite3.connect(sample_db)
+    assert conn.execute("SELECT count(virality_score) FROM videos").fetchone() == (280,)
+    assert len(read_topic(settings, settings.results_topic)) == 308
+
+
+def test_sigterm_stops_gracefully_with_exit_0(settings, sample_db):
+    process = subprocess.Popen(
+        [*VVV, "consume", "scoring", "--db", sample_db],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap, "VVV_NAMESPACE": settings.namespace},
+    )
+    time.sleep(2)
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(15) == 0
+    assert time.monotonic() - started < 10
+    assert "stopping gracefully" in process.stderr.read()
+
+
+def test_demo_runs_offline_and_leaves_nothing_behind():
+    before = {p.pid for p in psutil.process_iter()}
+    done = subprocess.run([*VVV, "demo"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout
+    assert "sample cron database" in out and "delivered 401" in out
+    for region in ("PL", "NL", "SE", "NO", "AT", "GB", "US"):
+        assert f"\n{region} " in out
+    assert "top videos:" in out and "result messages on vvv.results: scoring 308" in out
+    time.sleep(0.5)
+    leftovers = [
+        p
+        for p in psutil.process_iter(["name", "cmdline"])
+        if p.pid not in before and "tansu" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []

@@ -1,0 +1,27 @@
+"""The committable offset never passes unfinished work."""
+
+from vvv_core.runtime.offsets import PartitionOffsets
+
+
+def test_commits_up_to_the_first_unfinished_offset():
+    p = PartitionOffsets()
+    assert p.committable() is None
+    for offset in (10, 11, 12, 13):
+        p.take(offset)
+    assert p.committable() == 10
+    p.finish(12)
+    p.finish(11)
+    assert p.committable() == 10  # 10 still running
+    p.finish(10)
+    assert p.committable() == 13
+    p.committed = 13
+    assert p.committable() is None  # nothing new
+    p.finish(13)
+    assert p.committable() == 14 and p.unfinished == 0
+
+
+def test_a_new_message_clears_end_of_partition():
+    p = PartitionOffsets()
+    p.eof = True
+    p.take(0)
+    assert not p.eof

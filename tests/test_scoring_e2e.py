@@ -1,0 +1,171 @@
+"""The scoring group end to end: hook -> topic -> group -> SQLite rows and result messages."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from confluent_kafka import ConsumerGroupTopicPartitions, Producer
+from conftest import Member, add_video, results, run_group
+
+from vvv_core import kafka
+from vvv_core.hook import background_processing, publish_new
+from vvv_core.kafka import read_topic
+from vvv_core.runtime.deadletter import read_headers
+
+
+def scores(db_path: str) -> dict[str, float | None]:
+    conn = sqlite3.connect(db_path)
+    try:
+        return dict(conn.execute("SELECT video_id, virality_score FROM videos"))
+    finally:
+        conn.close()
+
+
+def committed(settings, group: str) -> dict[int, int]:
+    client = kafka.admin(settings)
+    request = ConsumerGroupTopicPartitions(settings.group_id(group))
+    answer = client.list_consumer_group_offsets([request])[settings.group_id(group)].result()
+    return {tp.partition: tp.offset for tp in answer.topic_partitions if tp.offset >= 0}
+
+
+def end_offsets(settings, topic: str) -> dict[int, int]:
+    ends: dict[int, int] = {}
+    for m in read_topic(settings, topic):
+        ends[m.partition()] = max(ends.get(m.partition(), 0), m.offset() + 1)
+    return ends
+
+
+def test_real_sample_is_scored_into_sqlite_and_results(settings, schemas, sample_db):
+    report = publish_new(sample_db, settings)
+    runner = run_group("scoring", settings, sample_db)
+
+    assert runner.processed == report.delivered - len(read_topic(settings, settings.stale_topic)) == 308
+    stored = scores(sample_db)
+    scored = {v: s for v, s in stored.items() if s is not None}
+    assert len(scored) == 280  # 40 videos with 2+ snapshots in each of 7 regions
+    out = results(settings, schemas)
+    assert len(out) == 308 and {r["group"] for r in out} == {"scoring"}
+    by_video = {r["video_id"]: r["detail"] for r in out}
+    assert sum(d["reason"] == "insufficient data" for d in by_video.values()) == 28
+    for video_id, score in scored.items():
+        assert by_video[video_id]["score"] == score and by_video[video_id]["reason"] is None
+    assert {d["region"] for d in by_video.values()} == {"PL", "NL", "SE", "NO", "AT", "GB", "US"}
+    assert committed(settings, "scoring") == end_offsets(settings, settings.videos_topic)
+
+
+def test_history_rules_on_a_real_database(settings, schemas, cron_db):
+    add_video(
+        cron_db,
+        "unknownreg1",
+        "XX",
+        [(1_000_000, 0, 0, "2026-11-28 10:00:00"), (1_024_000, 30_000, 2_000, "2026-11-28 12:00:00")],
+    )
+    add_video(cron_db, "equaltimes1", "PL", [(100, 0, 0, "2026-11-28 10:00:00"), (200, 5, 0, "2026-11-28 10:00:00")])
+    # mixed timestamp formats; the newest row was inserted first; views went down
+    add_video(
+        cron_db,
+        "viewsdown01",
+        "PL",
+        [
+            (900, 9, 0, "2026-11-28T11:00:00Z"),
+            (1_000, 0, 0, "2026-11-28 10:00:00"),
+            (5, 0, 0, "2026-11-28T09:00:00+00:00"),
+        ],
+    )
+    # same instant written two ways: the later-inserted row (higher rowid) is the newer one
+    add_video(
+        cron_db,
+        "tiebyrowid1",
+        "US",
+        [
+            (10, 0, 0, "2026-11-28 09:00:00"),
+            (100, 0, 0, "2026-11-28 12:00:00"),
+            (50, 0, 0, "2026-11-28T13:00:00+01:00"),
+        ],
+    )
+    add_video(cron_db, "onesnapshot", "SE", [(100, 0, 0, "2026-11-28 10:00:00")])
+    conn = sqlite3.connect(cron_db)
+    with conn:
+        conn.execute("UPDATE videos SET virality_score = 42.0 WHERE video_id IN ('equaltimes1', 'onesnapshot')")
+    ids = ["unknownreg1", "equaltimes1", "viewsdown01", "tiebyrowid1", "onesnapshot", "notindbatall"]
+    background_processing([{"video_id": v, "thumbnail_url": "u"} for v in ids], [], cron_db, settings)
+    run_group("scoring", settings, cron_db)
+
+    details = {r["video_id"]: r["detail"] for r in results(settings, schemas)}
+    assert details["unknownreg1"]["score"] == 66.2  # GB's baseline
+    assert details["equaltimes1"]["reason"] == "no time delta"
+    assert (details["viewsdown01"]["score"], details["viewsdown01"]["velocity"]) == (7.5, -100)
+    assert details["tiebyrowid1"]["reason"] == "no time delta" and details["tiebyrowid1"]["velocity"] == 0
+    assert details["onesnapshot"]["reason"] == details["notindbatall"]["reason"] == "insufficient data"
+    stored = scores(cron_db)
+    assert stored["equaltimes1"] == stored["onesnapshot"] == 42.0  # left unchanged
+    assert stored["unknownreg1"] == 66.2 and stored["viewsdown01"] == 7.5
+
+
+def test_old_database_without_optional_columns(settings, schemas, tmp_path):
+    path = str(tmp_path / "old.db")
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        CREATE TABLE videos (video_id TEXT PRIMARY KEY, title TEXT);
+        CREATE TABLE video_snapshots (video_id TEXT, view_count INTEGER, likes INTEGER, fetched_at TEXT);
+        INSERT INTO videos VALUES ('oldschema01', 'kept');
+        INSERT INTO video_snapshots VALUES ('oldschema01', 1000, 10, '2026-11-28 10:00:00'),
+                                           ('oldschema01', 21000, 10, '2026-11-28 11:00:00');""")
+    conn.close()
+    background_processing([{"video_id": "oldschema01", "thumbnail_url": "u"}], [], path, settings)
+    run_group("scoring", settings, path)
+    # GB baseline (no region): 20,000 views/h = 100 * .55; engagement 10/21,000 = 0.05 % / 4.5 -> 0.5
+    assert scores(path) == {"oldschema01": 55.5}
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT title FROM videos").fetchone() == ("kept",)
+
+
+def test_two_members_share_partitions_and_score_each_event_once(settings, schemas, sample_db):
+    members = [Member("scoring", settings, sample_db, until_idle=1.5).start() for _ in range(2)]
+    deadline = time.monotonic() + 20
+    while not all(m.runner.owned for m in members):
+        assert time.monotonic() < deadline, "both members should join"
+        time.sleep(0.05)
+    publish_new(sample_db, settings)
+    for m in members:
+        m.join()
+
+    assert all(m.runner.processed > 0 for m in members)
+    assert sum(m.runner.processed for m in members) == 308
+    event_ids = [r["event_id"] for r in results(settings, schemas)]
+    assert len(event_ids) == len(set(event_ids)) == 308
+    assert set(members[0].runner.owned).isdisjoint(members[1].runner.owned)
+
+
+def test_restart_resumes_from_committed_offsets(settings, schemas, sample_db):
+    first = [{"video_id": f"vid{i:08d}", "thumbnail_url": "u"} for i in range(30)]
+    background_processing(first, [], sample_db, settings)
+    assert run_group("scoring", settings, sample_db).processed == 30
+    background_processing(
+        [{"video_id": f"new{i:08d}", "thumbnail_url": "u"} for i in range(7)], [], sample_db, settings
+    )
+    assert run_group("scoring", settings, sample_db).processed == 7  # only what came since
+
+    out = results(settings, schemas)
+    assert len(out) == 37 and len({r["event_id"] for r in out}) == 37
+    assert committed(settings, "scoring") == end_offsets(settings, settings.videos_topic)
+
+
+def test_undecodable_message_goes_to_dead_letter_and_the_rest_flows(settings, schemas, sample_db):
+    background_processing([{"video_id": "J78aPJ3VyNs", "thumbnail_url": "u"}], [], sample_db, settings)
+    producer = Producer(kafka.producer_config(settings))
+    producer.produce(settings.videos_topic, b"\x00garbage", b"J78aPJ3VyNs", headers=[("trace", b"t1")])
+    producer.flush(10)
+    background_processing([{"video_id": "9nidKH8cM38", "thumbnail_url": "u"}], [], sample_db, settings)
+
+    runner = run_group("scoring", settings, sample_db)
+    assert (runner.processed, runner.dead_lettered) == (3, 1)
+    assert sorted(r["video_id"] for r in results(settings, schemas)) == ["9nidKH8cM38", "J78aPJ3VyNs"]
+    [dead] = read_topic(settings, settings.dead_letter_topic("scoring"))
+    assert (dead.key(), dead.value()) == (b"J78aPJ3VyNs", b"\x00garbage")  # untouched
+    headers = read_headers(dead.headers())
+    assert headers["error.class"] == "DecodeError" and "C3 01" in headers["error.message"]
+    assert headers["source.topic"] == settings.videos_topic and headers["group"] == "scoring"
+    assert ("trace", b"t1") in dead.headers()
+    assert committed(settings, "scoring") == end_offsets(settings, settings.videos_topic)
