@@ -56,7 +56,7 @@ class SchemaStore:
             self._add_writer(json.loads(Path(old).read_text()) if not isinstance(old, dict) else old)
 
     def _add_writer(self, schema: dict[str, Any]) -> dict[str, Any]:
-        parsed = fastavro.parse_schema(schema, _write_hint=False)
+        parsed = fastavro.parse_schema(schema)  # keeps fastavro's "already parsed" mark: no re-parse per call
         self._writers[schema_fingerprint(parsed)] = parsed
         return parsed
 

@@ -7,9 +7,9 @@ the runtime dead-letters it. Producers build records here too, so both sides agr
 
 from __future__ import annotations
 
+import os
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +30,7 @@ def now_ms() -> int:
 
 
 def new_event_id() -> str:
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()  # 128 random bits, like a uuid4, at a fifth of the cost
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,23 +120,19 @@ def stale_check_event(record: dict[str, Any]) -> StaleCheckEvent:
 
 def video_record(item: dict[str, Any]) -> dict[str, Any]:
     """The Avro record for one of the cron's new-video dicts (validated: raises InvalidEvent)."""
-    record = {
+    region = item.get("region")
+    return {
         "event_id": new_event_id(),
-        "video_id": item.get("video_id"),
+        "video_id": _video_id(item.get("video_id")),
         "created_at": now_ms(),
-        "region": item.get("region"),
-        "title": item.get("title"),
-        "thumbnail_url": item.get("thumbnail_url"),
-        "view_count": item.get("view_count"),
-        "likes": item.get("likes"),
-        "comments": item.get("comments"),
+        "region": _text("region", region.upper() if isinstance(region, str) else region, REGION),
+        "title": _text("title", item.get("title")),
+        "thumbnail_url": _text("thumbnail_url", item.get("thumbnail_url")),
+        "view_count": _count("view_count", item.get("view_count")),
+        "likes": _count("likes", item.get("likes")),
+        "comments": _count("comments", item.get("comments")),
     }
-    event = video_event(record)
-    record["region"] = event.region
-    return record
 
 
 def stale_record(video_id: Any) -> dict[str, Any]:
-    record = {"event_id": new_event_id(), "video_id": video_id, "created_at": now_ms()}
-    stale_check_event(record)
-    return record
+    return {"event_id": new_event_id(), "video_id": _video_id(video_id), "created_at": now_ms()}

@@ -42,12 +42,50 @@ class BrokerUnavailable(RuntimeError):
         )
 
 
-def _client_config(settings: Settings, defaults: Mapping[str, Any]) -> dict[str, Any]:
+# Passed-through settings that only one kind of client understands: librdkafka warns about
+# the others, so each client gets the settings meant for it (and every general one).
+CONSUMER_ONLY = (
+    "group.",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+    "auto.offset.reset",
+    "enable.auto.",
+    "auto.commit.",
+    "max.poll.interval.ms",
+    "fetch.",
+    "isolation.level",
+    "enable.partition.eof",
+    "queued.",
+    "check.crcs",
+)
+PRODUCER_ONLY = (
+    "acks",
+    "request.required.acks",
+    "linger.ms",
+    "queue.buffering.",
+    "batch.",
+    "compression.",
+    "enable.idempotence",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "retries",
+    "message.send.",
+    "max.in.flight",
+    "transactional.id",
+    "transaction.timeout.ms",
+    "partitioner",
+    "sticky.",
+)
+
+
+def _client_config(settings: Settings, defaults: Mapping[str, Any], role: str = "admin") -> dict[str, Any]:
+    foreign = {"producer": CONSUMER_ONLY, "consumer": PRODUCER_ONLY, "admin": CONSUMER_ONLY + PRODUCER_ONLY}[role]
     return {
         **defaults,
         "bootstrap.servers": settings.bootstrap,
         "logger": librdkafka_log,
-        **settings.kafka,
+        **{k: v for k, v in settings.kafka.items() if not k.startswith(foreign)},
     }
 
 
@@ -61,6 +99,7 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
             "compression.type": "lz4",
             **extra,
         },
+        "producer",
     )
 
 
@@ -79,6 +118,7 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
             "partition.assignment.strategy": "roundrobin",
             **extra,
         },
+        "consumer",
     )
 
 

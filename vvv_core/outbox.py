@@ -33,6 +33,13 @@ CREATE TABLE IF NOT EXISTS vvv_outbox (
 )"""
 
 
+# No idempotence for the hook: librdkafka's idempotent producer waits a fixed 500 ms for its
+# producer id when it starts before its broker connection is up, and a cron job is a fresh
+# process each run. One request in flight per connection keeps each video's events in order
+# through retries; a retry may repeat an event, which consumers tolerate anyway.
+HOOK_PRODUCER = {"enable.idempotence": False, "max.in.flight.requests.per.connection": 1}
+
+
 class Message(NamedTuple):
     topic: str
     key: bytes | None
@@ -55,11 +62,7 @@ class Delivery:
 
 
 class OutboxPublisher:
-    """One producer, reused across calls; rebuilt after a failure.
-
-    Rebuilding matters on the embedded broker: after it restarts, an idempotent producer
-    never recovers (tansu forgets producer ids), while a fresh one works at once.
-    """
+    """One producer, reused across calls in one process; rebuilt after a failure."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -73,7 +76,7 @@ class OutboxPublisher:
             kafka.ensure_topics(client, self.settings, topics, timeout=max(0.1, deadline - time.monotonic()))
             self._topics_ready = True
         if self._producer is None:
-            self._producer = Producer(kafka.producer_config(self.settings))
+            self._producer = Producer(kafka.producer_config(self.settings, **HOOK_PRODUCER))
         return self._producer
 
     def _send(self, messages: list[Message], deadline: float) -> Delivery:

@@ -47,6 +47,17 @@ class Score:
     def computed(self) -> bool:
         return self.reason is None
 
+    def detail(self) -> dict[str, object]:
+        """As the ``ScoreDetail`` result record (``dataclasses.asdict`` is 20x slower: it deep-copies)."""
+        return {
+            "score": self.score,
+            "label": self.label,
+            "velocity": self.velocity,
+            "engagement": self.engagement,
+            "region": self.region,
+            "reason": self.reason,
+        }
+
 
 def label(score: float) -> str:
     return "VIRAL" if score >= 85 else "TRENDING" if score >= 60 else "NORMAL"

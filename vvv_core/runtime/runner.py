@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -66,7 +67,7 @@ class GroupRunner:
         self._paused = False
         self._assigned = False
         self._last_message = time.monotonic()
-        self._delivery_error: str | None = None
+        self._in_delivery: list[_InDelivery] = []
         self._total_partitions = settings.partitions
         self.processed = 0
         self.dead_lettered = 0
@@ -100,7 +101,7 @@ class GroupRunner:
         log.info("%s: consuming %s as group %s", group.name, topic, settings.group_id(group.name))
         try:
             while not self._stopping:
-                self._accept(self._consumer.consume(settings.batch_size, POLL_TIMEOUT))
+                self._accept(self._fetch())
                 self._checkpoint()
                 self._backpressure()
                 if self._idle():
@@ -115,6 +116,13 @@ class GroupRunner:
             self._consumer.close()  # leaves the group at once, so the others take over without waiting
             self._producer.flush(5)
         log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
+
+    def _fetch(self) -> list[Message]:
+        """Up to a batch: wait for the first message only, then take what is already fetched."""
+        first = self._consumer.poll(POLL_TIMEOUT)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(self.settings.batch_size - 1, 0)]
 
     def _accept(self, messages: list[Message]) -> None:
         valid = []
@@ -133,41 +141,69 @@ class GroupRunner:
             if offsets is None:
                 continue  # from a partition revoked since it was fetched
             offsets.take(msg.offset())
-            item = Inbound(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers())
+            key, value = msg.key(), msg.value()
             try:
-                event = self.group.parse_event(self.schemas.decode(item.value, self.group.event_schema))
-                if item.key != event.video_id.encode():
-                    raise InvalidEvent(f"key {item.key!r:.40} does not match video_id {event.video_id!r}")
+                event = self.group.parse_event(self.schemas.decode(value, self.group.event_schema))
+                if key != event.video_id.encode():
+                    raise InvalidEvent(f"key {key!r:.40} does not match video_id {event.video_id!r}")
             except (DecodeError, InvalidEvent) as exc:
+                item = Inbound(msg.topic(), msg.partition(), msg.offset(), key, value, msg.headers())
                 log.warning("%s: dead-lettering %s/%d@%d: %s", self.group.name, *_where(item), exc)
                 self._rejected.append(Outcome(item, failure=Failure.of(exc)))
                 continue
-            valid.append(Inbound(*_where(item), item.key, item.value, item.headers, event))
+            valid.append(Inbound(msg.topic(), msg.partition(), msg.offset(), key, value, msg.headers(), event))
         if messages:
             self._last_message = time.monotonic()
         self._executor.submit(valid)
 
     def _checkpoint(self, sync: bool = False) -> None:
-        """Make finished work durable (SQLite, then the broker), then commit past it."""
+        """Make finished work durable (SQLite, then the broker), then commit past it.
+
+        SQLite is written at once; the batch's results and dead letters are then in flight
+        to the broker, and its offsets count as finished only when every one of them is
+        acknowledged. Meanwhile the loop goes on with the next batch. ``sync`` waits for
+        all acknowledgements and commits synchronously (revocation, shutdown).
+        """
         outcomes, self._rejected = self._rejected + self._executor.take_completed(), []
         outcomes = [o for o in outcomes if (o.inbound.topic, o.inbound.partition) in self._offsets]
         if outcomes:
             results = [o for o in outcomes if o.failure is None]
             if results:
                 db.write_with_retry(self.group.conn, self.group.store, results)
+            batch = _InDelivery(outcomes)
+            self._in_delivery.append(batch)
             for outcome in outcomes:
-                self._publish(outcome)
-            self._flush()
-            for outcome in outcomes:
-                self._offsets[(outcome.inbound.topic, outcome.inbound.partition)].finish(outcome.inbound.offset)
-            self._count(outcomes)
+                self._publish(outcome, batch.acknowledge)
+        if sync:
+            self._producer.flush(FLUSH_TIMEOUT)
+        else:
+            self._producer.poll(0)  # serves delivery callbacks
+        self._finish_delivered()
+        if sync and self._in_delivery:
+            raise ConsumerStopped(
+                f"the broker did not acknowledge {sum(b.remaining for b in self._in_delivery)} result messages "
+                f"within {FLUSH_TIMEOUT:g} s: stopping without committing them; they are processed again on restart"
+            )
         self._commit(sync)
 
-    def _publish(self, outcome: Outcome) -> None:
+    def _finish_delivered(self) -> None:
+        for batch in [b for b in self._in_delivery if b.remaining == 0]:
+            self._in_delivery.remove(batch)
+            if batch.error is not None:
+                raise ConsumerStopped(
+                    f"the broker refused result messages ({batch.error}): stopping without committing "
+                    "that batch; it is processed again on restart"
+                )
+            for outcome in batch.outcomes:
+                if offsets := self._offsets.get((outcome.inbound.topic, outcome.inbound.partition)):
+                    offsets.finish(outcome.inbound.offset)
+            self._count(batch.outcomes)
+
+    def _publish(self, outcome: Outcome, on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
         item = outcome.inbound
         if outcome.failure is not None:
             headers = dead_letter_headers(self.group.name, item, outcome.failure)
-            self._produce(self._dead_letter_topic, item.value, item.key, headers)
+            self._produce(self._dead_letter_topic, item.value, item.key, headers, on_delivery)
             return
         result = {
             "event_id": item.event.event_id,
@@ -176,28 +212,15 @@ class GroupRunner:
             "processed_at": now_ms(),
             "detail": (self._detail_type, outcome.detail),
         }
-        self._produce(self.settings.results_topic, self._encode_result(result), item.key, None)
+        self._produce(self.settings.results_topic, self._encode_result(result), item.key, None, on_delivery)
 
-    def _produce(self, topic: str, value: bytes | None, key: bytes | None, headers) -> None:
+    def _produce(self, topic: str, value: bytes | None, key: bytes | None, headers, on_delivery) -> None:
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=self._on_delivery)
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
                 return
             except BufferError:  # local queue full: let the broker catch up
                 self._producer.poll(0.1)
-
-    def _on_delivery(self, err: KafkaError | None, _msg: Message) -> None:
-        if err is not None and self._delivery_error is None:
-            self._delivery_error = err.str()
-
-    def _flush(self) -> None:
-        remaining = self._producer.flush(FLUSH_TIMEOUT)
-        if remaining or self._delivery_error:
-            error, self._delivery_error = self._delivery_error, None
-            raise ConsumerStopped(
-                f"the broker did not take {remaining or 'some'} result messages ({error or 'timed out'}): "
-                "stopping without committing, the events will be processed again"
-            )
 
     def _commit(self, sync: bool) -> None:
         positions = [(tp, off) for tp, o in self._offsets.items() if (off := o.committable()) is not None]
@@ -234,7 +257,7 @@ class GroupRunner:
             self._paused = busy
 
     def _idle(self) -> bool:
-        if self.until_idle is None or not self._assigned or self._executor.in_flight() or self._rejected:
+        if self.until_idle is None or not self._assigned or self._executor.in_flight() or self._in_delivery:
             return False
         if not all(o.eof and not o.unfinished for o in self._offsets.values()):
             return False
@@ -282,6 +305,22 @@ class GroupRunner:
         for tp in gone:
             self._offsets.pop(tp, None)
         self.group.on_assignment(len(self._offsets), self._total_partitions)
+
+
+class _InDelivery:
+    """One checkpoint's outcomes whose messages the broker has not all acknowledged yet."""
+
+    __slots__ = ("error", "outcomes", "remaining")
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        self.outcomes = outcomes
+        self.remaining = len(outcomes)
+        self.error: str | None = None
+
+    def acknowledge(self, err: KafkaError | None, _msg: Message) -> None:  # librdkafka delivery callback
+        self.remaining -= 1
+        if err is not None and self.error is None:
+            self.error = err.str()
 
 
 def _where(item: Inbound) -> tuple[str, int, int]:

@@ -1,0 +1,197 @@
+"""Benchmark of the hook and the scoring group on the embedded broker. Run by hand:
+
+    .venv/bin/python bench/scoring.py [--events 100000] [--latency-samples 300] [--profile]
+
+Prints: hook publish cost (10,000 events, cold and warm), scoring throughput end to end
+(events/s from topic to committed SQLite writes, one consumer process, peak RSS), and the
+latency from one hook call to the score in SQLite on an idle system (p50/p99).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import os
+import pstats
+import random
+import re
+import resource
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from consumers.scoring import ScoringGroup
+from vvv_core import db
+from vvv_core.broker import EmbeddedBroker
+from vvv_core.config import Settings
+from vvv_core.hook import background_processing
+from vvv_core.runtime import GroupRunner
+from vvv_core.sample import CRON_SCHEMA
+
+REGIONS = ("PL", "NL", "SE", "NO", "AT", "GB", "US")
+FAST_GROUPS = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "500"}
+
+
+def make_db(path: str, videos: int) -> None:
+    """A cron database with 3 snapshots per video and, like the cron's, no index on snapshots."""
+    rng = random.Random(7)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(CRON_SCHEMA)
+    with conn:
+        conn.executemany(
+            "INSERT INTO videos (video_id, region, title, thumbnail_url) VALUES (?, ?, ?, ?)",
+            (
+                (f"v{i:010d}", REGIONS[i % 7], f"video {i}", f"https://i.ytimg.com/vi/{i}/default.jpg")
+                for i in range(videos)
+            ),
+        )
+        rows = []
+        for i in range(videos):
+            views = rng.randint(1_000, 5_000_000)
+            for hour in range(3):
+                views += rng.randint(0, 200_000)
+                rows.append(
+                    (
+                        f"v{i:010d}",
+                        REGIONS[i % 7],
+                        views,
+                        views // 30,
+                        views // 300,
+                        f"2026-11-28 {10 + hour:02d}:00:00",
+                    )
+                )
+        conn.executemany("INSERT INTO video_snapshots VALUES (?, ?, ?, ?, ?, ?)", rows)
+    conn.close()
+
+
+def items(start: int, n: int) -> list[dict]:
+    return [
+        {"video_id": f"v{i:010d}", "thumbnail_url": f"https://i.ytimg.com/vi/{i}/default.jpg", "region": REGIONS[i % 7]}
+        for i in range(start, start + n)
+    ]
+
+
+def bench_hook(settings: Settings, db_path: str) -> None:
+    batch = items(0, 10_000)
+    runs = []
+    for _ in range(6):
+        started = time.perf_counter()
+        report = background_processing(batch, [], db_path, settings)
+        runs.append(time.perf_counter() - started)
+        assert report.ok and report.delivered == 10_000, report
+    warm = sorted(runs[1:])
+    print(
+        f"hook: 10,000 events: cold (first call: connect, topics) {runs[0] * 1e3:.0f} ms; "
+        f"warm median {statistics.median(warm) * 1e3:.0f} ms, best {warm[0] * 1e3:.0f} ms"
+    )
+
+
+def bench_throughput(settings: Settings, db_path: str, events: int) -> None:
+    for start in range(0, events, 10_000):
+        background_processing(items(start, min(10_000, events - start)), [], db_path, settings)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap,
+        "VVV_NAMESPACE": settings.namespace,
+        **{f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vvv_core.cli", "consume", "scoring", "--db", db_path, "--until-idle", "1"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assigned = idle = None
+    for line in process.stderr:
+        if assigned is None and "assigned" in line:
+            assigned = time.perf_counter()
+        if "idle for" in line:
+            idle = time.perf_counter()
+        if match := re.search(r"stopped after (\d+) events", line):
+            processed = int(match.group(1))
+    process.wait()
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    busy = idle - assigned - 1.0  # the last second was the idle wait
+    print(
+        f"scoring: {processed:,} events in {busy:.2f} s = {processed / busy:,.0f} events/s end to end "
+        f"(one consumer process, first assignment to last commit); peak RSS {peak_mb:.0f} MB"
+    )
+
+
+def bench_latency(settings: Settings, db_path: str, samples: int) -> None:
+    conn = db.connect(db_path)
+    runner = GroupRunner(ScoringGroup(settings, conn), settings)
+    thread = threading.Thread(target=runner.run, daemon=True)
+    thread.start()
+    while not runner.owned:
+        time.sleep(0.01)
+    time.sleep(1.0)
+    reader = sqlite3.connect(db_path)
+    latencies = []
+    for i in range(samples):
+        video_id = f"lat{i:08d}"
+        with reader:
+            reader.execute("INSERT INTO videos (video_id, region) VALUES (?, 'PL')", (video_id,))
+            reader.executemany(
+                "INSERT INTO video_snapshots VALUES (?, 'PL', ?, 10, 1, ?)",
+                [(video_id, 100, "2026-11-28 10:00:00"), (video_id, 5000, "2026-11-28 11:00:00")],
+            )
+        started = time.perf_counter()
+        background_processing([{"video_id": video_id, "thumbnail_url": "u"}], [], db_path, settings)
+        while reader.execute("SELECT virality_score FROM videos WHERE video_id = ?", (video_id,)).fetchone()[0] is None:
+            time.sleep(0.0002)
+        latencies.append(time.perf_counter() - started)
+        time.sleep(0.01)
+    runner.stop()
+    thread.join()
+    conn.close()
+    q = statistics.quantiles(latencies, n=100)
+    print(
+        f"latency hook call -> score in SQLite ({samples} single events, idle system): "
+        f"p50 {q[49] * 1e3:.1f} ms, p99 {q[98] * 1e3:.1f} ms, max {max(latencies) * 1e3:.1f} ms"
+    )
+
+
+def profile_consumer(settings: Settings, db_path: str, events: int) -> None:
+    for start in range(0, events, 10_000):
+        background_processing(items(start, min(10_000, events - start)), [], db_path, settings)
+    conn = db.connect(db_path)
+    runner = GroupRunner(ScoringGroup(settings, conn), settings, until_idle=1.0)
+    profile = cProfile.Profile()
+    profile.runcall(runner.run)
+    print("profile of the consumer (cumulative, top 25):")
+    pstats.Stats(profile).sort_stats("tottime").print_stats(25)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--profile", action="store_true", help="profile the consumer in-process instead")
+    args = parser.parse_args()
+    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+        db_path = str(Path(tmp) / "cron.db")
+        make_db(db_path, args.events)
+        print(f"cron database: {args.events:,} videos, {3 * args.events:,} snapshots, no index on snapshots")
+        if args.profile:
+            profile_consumer(
+                Settings(bootstrap=broker.bootstrap, kafka=FAST_GROUPS, namespace="prof"), db_path, args.events
+            )
+            return
+        bench_hook(Settings(bootstrap=broker.bootstrap, namespace="hook"), db_path)
+        bench_throughput(
+            Settings(bootstrap=broker.bootstrap, kafka=FAST_GROUPS, namespace="tput"), db_path, args.events
+        )
+        bench_latency(
+            Settings(bootstrap=broker.bootstrap, kafka=FAST_GROUPS, namespace="lat"), db_path, args.latency_samples
+        )
+
+
+if __name__ == "__main__":
+    main()
