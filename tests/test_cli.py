@@ -96,3 +96,28 @@ def test_demo_runs_offline_and_leaves_nothing_behind():
         if p.pid not in before and "tansu" in " ".join(p.info["cmdline"] or [])
     ]
     assert leftovers == []
+
+
+def test_broker_command_creates_the_topics_and_stops_on_ctrl_c():
+    port = free_port()
+    process = subprocess.Popen(
+        [*VVV, "broker", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "VVV_NAMESPACE": "brk"},
+    )
+    try:
+        assert f"on 127.0.0.1:{port}" in process.stdout.readline()
+        from vvv_core.config import Settings
+        from vvv_core.kafka import admin
+
+        topics = admin(Settings(bootstrap=f"127.0.0.1:{port}")).list_topics(timeout=5).topics
+        assert {"brk.videos", "brk.stale", "brk.results", "brk.scoring.dlq"} <= set(topics)
+        assert all(len(topics[t].partitions) == 6 for t in ("brk.videos", "brk.stale", "brk.results"))
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(10) == 0
+    assert not any(
+        "tansu" in " ".join(p.info["cmdline"] or []) and str(port) in " ".join(p.info["cmdline"] or [])
+        for p in psutil.process_iter(["cmdline"])
+    )
