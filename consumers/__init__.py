@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from consumers.scoring import ScoringGroup
+from consumers.thumbnails import ThumbnailGroup
 from vvv_core.runtime import ConsumerGroup
 
-GROUPS: dict[str, type[ConsumerGroup]] = {group.name: group for group in (ScoringGroup,)}
+GROUPS: dict[str, type[ConsumerGroup]] = {group.name: group for group in (ScoringGroup, ThumbnailGroup)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -88,7 +89,8 @@ def test_demo_runs_offline_and_leaves_nothing_behind():
     assert "sample cron database" in out and "delivered 401" in out
     for region in ("PL", "NL", "SE", "NO", "AT", "GB", "US"):
         assert f"\n{region} " in out
-    assert "top videos:" in out and "result messages on vvv.results: scoring 308" in out
+    assert "top videos:" in out and "result messages on vvv.results: scoring 308, thumbnails 308" in out
+    assert re.search(r"thumbnails: (valid|broken|placeholder) \d+, ", out)
     time.sleep(0.5)
     leftovers = [
         p

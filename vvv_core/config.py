@@ -11,6 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
+DEFAULT_THUMBNAIL_HOSTS = (
+    "i.ytimg.com",
+    "img.youtube.com",
+    "i1.ytimg.com",
+    "i2.ytimg.com",
+    "i3.ytimg.com",
+    "i4.ytimg.com",
+    "i9.ytimg.com",
+)
 
 
 class ConfigError(ValueError):
@@ -61,15 +70,7 @@ class Settings:
     dlq_max_ratio: float = 0.5  # dead-lettered share of recent events that stops a consumer
     stale_hours: float = 48.0
     # thumbnails
-    thumbnail_hosts: tuple[str, ...] = (
-        "i.ytimg.com",
-        "img.youtube.com",
-        "i1.ytimg.com",
-        "i2.ytimg.com",
-        "i3.ytimg.com",
-        "i4.ytimg.com",
-        "i9.ytimg.com",
-    )
+    thumbnail_hosts: tuple[str, ...] = DEFAULT_THUMBNAIL_HOSTS  # VVV_THUMBNAIL_HOSTS replaces it
     thumbnail_timeout: float = 8.0
     thumbnail_attempts: int = 3
     thumbnail_retry_delay: float = 30.0

@@ -21,6 +21,7 @@ from vvv_core.domain.scoring import label
 from vvv_core.hook import publish_new
 from vvv_core.runtime import GroupRunner
 from vvv_core.sample import build_sample_db
+from vvv_core.standins import LocalServer, demo_thumbnails
 
 log = logging.getLogger(__name__)
 REGIONS = ("PL", "NL", "SE", "NO", "AT", "GB", "US")
@@ -49,12 +50,19 @@ def _run_groups(settings: Settings, db_path: str, until_idle: float) -> dict[str
     return errors
 
 
+def _table_counts(conn: sqlite3.Connection, table: str) -> list[tuple[str, int]]:
+    if not db.columns(conn, table):
+        return []
+    return conn.execute(f"SELECT status, count(*) FROM {table} GROUP BY status ORDER BY count(*) DESC").fetchall()
+
+
 def _summary(db_path: str, settings: Settings) -> str:
     conn = sqlite3.connect(db_path)
     try:
         rows = conn.execute(
             "SELECT region, video_id, title, virality_score FROM videos ORDER BY virality_score DESC"
         ).fetchall()
+        thumbs = _table_counts(conn, "thumbnail_checks")
     finally:
         conn.close()
     results = Counter()
@@ -75,6 +83,8 @@ def _summary(db_path: str, settings: Settings) -> str:
             f"{labels['VIRAL']:>7}{labels['TRENDING']:>10}{labels['NORMAL']:>8}"
         )
     lines.append("")
+    lines.append("thumbnails: " + (", ".join(f"{status} {n}" for status, n in thumbs) or "none checked"))
+    lines.append("")
     lines.append("top videos:")
     for region, video_id, title, score in [r for r in rows if r[3] is not None][:10]:
         lines.append(f"  {score:5.1f} {label(score):<8} {region} {video_id}  {(title or '')[:60]}")
@@ -85,11 +95,18 @@ def run_demo(settings: Settings, *, db_path: str | None = None, until_idle: floa
     started = time.monotonic()
     with ExitStack() as stack:
         broker = stack.enter_context(EmbeddedBroker())
-        settings = replace(settings, bootstrap=broker.bootstrap)
-        print(f"1. embedded broker on {broker.bootstrap}", flush=True)
+        thumbnails = stack.enter_context(LocalServer(demo_thumbnails(), latency=0.02))
+        settings = replace(
+            settings,
+            bootstrap=broker.bootstrap,
+            thumbnail_hosts=(*settings.thumbnail_hosts, "127.0.0.1"),  # the stand-in thumbnail host
+            thumbnail_retry_delay=1.0,  # a demo should not wait 30 s for a retry
+        )
+        print(f"1. embedded broker on {broker.bootstrap}; stand-in thumbnail host {thumbnails.base_url}", flush=True)
         if db_path is None:
             db_path = str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vvv-demo-"))) / "cron.db")
-            print(f"2. sample cron database {db_path}: {build_sample_db(db_path)} videos in 7 regions", flush=True)
+            videos = build_sample_db(db_path, thumbnail_base=thumbnails.base_url)
+            print(f"2. sample cron database {db_path}: {videos} videos in 7 regions", flush=True)
         else:
             print(f"2. cron database {db_path}", flush=True)
         report = publish_new(db_path, settings)
