@@ -89,7 +89,9 @@ def test_demo_runs_offline_and_leaves_nothing_behind():
     assert "sample cron database" in out and "delivered 401" in out
     for region in ("PL", "NL", "SE", "NO", "AT", "GB", "US"):
         assert f"\n{region} " in out
-    assert "top videos:" in out and "result messages on vvv.results: scoring 308, thumbnails 308" in out
+    assert "top videos:" in out and "result messages on vvv.results: liveness 93, scoring 308, thumbnails 308" in out
+    checked = re.search(r"stale videos checked: (.*)", out).group(1)
+    assert all(re.search(rf"{status} \d+", checked) for status in ("alive", "deleted", "private"))
     assert re.search(r"thumbnails: (valid|broken|placeholder) \d+, ", out)
     time.sleep(0.5)
     leftovers = [

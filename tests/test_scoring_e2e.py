@@ -122,7 +122,7 @@ def test_old_database_without_optional_columns(settings, schemas, tmp_path):
 
 
 def test_two_members_share_partitions_and_score_each_event_once(settings, schemas, sample_db):
-    members = [Member("scoring", settings, sample_db, until_idle=1.5).start() for _ in range(2)]
+    members = [Member("scoring", settings, sample_db, until_idle=3.0).start() for _ in range(2)]  # outlasts the joins
     deadline = time.monotonic() + 20
     while not all(m.runner.owned for m in members):
         assert time.monotonic() < deadline, "both members should join"

@@ -21,10 +21,11 @@ from vvv_core.domain.scoring import label
 from vvv_core.hook import publish_new
 from vvv_core.runtime import GroupRunner
 from vvv_core.sample import build_sample_db
-from vvv_core.standins import LocalServer, demo_thumbnails
+from vvv_core.standins import LocalServer, demo_oembed, demo_thumbnails
 
 log = logging.getLogger(__name__)
 REGIONS = ("PL", "NL", "SE", "NO", "AT", "GB", "US")
+DEMO_LIVENESS_RATE = 1200  # per minute, against the local stand-in; YouTube's real endpoint gets 20
 
 
 def _run_groups(settings: Settings, db_path: str, until_idle: float) -> dict[str, BaseException | None]:
@@ -63,6 +64,7 @@ def _summary(db_path: str, settings: Settings) -> str:
             "SELECT region, video_id, title, virality_score FROM videos ORDER BY virality_score DESC"
         ).fetchall()
         thumbs = _table_counts(conn, "thumbnail_checks")
+        liveness = _table_counts(conn, "video_liveness")
     finally:
         conn.close()
     results = Counter()
@@ -84,6 +86,7 @@ def _summary(db_path: str, settings: Settings) -> str:
         )
     lines.append("")
     lines.append("thumbnails: " + (", ".join(f"{status} {n}" for status, n in thumbs) or "none checked"))
+    lines.append("stale videos checked: " + (", ".join(f"{status} {n}" for status, n in liveness) or "none"))
     lines.append("")
     lines.append("top videos:")
     for region, video_id, title, score in [r for r in rows if r[3] is not None][:10]:
@@ -96,13 +99,21 @@ def run_demo(settings: Settings, *, db_path: str | None = None, until_idle: floa
     with ExitStack() as stack:
         broker = stack.enter_context(EmbeddedBroker())
         thumbnails = stack.enter_context(LocalServer(demo_thumbnails(), latency=0.02))
+        oembed = stack.enter_context(LocalServer(demo_oembed(), latency=0.02))
         settings = replace(
             settings,
             bootstrap=broker.bootstrap,
             thumbnail_hosts=(*settings.thumbnail_hosts, "127.0.0.1"),  # the stand-in thumbnail host
+            oembed_url=f"{oembed.base_url}/oembed",
+            liveness_rate=DEMO_LIVENESS_RATE,
             thumbnail_retry_delay=1.0,  # a demo should not wait 30 s for a retry
+            liveness_retry_delay=1.0,
         )
-        print(f"1. embedded broker on {broker.bootstrap}; stand-in thumbnail host {thumbnails.base_url}", flush=True)
+        print(
+            f"1. embedded broker on {broker.bootstrap}; stand-ins for YouTube: thumbnails {thumbnails.base_url},"
+            f" oEmbed {oembed.base_url} (liveness limit raised to {DEMO_LIVENESS_RATE}/min for them)",
+            flush=True,
+        )
         if db_path is None:
             db_path = str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vvv-demo-"))) / "cron.db")
             videos = build_sample_db(db_path, thumbnail_base=thumbnails.base_url)

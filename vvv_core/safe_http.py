@@ -81,25 +81,36 @@ class Fetched:
     over_limit: int | None = None  # the cap, when the body was larger
 
 
-class Fetcher:
-    """GET with the policy applied at every hop; one pooled session per worker thread."""
+class ThreadSessions:
+    """One pooled ``requests.Session`` per worker thread: keep-alive without sharing a session."""
 
-    def __init__(self, policy: UrlPolicy, *, timeout: float, max_bytes: int, pool_size: int = 4) -> None:
-        self.policy = policy
-        self.timeout = timeout
-        self.max_bytes = max_bytes
+    def __init__(self, pool_size: int = 4, trust_env: bool = False, max_redirects: int = MAX_REDIRECTS) -> None:
         self.pool_size = pool_size
+        self.trust_env = trust_env
+        self.max_redirects = max_redirects
         self._local = threading.local()
 
-    def _session(self) -> requests.Session:
+    def __call__(self) -> requests.Session:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
-            session.trust_env = False  # no proxies or .netrc from the environment for untrusted URLs
+            session.trust_env = self.trust_env
+            session.max_redirects = self.max_redirects
             adapter = HTTPAdapter(pool_connections=self.pool_size, pool_maxsize=self.pool_size, max_retries=0)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
         return session
+
+
+class Fetcher:
+    """GET with the policy applied at every hop; one pooled session per worker thread."""
+
+    def __init__(self, policy: UrlPolicy, *, timeout: float, max_bytes: int) -> None:
+        self.policy = policy
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        # no proxies or .netrc from the environment for untrusted URLs
+        self._session = ThreadSessions(trust_env=False)
 
     def get(self, url: str) -> Fetched:
         deadline = time.monotonic() + self.timeout

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from vvv_core.runtime.model import Checked, Failure, Inbound, Outcome
+from vvv_core.runtime.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,10 @@ class ConcurrentExecutor:
 
     A transient verdict is retried after ``retry_delay`` seconds, up to ``attempts`` in all,
     without holding up other events: the retry waits in a timer heap, not in a thread.
-    ``before_attempt`` runs in the worker before every attempt (a rate limiter's acquire).
-    An attempt that runs past ``time_limit`` seconds is abandoned: it counts as a transient
-    failure, and its thread's late answer is ignored.
+    With a ``limiter``, every attempt (retries included) at an event that is ``limited`` first
+    waits for a slot, in the worker.
+    An attempt that runs past ``time_limit`` seconds (waiting for a slot does not count) is
+    abandoned: it counts as a transient failure, and its thread's late answer is ignored.
     """
 
     def __init__(
@@ -80,7 +82,8 @@ class ConcurrentExecutor:
         retry_delay: float,
         time_limit: float,
         on_give_up: Callable[[Any, str, int], dict[str, Any]],
-        before_attempt: Callable[[], None] | None = None,
+        limiter: RateLimiter | None = None,
+        limited: Callable[[Any], bool] = lambda _event: True,
         name: str = "worker",
     ) -> None:
         self._check = check
@@ -88,11 +91,13 @@ class ConcurrentExecutor:
         self._retry_delay = retry_delay
         self._time_limit = time_limit
         self._on_give_up = on_give_up
-        self._before_attempt = before_attempt
+        self._limiter = limiter
+        self._limited = limited
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=name)
         self._tickets = itertools.count()
-        self._live: dict[int, tuple[Inbound, int, float]] = {}  # ticket -> (item, attempt, started)
-        self._waiting: list[tuple[float, int, Inbound, int]] = []  # (due, ticket, item, attempt) heap
+        self._live: dict[int, tuple[Inbound, int]] = {}  # ticket -> (item, attempt): queued, waiting or running
+        self._started: dict[int, float] = {}  # ticket -> when its check began (written by workers)
+        self._waiting: list[tuple[float, int, Inbound, int]] = []  # retries: (due, ticket, item, attempt) heap
         self._finished: queue.SimpleQueue[tuple[int, Checked | BaseException]] = queue.SimpleQueue()
         self._closed = threading.Event()
 
@@ -101,15 +106,16 @@ class ConcurrentExecutor:
             self._start(next(self._tickets), item, 1)
 
     def _start(self, ticket: int, item: Inbound, attempt: int) -> None:
-        self._live[ticket] = (item, attempt, time.monotonic())
+        self._live[ticket] = (item, attempt)
         self._pool.submit(self._run, ticket, item.event, attempt)
 
     def _run(self, ticket: int, event: Any, attempt: int) -> None:
-        if self._closed.is_set():
+        if self._limiter is not None and self._limited(event) and not self._limiter.acquire(self._closed):
             return
+        if self._closed.is_set() or ticket not in self._live:  # stopped, or its partition was revoked
+            return
+        self._started[ticket] = time.monotonic()
         try:
-            if self._before_attempt is not None:
-                self._before_attempt()
             self._finished.put((ticket, self._check(event, attempt)))
         except BaseException as exc:
             self._finished.put((ticket, exc))
@@ -122,18 +128,19 @@ class ConcurrentExecutor:
                 ticket, answer = self._finished.get_nowait()
             except queue.Empty:
                 break
+            self._started.pop(ticket, None)
             entry = self._live.pop(ticket, None)
             if entry is not None:  # else abandoned or forgotten: a late answer
-                self._conclude(entry[0], entry[1], answer, completed, now)
-        for ticket, (item, attempt, started) in list(self._live.items()):
-            if started and now - started > self._time_limit:
-                del self._live[ticket]
+                self._conclude(*entry, answer, completed, now)
+        for ticket, started in list(self._started.items()):
+            if now - started > self._time_limit and ticket in self._live:
+                del self._started[ticket]
+                item, attempt = self._live.pop(ticket)
                 reason = f"time limit of {self._time_limit:g} s exceeded"
                 log.warning("abandoned %s/%d@%d: %s", item.topic, item.partition, item.offset, reason)
                 self._conclude(item, attempt, TimeoutError(reason), completed, now)
         while self._waiting and self._waiting[0][0] <= now:
             _due, ticket, item, attempt = heapq.heappop(self._waiting)
-            self._live.pop(ticket)
             self._start(ticket, item, attempt)
         return completed
 
@@ -150,7 +157,7 @@ class ConcurrentExecutor:
             return
         if attempt < self._attempts:
             ticket = next(self._tickets)
-            self._live[ticket] = (item, attempt + 1, 0.0)  # 0.0: waiting, not running
+            self._live[ticket] = (item, attempt + 1)
             heapq.heappush(self._waiting, (now + self._retry_delay, ticket, item, attempt + 1))
         elif isinstance(answer, Checked):
             out.append(Outcome(item, detail=answer.detail))
@@ -158,17 +165,18 @@ class ConcurrentExecutor:
             out.append(Outcome(item, detail=self._on_give_up(item.event, transient_reason, attempt)))
 
     def in_flight(self) -> int:
-        """Events not finished yet, waiting retries included."""
+        """Events not finished yet: queued, waiting for a retry or a rate-limit slot, or running."""
         return len(self._live)
 
     def running(self) -> int:
-        """Attempts under way in a worker now (waiting retries excluded)."""
-        return sum(1 for _item, _attempt, started in self._live.values() if started)
+        """Checks under way in a worker now."""
+        return len(self._started)
 
     def forget(self, partitions: set[Partition]) -> None:
-        for ticket, (item, _a, _s) in list(self._live.items()):
+        for ticket, (item, _attempt) in list(self._live.items()):
             if (item.topic, item.partition) in partitions:
                 del self._live[ticket]
+                self._started.pop(ticket, None)
         self._waiting = [w for w in self._waiting if w[1] in self._live]
         heapq.heapify(self._waiting)
 

@@ -42,5 +42,9 @@ class ConsumerGroup(ABC):
     def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
         """Write the outcomes that carry a detail (never a failure) to SQLite."""
 
-    def on_assignment(self, owned: int, total: int) -> None:  # noqa: B027 - optional hook
-        """Called after every rebalance with this member's share of the input partitions."""
+    def max_in_flight(self) -> int:
+        """Unfinished events this member holds before it pauses fetching."""
+        return self.settings.max_in_flight
+
+    def on_assignment(self, owned: list[int], total: int) -> None:  # noqa: B027 - optional hook
+        """Called after every rebalance with the input partitions this member owns, of ``total``."""

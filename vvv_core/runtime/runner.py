@@ -250,10 +250,16 @@ class GroupRunner:
             )
 
     def _backpressure(self) -> None:
-        busy = self._executor.in_flight() >= self.settings.max_in_flight
+        busy = self._executor.in_flight() >= self.group.max_in_flight()
         if busy != self._paused and not (busy and not self._offsets):
             assignment = self._consumer.assignment()
-            (self._consumer.pause if busy else self._consumer.resume)(assignment)
+            if busy:
+                self._consumer.pause(assignment)
+                for offsets in self._offsets.values():
+                    offsets.eof = False  # unknown while paused: the fetch after resuming tells again
+            else:
+                self._consumer.resume(assignment)
+                self._last_message = time.monotonic()
             self._paused = busy
 
     def _idle(self) -> bool:
@@ -284,9 +290,11 @@ class GroupRunner:
         for tp in partitions:
             self._offsets[(tp.topic, tp.partition)] = PartitionOffsets()
         self._assigned = True
-        self._paused = False
+        # librdkafka keeps a partition's pause flag through revoke and re-assign: a partition paused
+        # for backpressure may come back paused. Counting as paused makes the loop resume them all.
+        self._paused = True
         self._last_message = time.monotonic()
-        self.group.on_assignment(len(self._offsets), self._total_partitions)
+        self.group.on_assignment(sorted(p for _t, p in self._offsets), self._total_partitions)
         log.info("%s: assigned %s", self.group.name, _names(partitions))
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -304,7 +312,9 @@ class GroupRunner:
         self._executor.forget(gone)
         for tp in gone:
             self._offsets.pop(tp, None)
-        self.group.on_assignment(len(self._offsets), self._total_partitions)
+        # With nothing left, a rebalance is under way: not idle, but waiting for the next assignment.
+        self._assigned = bool(self._offsets)
+        self.group.on_assignment(sorted(p for _t, p in self._offsets), self._total_partitions)
 
 
 class _InDelivery:
