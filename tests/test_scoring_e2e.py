@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 
-from confluent_kafka import ConsumerGroupTopicPartitions, Producer
+from confluent_kafka import Producer
 from conftest import Member, add_video, results, run_group
 
 from vvv_core import kafka
@@ -23,10 +23,7 @@ def scores(db_path: str) -> dict[str, float | None]:
 
 
 def committed(settings, group: str) -> dict[int, int]:
-    client = kafka.admin(settings)
-    request = ConsumerGroupTopicPartitions(settings.group_id(group))
-    answer = client.list_consumer_group_offsets([request])[settings.group_id(group)].result()
-    return {tp.partition: tp.offset for tp in answer.topic_partitions if tp.offset >= 0}
+    return kafka.committed_offsets(settings, settings.group_id(group), settings.videos_topic)
 
 
 def end_offsets(settings, topic: str) -> dict[int, int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -58,9 +59,7 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     broker = EmbeddedBroker(args.port).start()
     settings = replace(settings, bootstrap=broker.bootstrap)
     topics = [settings.videos_topic, settings.stale_topic, settings.results_topic]
-    kafka.ensure_topics(
-        kafka.check_broker(settings), settings, topics + [settings.dead_letter_topic(g) for g in GROUPS]
-    )
+    kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
     print(f"embedded Kafka-compatible broker (tansu) on {broker.bootstrap}; memory only: data is lost when it stops")
     print(f"topics: {', '.join(topics)} ({settings.partitions} partitions each). Ctrl-C to stop.", flush=True)
     done = threading.Event()
@@ -100,6 +99,48 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         conn.close()
     return 0
+
+
+def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
+    from vvv_core.runtime.deadletter import list_dead_letters
+
+    kafka.check_broker(settings)
+    letters = list_dead_letters(settings, args.group)
+    if args.json:
+        for d in letters:
+            print(
+                json.dumps(
+                    {
+                        "partition": d.partition,
+                        "offset": d.offset,
+                        "key": _text(d.key),
+                        "value_bytes": len(d.value or b""),
+                        **d.why,
+                    }
+                )
+            )
+        return 0
+    print(f"{len(letters)} dead letters in {settings.dead_letter_topic(args.group)}")
+    for d in letters:
+        why = d.why
+        print(
+            f"  {why.get('failed.at', '?')}  {why.get('source.topic')}[{why.get('source.partition')}]"
+            f"@{why.get('source.offset')}  key={_text(d.key)!r:.40}  {why.get('error.class')}: "
+            f"{why.get('error.message', '')[:120]}"
+        )
+    return 0
+
+
+def cmd_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from vvv_core.runtime.deadletter import replay
+
+    kafka.check_broker(settings)
+    print(f"replayed {replay(settings, args.group)} dead letters of {args.group} to their source topics")
+    return 0
+
+
+def _text(data: bytes | None) -> str | None:
+    return None if data is None else data.decode("utf-8", errors="replace")
 
 
 def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
@@ -161,6 +202,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 once everything is consumed and nothing new arrived for SECONDS",
     )
     p.set_defaults(func=cmd_consume)
+
+    p = sub_parser("dlq", help="dead letters: events a group could not process")
+    dlq = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    q = dlq.add_parser("list", help="show a group's dead letters and why", parents=[common])
+    q.add_argument("group", choices=sorted(GROUPS))
+    q.add_argument("--json", action="store_true", help="one JSON object per line")
+    q.set_defaults(func=cmd_dlq_list)
+    q = dlq.add_parser("replay", help="send dead letters back to their topic for another try", parents=[common])
+    q.add_argument("group", choices=sorted(GROUPS))
+    q.set_defaults(func=cmd_dlq_replay)
 
     p = sub_parser("sample", help="build a sample cron database from real trending data")
     p.add_argument("--db", required=True)

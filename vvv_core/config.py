@@ -68,6 +68,7 @@ class Settings:
     time_limit: float = 120.0  # seconds one attempt at one event may run before it is abandoned
     max_in_flight: int = 10_000  # unfinished events per process before fetching pauses
     dlq_max_ratio: float = 0.5  # dead-lettered share of recent events that stops a consumer
+    max_message_bytes: int = 16 * 1024 * 1024  # the largest dead letter kept whole (topic and producer limit)
     stale_hours: float = 48.0
     # thumbnails
     thumbnail_hosts: tuple[str, ...] = DEFAULT_THUMBNAIL_HOSTS  # VVV_THUMBNAIL_HOSTS replaces it
@@ -128,6 +129,7 @@ class Settings:
             time_limit=_env_float(env, "VVV_TIME_LIMIT", d["time_limit"].default),
             max_in_flight=_env_int(env, "VVV_MAX_IN_FLIGHT", d["max_in_flight"].default),
             dlq_max_ratio=_env_float(env, "VVV_DLQ_MAX_RATIO", d["dlq_max_ratio"].default),
+            max_message_bytes=_env_int(env, "VVV_MAX_MESSAGE_BYTES", d["max_message_bytes"].default),
             stale_hours=_env_float(env, "VVV_STALE_HOURS", d["stale_hours"].default),
             thumbnail_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip())
             if hosts

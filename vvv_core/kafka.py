@@ -136,13 +136,24 @@ def check_broker(settings: Settings, timeout: float = 5.0) -> AdminClient:
     return client
 
 
-def ensure_topics(client: AdminClient, settings: Settings, topics: Iterable[str], timeout: float = 10.0) -> None:
-    """Create missing topics with the configured partition count; existing ones are left alone.
+def ensure_topics(
+    client: AdminClient,
+    settings: Settings,
+    topics: Iterable[str],
+    timeout: float = 10.0,
+    config: Mapping[str, str] | None = None,
+) -> None:
+    """Create missing topics with the configured partition count (and topic ``config``); leave existing ones.
 
     Partition counts are final: tansu cannot add partitions later, and on Apache Kafka adding
     them would move keys, breaking each video's ordering.
     """
-    wanted = [NewTopic(t, settings.partitions, settings.replication_factor) for t in dict.fromkeys(topics)]
+    wanted = [
+        NewTopic(t, settings.partitions, settings.replication_factor, config=dict(config or {}))
+        for t in dict.fromkeys(topics)
+    ]
+    if not wanted:
+        return
     for topic, future in client.create_topics(wanted, request_timeout=timeout).items():
         try:
             future.result(timeout)
@@ -187,5 +198,37 @@ def read_topic(settings: Settings, topic: str, timeout: float = 10.0) -> list[Me
                 else:
                     raise KafkaException(msg.error())
         return records
+    finally:
+        consumer.close()
+
+
+def ensure_project_topics(
+    client: AdminClient, settings: Settings, groups: Iterable[str], timeout: float = 10.0
+) -> None:
+    """The event and results topics, and the dead-letter topics of ``groups``, created if missing.
+
+    Dead-letter topics take records as large as any the project keeps whole.
+    """
+    ensure_topics(client, settings, [settings.videos_topic, settings.stale_topic, settings.results_topic], timeout)
+    ensure_topics(
+        client,
+        settings,
+        [settings.dead_letter_topic(g) for g in groups],
+        timeout,
+        config={"max.message.bytes": str(settings.max_message_bytes)},
+    )
+
+
+def committed_offsets(settings: Settings, group_id: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """The group's committed offset per partition of ``topic`` (partitions never committed left out).
+
+    Asked through a consumer's OffsetFetch for named partitions: tansu never answers the admin
+    API's "all partitions of the group" form when some partitions were never committed.
+    """
+    consumer = Consumer(_client_config(settings, {"group.id": group_id, "enable.auto.commit": False}, "consumer"))
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        answer = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
+        return {tp.partition: tp.offset for tp in answer if tp.offset >= 0}
     finally:
         consumer.close()

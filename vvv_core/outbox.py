@@ -72,8 +72,7 @@ class OutboxPublisher:
     def _ensure_ready(self, deadline: float) -> Producer:
         if not self._topics_ready:
             client = kafka.check_broker(self.settings, timeout=max(0.1, deadline - time.monotonic()))
-            topics = (self.settings.videos_topic, self.settings.stale_topic, self.settings.results_topic)
-            kafka.ensure_topics(client, self.settings, topics, timeout=max(0.1, deadline - time.monotonic()))
+            kafka.ensure_project_topics(client, self.settings, [], timeout=max(0.1, deadline - time.monotonic()))
             self._topics_ready = True
         if self._producer is None:
             self._producer = Producer(kafka.producer_config(self.settings, **HOOK_PRODUCER))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -26,7 +26,7 @@ from vvv_core import db, kafka
 from vvv_core.avro import DecodeError, SchemaStore
 from vvv_core.config import Settings
 from vvv_core.events import InvalidEvent, now_ms
-from vvv_core.runtime.deadletter import dead_letter_headers
+from vvv_core.runtime.deadletter import HEADER_PREFIX, dead_letter_headers
 from vvv_core.runtime.group import ConsumerGroup
 from vvv_core.runtime.model import Failure, Inbound, Outcome
 from vvv_core.runtime.offsets import PartitionOffsets
@@ -92,10 +92,10 @@ class GroupRunner:
         group.prepare()
         topic = group.input_topic()
         client = kafka.check_broker(settings)
-        kafka.ensure_topics(client, settings, [topic, settings.results_topic, self._dead_letter_topic])
+        kafka.ensure_project_topics(client, settings, [group.name])
         self._total_partitions = len(client.list_topics(topic, timeout=10).topics[topic].partitions)
         self._executor = group.executor()
-        self._producer = Producer(kafka.producer_config(settings, **{"message.timeout.ms": int(FLUSH_TIMEOUT * 1000)}))
+        self._producer = self._new_producer()
         self._consumer = Consumer(kafka.consumer_config(settings, group.name))
         self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         log.info("%s: consuming %s as group %s", group.name, topic, settings.group_id(group.name))
@@ -116,6 +116,17 @@ class GroupRunner:
             self._consumer.close()  # leaves the group at once, so the others take over without waiting
             self._producer.flush(5)
         log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
+
+    def _new_producer(self) -> Producer:
+        return Producer(
+            kafka.producer_config(
+                self.settings,
+                **{
+                    "message.timeout.ms": int(FLUSH_TIMEOUT * 1000),
+                    "message.max.bytes": self.settings.max_message_bytes + 64 * 1024,  # room for headers
+                },
+            )
+        )
 
     def _fetch(self) -> list[Message]:
         """Up to a batch: wait for the first message only, then take what is already fetched."""
@@ -148,9 +159,12 @@ class GroupRunner:
                     raise InvalidEvent(f"key {key!r:.40} does not match video_id {event.video_id!r}")
             except (DecodeError, InvalidEvent) as exc:
                 item = Inbound(msg.topic(), msg.partition(), msg.offset(), key, value, msg.headers())
+                self._judge_dead_letter_rate([True])  # raises before this one is published or committed
                 log.warning("%s: dead-lettering %s/%d@%d: %s", self.group.name, *_where(item), exc)
                 self._rejected.append(Outcome(item, failure=Failure.of(exc)))
                 continue
+            self._judge_dead_letter_rate([False])
+
             valid.append(Inbound(msg.topic(), msg.partition(), msg.offset(), key, value, msg.headers(), event))
         if messages:
             self._last_message = time.monotonic()
@@ -203,7 +217,12 @@ class GroupRunner:
         item = outcome.inbound
         if outcome.failure is not None:
             headers = dead_letter_headers(self.group.name, item, outcome.failure)
-            self._produce(self._dead_letter_topic, item.value, item.key, headers, on_delivery)
+            value = item.value
+            if value is not None and len(value) > self.settings.max_message_bytes:
+                # Too large to keep whole: the original stays on the source topic, named in the headers.
+                headers.append((f"{HEADER_PREFIX}value.omitted", str(len(value)).encode()))
+                value = None
+            self._produce(self._dead_letter_topic, value, item.key, headers, on_delivery)
             return
         result = {
             "event_id": item.event.event_id,
@@ -237,12 +256,18 @@ class GroupRunner:
             self._offsets[tp].committed = off
 
     def _count(self, outcomes: list[Outcome]) -> None:
-        dead = sum(o.failure is not None for o in outcomes)
         self.processed += len(outcomes)
-        self.dead_lettered += dead
-        self._recent_dead.extend(o.failure is not None for o in outcomes)
+        self.dead_lettered += sum(o.failure is not None for o in outcomes)
+        # Failures found by the work itself; bad input was noted as it arrived (_accept).
+        self._judge_dead_letter_rate(o.failure is not None and o.inbound.event is not None for o in outcomes)
+
+    def _judge_dead_letter_rate(self, dead: Iterable[bool]) -> None:
+        """Stop, before publishing them, when too many recent events are dead letters."""
+        self._recent_dead.extend(dead)
+        if len(self._recent_dead) < DLQ_MIN_SAMPLE:
+            return
         ratio = sum(self._recent_dead) / len(self._recent_dead)
-        if len(self._recent_dead) >= DLQ_MIN_SAMPLE and ratio > self.settings.dlq_max_ratio:
+        if ratio > self.settings.dlq_max_ratio:
             raise ConsumerStopped(
                 f"{ratio:.0%} of the last {len(self._recent_dead)} events were dead-lettered "
                 f"(limit VVV_DLQ_MAX_RATIO={self.settings.dlq_max_ratio:g}): is a producer writing the wrong "
