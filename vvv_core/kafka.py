@@ -97,6 +97,7 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
             "acks": "all",
             "linger.ms": 5,
             "compression.type": "lz4",
+            "allow.auto.create.topics": False,  # see ensure_topics: the project creates its topics
             **extra,
         },
         "producer",
@@ -116,6 +117,8 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
             "session.timeout.ms": 6000,
             "heartbeat.interval.ms": 1500,
             "partition.assignment.strategy": "roundrobin",
+            "allow.auto.create.topics": False,
+            "topic.metadata.refresh.interval.ms": 10_000,  # a recreated topic is noticed within 10 s
             **extra,
         },
         "consumer",
@@ -146,7 +149,10 @@ def ensure_topics(
     """Create missing topics with the configured partition count (and topic ``config``); leave existing ones.
 
     Partition counts are final: tansu cannot add partitions later, and on Apache Kafka adding
-    them would move keys, breaking each video's ordering.
+    them would move keys, breaking each video's ordering. So no client asks the broker to
+    auto-create a topic (``allow.auto.create.topics=false``): a broker would give it its own
+    default count (tansu: 4; Apache Kafka: ``num.partitions``), e.g. after tansu restarts empty.
+
     """
     wanted = [
         NewTopic(t, settings.partitions, settings.replication_factor, config=dict(config or {}))

@@ -144,6 +144,7 @@ class OutboxPublisher:
         )
 
     def close(self) -> None:
+        self._topics_ready = False  # after a failure, check again: the broker may have restarted empty
         if self._producer is not None:
             self._producer.purge(in_queue=True, in_flight=True)
             self._producer.flush(0)

@@ -34,7 +34,9 @@ from vvv_core.runtime.offsets import PartitionOffsets
 log = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 0.1  # seconds; also how often retries and time limits are looked at
-FLUSH_TIMEOUT = 30.0  # seconds the broker may take to acknowledge a checkpoint's messages
+FLUSH_TIMEOUT = 10.0  # seconds the broker may take to acknowledge a checkpoint's messages
+DELIVERY_ATTEMPTS = 5  # a batch whose messages the broker refused is sent again, by a new producer
+TOPIC_CHECK_INTERVAL = 5.0  # seconds between attempts to recreate a vanished input topic
 RESULT_NAMESPACE = "com.viralvidvault.results"
 DLQ_MIN_SAMPLE = 100  # events seen before the dead-letter rate can stop the consumer
 
@@ -68,6 +70,9 @@ class GroupRunner:
         self._assigned = False
         self._last_message = time.monotonic()
         self._in_delivery: list[_InDelivery] = []
+        self._topics_checked = 0.0
+        self._resubscribe = False
+
         self._total_partitions = settings.partitions
         self.processed = 0
         self.dead_lettered = 0
@@ -93,14 +98,17 @@ class GroupRunner:
         topic = group.input_topic()
         client = kafka.check_broker(settings)
         kafka.ensure_project_topics(client, settings, [group.name])
-        self._total_partitions = len(client.list_topics(topic, timeout=10).topics[topic].partitions)
+
         self._executor = group.executor()
         self._producer = self._new_producer()
-        self._consumer = Consumer(kafka.consumer_config(settings, group.name))
-        self._consumer.subscribe([topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
+        self._consumer: Consumer | None = None
+
+        self._subscribe()
         log.info("%s: consuming %s as group %s", group.name, topic, settings.group_id(group.name))
         try:
             while not self._stopping:
+                if self._resubscribe:
+                    self._subscribe()
                 self._accept(self._fetch())
                 self._checkpoint()
                 self._backpressure()
@@ -116,6 +124,21 @@ class GroupRunner:
             self._consumer.close()  # leaves the group at once, so the others take over without waiting
             self._producer.flush(5)
         log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
+
+    def _subscribe(self) -> None:
+        """Join the group with a new consumer, also after the input topic was recreated.
+
+        A new consumer, because librdkafka's assignor keeps treating a topic it once saw missing
+        as missing, even after a metadata refresh (seen with tansu restarted empty).
+        """
+        self._resubscribe = False
+        if getattr(self, "_consumer", None) is not None:
+            log.warning("%s: joining the group again with a new consumer", self.group.name)
+            self._consumer.close()
+        self._consumer = Consumer(kafka.consumer_config(self.settings, self.group.name))
+        self._consumer.subscribe(
+            [self.group.input_topic()], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
 
     def _new_producer(self) -> Producer:
         return Producer(
@@ -145,6 +168,8 @@ class GroupRunner:
                         offsets.eof = True
                 elif err.fatal():
                     raise KafkaException(err)
+                elif err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+                    self._recreate_topics(err.str())
                 else:
                     log.warning("%s: consumer error: %s", self.group.name, err.str())
                 continue
@@ -204,14 +229,54 @@ class GroupRunner:
         for batch in [b for b in self._in_delivery if b.remaining == 0]:
             self._in_delivery.remove(batch)
             if batch.error is not None:
-                raise ConsumerStopped(
-                    f"the broker refused result messages ({batch.error}): stopping without committing "
-                    "that batch; it is processed again on restart"
-                )
+                self._deliver_again(batch)  # replaces every batch in flight
+                return
+
             for outcome in batch.outcomes:
                 if offsets := self._offsets.get((outcome.inbound.topic, outcome.inbound.partition)):
                     offsets.finish(outcome.inbound.offset)
             self._count(batch.outcomes)
+
+    def _deliver_again(self, failed: _InDelivery) -> None:
+        """After a refused batch, send everything still in flight again with a new producer.
+
+        SQLite effects are already durable; a repeated result is harmless. A new producer,
+        because an idempotent one never recovers once the broker has forgotten its producer id
+        (tansu after a restart) or fenced it. The old producer's late callbacks update batches
+        no longer watched.
+        """
+        if failed.attempt >= DELIVERY_ATTEMPTS:
+            raise ConsumerStopped(
+                f"the broker refused result messages {failed.attempt} times ({failed.error}): stopping without "
+                "committing them; they are processed again on restart"
+            )
+        self._recreate_topics(f"result messages refused ({failed.error})")  # perhaps the topics are gone
+        pending = [failed, *self._in_delivery]
+        log.warning(
+            "%s: the broker refused result messages (%s): sending %d again with a new producer",
+            self.group.name,
+            failed.error,
+            sum(len(b.outcomes) for b in pending),
+        )
+        old, self._producer, self._in_delivery = self._producer, self._new_producer(), []
+        old.purge(in_queue=True, in_flight=True)
+        old.poll(0)
+        for batch in pending:
+            retry = _InDelivery(batch.outcomes, failed.attempt + 1)
+            self._in_delivery.append(retry)
+            for outcome in batch.outcomes:
+                self._publish(outcome, retry.acknowledge)
+
+    def _recreate_topics(self, why: str) -> None:
+        """A topic is gone (tansu restarted with empty storage, or someone deleted it): make it again."""
+        if time.monotonic() - self._topics_checked < TOPIC_CHECK_INTERVAL:
+            return
+        self._topics_checked = time.monotonic()
+        log.warning("%s: %s: creating any missing topic of the project again", self.group.name, why)
+        try:
+            kafka.ensure_project_topics(kafka.admin(self.settings), self.settings, [self.group.name])
+        except KafkaException as exc:
+            log.warning("%s: could not create the topics yet: %s", self.group.name, exc.args[0].str())
 
     def _publish(self, outcome: Outcome, on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
         item = outcome.inbound
@@ -311,7 +376,8 @@ class GroupRunner:
 
     # -- rebalancing ------------------------------------------------------------------------
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+
         for tp in partitions:
             self._offsets[(tp.topic, tp.partition)] = PartitionOffsets()
         self._assigned = True
@@ -319,12 +385,35 @@ class GroupRunner:
         # for backpressure may come back paused. Counting as paused makes the loop resume them all.
         self._paused = True
         self._last_message = time.monotonic()
+        self._count_partitions(consumer)
         self.group.on_assignment(sorted(p for _t, p in self._offsets), self._total_partitions)
         log.info("%s: assigned %s", self.group.name, _names(partitions))
 
+    def _count_partitions(self, consumer: Consumer) -> None:
+        """The input topic's partition count, which the group's rate-limit shares divide."""
+        topic = self.group.input_topic()
+        self._total_partitions = len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        if self._total_partitions == 0:
+            self._recreate_topics(f"{topic} does not exist")
+            self._resubscribe = True
+
+        elif self._total_partitions != self.settings.partitions:
+            log.warning(
+                "%s: %s has %d partitions, not the configured %d: created by the broker itself (tansu does so "
+                "when it restarts empty and a client writes)? Each video's events stay in order from here on",
+                self.group.name,
+                topic,
+                self._total_partitions,
+                self.settings.partitions,
+            )
+
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if not self._broken:
-            self._checkpoint(sync=True)  # finished work is committed; unfinished work is the next owner's
+            try:
+                self._checkpoint(sync=True)  # finished work is committed; unfinished work is the next owner's
+            except ConsumerStopped as exc:  # e.g. the broker is away: the next owner redoes what is uncommitted
+                log.warning("%s: could not commit before giving up partitions: %s", self.group.name, exc)
+                self._in_delivery.clear()
         self._release(partitions)
         log.info("%s: revoked %s", self.group.name, _names(partitions))
 
@@ -345,11 +434,12 @@ class GroupRunner:
 class _InDelivery:
     """One checkpoint's outcomes whose messages the broker has not all acknowledged yet."""
 
-    __slots__ = ("error", "outcomes", "remaining")
+    __slots__ = ("attempt", "error", "outcomes", "remaining")
 
-    def __init__(self, outcomes: list[Outcome]) -> None:
+    def __init__(self, outcomes: list[Outcome], attempt: int = 1) -> None:
         self.outcomes = outcomes
         self.remaining = len(outcomes)
+        self.attempt = attempt
         self.error: str | None = None
 
     def acknowledge(self, err: KafkaError | None, _msg: Message) -> None:  # librdkafka delivery callback
