@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from dataclasses import replace
 
 from confluent_kafka import Producer
 from conftest import Member, add_video, results, run_group
@@ -166,3 +167,17 @@ def test_undecodable_message_goes_to_dead_letter_and_the_rest_flows(settings, sc
     assert headers["source.topic"] == settings.videos_topic and headers["group"] == "scoring"
     assert ("trace", b"t1") in dead.headers()
     assert committed(settings, "scoring") == end_offsets(settings, settings.videos_topic)
+
+
+def test_exactly_once_mode_commits_results_and_offsets_in_one_transaction(settings, schemas, sample_db):
+    eos = replace(settings, exactly_once=True)
+    publish_new(sample_db, eos)
+    bad = Producer(kafka.producer_config(eos))
+    bad.produce(eos.videos_topic, b"garbage", b"J78aPJ3VyNs")
+    bad.flush(10)
+    runner = run_group("scoring", eos, sample_db)
+    assert (runner.processed, runner.dead_lettered) == (309, 1)
+    out = results(eos, schemas)  # read_committed, the default isolation level
+    assert len(out) == len({r["event_id"] for r in out}) == 308
+    assert len(read_topic(eos, eos.dead_letter_topic("scoring"))) == 1
+    assert committed(eos, "scoring") == end_offsets(eos, eos.videos_topic)

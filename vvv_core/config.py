@@ -69,6 +69,7 @@ class Settings:
     max_in_flight: int = 10_000  # unfinished events per process before fetching pauses
     dlq_max_ratio: float = 0.5  # dead-lettered share of recent events that stops a consumer
     max_message_bytes: int = 16 * 1024 * 1024  # the largest dead letter kept whole (topic and producer limit)
+    exactly_once: bool = False  # results, dead letters and offsets in one Kafka transaction per batch
     stale_hours: float = 48.0
     # thumbnails
     thumbnail_hosts: tuple[str, ...] = DEFAULT_THUMBNAIL_HOSTS  # VVV_THUMBNAIL_HOSTS replaces it
@@ -130,6 +131,7 @@ class Settings:
             max_in_flight=_env_int(env, "VVV_MAX_IN_FLIGHT", d["max_in_flight"].default),
             dlq_max_ratio=_env_float(env, "VVV_DLQ_MAX_RATIO", d["dlq_max_ratio"].default),
             max_message_bytes=_env_int(env, "VVV_MAX_MESSAGE_BYTES", d["max_message_bytes"].default),
+            exactly_once=env.get("VVV_EXACTLY_ONCE", "").lower() in ("1", "true", "yes", "on"),
             stale_hours=_env_float(env, "VVV_STALE_HOURS", d["stale_hours"].default),
             thumbnail_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip())
             if hosts

@@ -15,8 +15,10 @@ id, so a repeat changes nothing a reader cannot recognise.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 
@@ -141,15 +143,18 @@ class GroupRunner:
         )
 
     def _new_producer(self) -> Producer:
-        return Producer(
-            kafka.producer_config(
-                self.settings,
-                **{
-                    "message.timeout.ms": int(FLUSH_TIMEOUT * 1000),
-                    "message.max.bytes": self.settings.max_message_bytes + 64 * 1024,  # room for headers
-                },
-            )
-        )
+        settings = self.settings
+        extra = {
+            "message.timeout.ms": int(FLUSH_TIMEOUT * 1000),
+            "message.max.bytes": settings.max_message_bytes + 64 * 1024,
+        }  # room for headers
+        if not settings.exactly_once:
+            return Producer(kafka.producer_config(settings, **extra))
+        # One transactional id per member: zombies are fenced by the group's generation (KIP-447).
+        extra["transactional.id"] = f"{settings.group_id(self.group.name)}-{uuid.uuid4().hex[:12]}"
+        producer = Producer(kafka.producer_config(settings, **extra))
+        producer.init_transactions(FLUSH_TIMEOUT)
+        return producer
 
     def _fetch(self) -> list[Message]:
         """Up to a batch: wait for the first message only, then take what is already fetched."""
@@ -209,6 +214,9 @@ class GroupRunner:
             results = [o for o in outcomes if o.failure is None]
             if results:
                 db.write_with_retry(self.group.conn, self.group.store, results)
+            if self.settings.exactly_once:
+                self._commit_in_transaction(outcomes)
+                return
             batch = _InDelivery(outcomes)
             self._in_delivery.append(batch)
             for outcome in outcomes:
@@ -236,6 +244,43 @@ class GroupRunner:
                 if offsets := self._offsets.get((outcome.inbound.topic, outcome.inbound.partition)):
                     offsets.finish(outcome.inbound.offset)
             self._count(batch.outcomes)
+
+    def _commit_in_transaction(self, outcomes: list[Outcome]) -> None:
+        """Exactly-once for the results topic: results, dead letters and offsets in one transaction.
+
+        Readers with ``isolation.level=read_committed`` see each result once. SQLite is written
+        before the transaction; a transaction that fails is redone, and the SQLite upserts with it.
+        """
+        failed: list[str] = []
+
+        def on_delivery(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                failed.append(err.str())
+
+        self._producer.begin_transaction()
+        for outcome in outcomes:
+            self._publish(outcome, on_delivery)
+        for outcome in outcomes:
+            self._offsets[(outcome.inbound.topic, outcome.inbound.partition)].finish(outcome.inbound.offset)
+        positions = [(tp, off) for tp, o in self._offsets.items() if (off := o.committable()) is not None]
+        try:
+            self._producer.send_offsets_to_transaction(
+                [TopicPartition(t, p, off) for (t, p), off in positions],
+                self._consumer.consumer_group_metadata(),
+                FLUSH_TIMEOUT,
+            )
+            self._producer.commit_transaction(FLUSH_TIMEOUT)
+            if failed:
+                raise KafkaException(KafkaError(KafkaError._FAIL, failed[0]))
+        except KafkaException as exc:
+            with contextlib.suppress(KafkaException):
+                self._producer.abort_transaction(FLUSH_TIMEOUT)
+            raise ConsumerStopped(
+                f"transaction failed ({exc.args[0].str()}): stopping; the batch is processed again on restart"
+            ) from None
+        for tp, off in positions:
+            self._offsets[tp].committed = off
+        self._count(outcomes)
 
     def _deliver_again(self, failed: _InDelivery) -> None:
         """After a refused batch, send everything still in flight again with a new producer.
