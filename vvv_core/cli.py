@@ -11,15 +11,17 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from vvv_core import db, kafka
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import DEFAULT_BOOTSTRAP, ConfigError, Settings
+from vvv_core.replay import GroupActive
 from vvv_core.runtime import ConsumerStopped, GroupRunner
 
 log = logging.getLogger("vvv")
 
-CLEAN_ERRORS = (kafka.BrokerUnavailable, db.DatabaseError, ConsumerStopped, ConfigError, FileNotFoundError)
+CLEAN_ERRORS = (kafka.BrokerUnavailable, db.DatabaseError, ConsumerStopped, ConfigError, FileNotFoundError, GroupActive)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -143,6 +145,36 @@ def _text(data: bytes | None) -> str | None:
     return None if data is None else data.decode("utf-8", errors="replace")
 
 
+def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from vvv_core import status
+
+    groups = status.group_status(settings)
+    summary = status.database_summary(args.db) if args.db else None
+    print(json.dumps(status.as_json(groups, summary), indent=2) if args.json else status.render(groups, summary))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
+    from vvv_core.replay import replay
+
+    since = None
+    if not args.from_beginning:
+        try:
+            since = datetime.fromisoformat(args.since)
+        except ValueError:
+            raise ConfigError(f"--from {args.since!r}: expected an ISO time, e.g. 2026-11-29T06:00:00Z") from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=UTC)
+    moved = replay(settings, args.group, since)
+    for partition, (old, new) in moved.items():
+        print(f"  partition {partition}: {'none' if old is None else old} -> {new}")
+    print(
+        f"group {settings.group_id(args.group)} will process from "
+        f"{'the beginning' if since is None else since.isoformat()} when it starts again"
+    )
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.sample import build_sample_db
 
@@ -212,6 +244,18 @@ def build_parser() -> argparse.ArgumentParser:
     q = dlq.add_parser("replay", help="send dead letters back to their topic for another try", parents=[common])
     q.add_argument("group", choices=sorted(GROUPS))
     q.set_defaults(func=cmd_dlq_replay)
+
+    p = sub_parser("status", help="lag, dead letters and results of every consumer group")
+    p.add_argument("--db", help="also summarise the results in this cron database")
+    p.add_argument("--json", action="store_true", help="for scripts")
+    p.set_defaults(func=cmd_status)
+
+    p = sub_parser("replay", help="process a stopped group's history again, from a time or the beginning")
+    p.add_argument("group", choices=sorted(GROUPS))
+    when = p.add_mutually_exclusive_group(required=True)
+    when.add_argument("--from", dest="since", metavar="TIMESTAMP", help="ISO time, e.g. 2026-11-29T06:00:00Z")
+    when.add_argument("--from-beginning", action="store_true")
+    p.set_defaults(func=cmd_replay)
 
     p = sub_parser("sample", help="build a sample cron database from real trending data")
     p.add_argument("--db", required=True)

@@ -18,6 +18,7 @@ Workarounds for the embedded broker (tansu 0.6, see DEVELOPERS.md) live here and
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -169,7 +170,9 @@ def ensure_topics(
                 raise
 
 
-def read_topic(settings: Settings, topic: str, timeout: float = 10.0) -> list[Message]:
+def read_topic(
+    settings: Settings, topic: str, timeout: float = 10.0, start: Mapping[int, int] | None = None
+) -> list[Message]:
     """Every record now on ``topic``, partition by partition, read without a consumer group.
 
     The end of each partition is taken from partition-EOF events (the high watermark a fetch
@@ -190,7 +193,9 @@ def read_topic(settings: Settings, topic: str, timeout: float = 10.0) -> list[Me
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
         if metadata.error is not None:
             raise KafkaException(metadata.error)
-        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
+        start = start or {}
+        consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING)) for p in metadata.partitions])
+
         pending, records = set(metadata.partitions), []
         deadline = time.monotonic() + timeout
         while pending:
@@ -238,3 +243,60 @@ def committed_offsets(settings: Settings, group_id: str, topic: str, timeout: fl
         return {tp.partition: tp.offset for tp in answer if tp.offset >= 0}
     finally:
         consumer.close()
+
+
+def watermarks(
+    settings: Settings, topic: str, start: Mapping[int, int] | None = None, timeout: float = 10.0
+) -> dict[int, tuple[int, int]]:
+    """(low, high) watermark per partition of ``topic``, as a fetch from ``start`` (or the beginning) reports them.
+
+    tansu answers ListOffsets "latest" wrongly (``get_watermark_offsets(cached=False)``), but
+    every fetch response carries the right high watermark: fetch once, then read the cache.
+    A partition that gave none within ``timeout`` is left out, never guessed.
+    """
+    consumer = Consumer(
+        _client_config(
+            settings,
+            {
+                "group.id": "vvv-watermarks",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,
+                "max.partition.fetch.bytes": 65536,
+            },
+            "consumer",
+        )
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        start = start or {}
+        consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING)) for p in partitions])
+        found: dict[int, tuple[int, int]] = {}
+        deadline = time.monotonic() + timeout
+        while len(found) < len(partitions) and time.monotonic() < deadline:
+            consumer.consume(500, 0.05)
+            for p in set(partitions) - set(found):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+                if high >= 0:
+                    found[p] = (max(low, 0), high)
+        return found
+    finally:
+        consumer.close()
+
+
+def group_members(settings: Settings, group_ids: list[str], timeout: float = 2.0) -> dict[str, list[str] | None]:
+    """The members of each group, as ``client_id@host``; None where the broker did not say in time.
+
+    tansu never reports members and answers DescribeGroups only when the request times out:
+    hence one request for all groups and one short deadline.
+    """
+    futures = admin(settings).describe_consumer_groups(group_ids, request_timeout=timeout)
+    concurrent.futures.wait(futures.values(), timeout + 0.5)
+    members: dict[str, list[str] | None] = {}
+    for group_id, future in futures.items():
+        if not future.done() or future.exception() is not None:
+            members[group_id] = None
+            continue
+        members[group_id] = [f"{m.client_id}@{m.host}" for m in future.result().members] or None
+
+    return members

@@ -1,0 +1,82 @@
+"""Operating it: status with lag, replay by time, from the command line against the real broker."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+from conftest import FAST_GROUPS, results, run_group
+
+from vvv_core.hook import background_processing, publish_new
+
+
+def vvv(settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap,
+        "VVV_NAMESPACE": settings.namespace,
+        **{f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()},
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "vvv_core.cli", *args], capture_output=True, text=True, timeout=90, env=env
+    )
+
+
+def test_status_shows_lag_before_and_none_after(settings, sample_db):
+    publish_new(sample_db, settings)  # 308 video events, 93 stale checks, nobody consuming yet
+    before = json.loads(vvv(settings, "status", "--json").stdout)
+    groups = {g["group"]: g for g in before["groups"]}
+    assert groups["scoring"]["total_lag"] == groups["thumbnails"]["total_lag"] == 308
+    assert groups["liveness"]["total_lag"] == 93
+    assert all(p["committed"] is None for p in groups["scoring"]["partitions"])
+    assert sum(p["end"] for p in groups["scoring"]["partitions"]) == 308
+
+    run_group("scoring", settings, sample_db)
+    done = vvv(settings, "status", "--db", sample_db)
+    assert done.returncode == 0, done.stderr
+    scoring_line = next(line for line in done.stdout.splitlines() if line.startswith("scoring"))
+    assert scoring_line.split()[2] == "0" and "none yet" not in scoring_line  # no lag, a last result
+    assert "thumbnails" in done.stdout and "labels per region: AT " in done.stdout
+    after = json.loads(vvv(settings, "status", "--json", "--db", sample_db).stdout)
+    groups = {g["group"]: g for g in after["groups"]}
+    assert groups["scoring"]["total_lag"] == 0 and groups["thumbnails"]["total_lag"] == 308
+    assert sum(sum(c.values()) for c in after["database"]["labels_per_region"].values()) == 280
+
+
+def test_status_without_a_broker_is_one_clear_line(settings):
+    done = vvv(settings, "status", "--bootstrap", "127.0.0.1:1")
+    assert done.returncode == 1 and done.stderr.startswith("vvv: error: no Kafka broker reachable")
+
+
+def test_replay_from_the_beginning_and_from_a_time(settings, schemas, sample_db):
+    background_processing([{"video_id": "J78aPJ3VyNs", "thumbnail_url": "u"}] * 10, [], sample_db, settings)
+    time.sleep(1.2)
+    middle = datetime.now(UTC)
+    time.sleep(0.2)
+    background_processing([{"video_id": "9nidKH8cM38", "thumbnail_url": "u"}] * 5, [], sample_db, settings)
+    assert run_group("scoring", settings, sample_db).processed == 15
+
+    done = vvv(settings, "replay", "scoring", "--from-beginning")
+    assert done.returncode == 0, done.stderr
+    assert "will process from the beginning" in done.stdout
+    conn = sqlite3.connect(sample_db)
+    with conn:
+        conn.execute("UPDATE videos SET virality_score = NULL")  # as after a formula change
+    assert run_group("scoring", settings, sample_db).processed == 15  # everything again
+    assert conn.execute("SELECT count(virality_score) FROM videos").fetchone() == (2,)
+
+    done = vvv(settings, "replay", "scoring", "--from", middle.isoformat())
+    assert done.returncode == 0, done.stderr
+    runner = run_group("scoring", settings, sample_db)
+    assert runner.processed == 5  # only what came after the time
+    assert len(results(settings, schemas)) == 35
+
+
+def test_replay_refuses_a_bad_time(settings):
+    done = vvv(settings, "replay", "scoring", "--from", "last tuesday")
+    assert done.returncode == 1 and "expected an ISO time" in done.stderr
