@@ -74,6 +74,20 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
+    from consumers import GROUPS
+
+    kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
+    names = [
+        settings.videos_topic,
+        settings.stale_topic,
+        settings.results_topic,
+        *(settings.dead_letter_topic(g) for g in GROUPS),
+    ]
+    print(f"topics ready on {settings.bootstrap}: {', '.join(names)}")
+    return 0
+
+
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.hook import publish_new
 
@@ -214,7 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=9092)
     p.set_defaults(func=cmd_broker)
 
+    p = sub_parser("topics", help="create the project's topics where missing (idempotent)")
+    p.set_defaults(func=cmd_topics)
+
     p = sub_parser("publish", help="publish new and stale videos from the cron database (the hook's CLI)")
+
     p.add_argument("--db", required=True)
     p.set_defaults(func=cmd_publish)
 

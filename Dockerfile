@@ -1,0 +1,13 @@
+# One image for every consumer group and the topic set-up: `docker compose` picks the command.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY vvv_core ./vvv_core
+COPY consumers ./consumers
+COPY schemas ./schemas
+RUN pip install --no-cache-dir . && useradd --uid 10001 --no-create-home vvv
+# The package is installed into site-packages; its Avro schemas stay here.
+ENV VVV_SCHEMA_DIR=/app/schemas PYTHONUNBUFFERED=1
+USER vvv
+ENTRYPOINT ["vvv"]
+CMD ["--help"]

@@ -1,0 +1,102 @@
+"""Liveness group: which stale videos were deleted or went private, under a group-wide rate limit."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+import requests
+
+from vvv_core import events
+from vvv_core.domain.liveness import LivenessVerdict, failed, invalid_id, judge, oembed_url
+from vvv_core.events import StaleCheckEvent
+from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerGroup, Outcome
+from vvv_core.runtime.ratelimit import RateLimiter
+from vvv_core.safe_http import ThreadSessions
+
+MAX_REDIRECTS = 5
+DDL = """
+CREATE TABLE IF NOT EXISTS video_liveness (
+    video_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('alive', 'deleted', 'private', 'unknown')),
+    http_status INTEGER,
+    reason TEXT,
+    checked_at TEXT NOT NULL,
+    dead_since TEXT  -- when it was first seen deleted or private; cleared when it comes back
+)"""
+# An `unknown` answer (the network failed, or the id was impossible) never replaces what was
+# known: a video is never marked dead, nor alive, because a request failed.
+UPSERT = """
+INSERT INTO video_liveness (video_id, status, http_status, reason, checked_at, dead_since)
+VALUES (:video_id, :status, :http_status, :reason, :checked_at,
+        CASE WHEN :status IN ('deleted', 'private') THEN :checked_at END)
+ON CONFLICT (video_id) DO UPDATE SET
+    status = excluded.status, http_status = excluded.http_status, reason = excluded.reason,
+    checked_at = excluded.checked_at,
+    dead_since = CASE WHEN excluded.status = 'alive' THEN NULL
+                      ELSE coalesce(video_liveness.dead_since, excluded.dead_since) END
+WHERE excluded.status != 'unknown' OR video_liveness.status = 'unknown'"""
+
+
+class LivenessGroup(ConsumerGroup):
+    name = "liveness"
+    event_schema = "StaleCheckEvent"
+    detail_schema = "LivenessDetail"
+    parse_event = staticmethod(events.stale_check_event)
+
+    def input_topic(self) -> str:
+        return self.settings.stale_topic
+
+    def prepare(self) -> None:
+        self.conn.execute(DDL)
+        self.limiter = RateLimiter(self.settings.liveness_rate)
+        # The endpoint is the operator's, not an event's: proxies from the environment apply.
+        self._sessions = ThreadSessions(trust_env=True, max_redirects=MAX_REDIRECTS)
+
+    def max_in_flight(self) -> int:
+        return 4 * self.settings.liveness_concurrency  # at 20 requests a minute, fetch only a little ahead
+
+    def on_assignment(self, owned: list[int], total: int) -> None:
+        self.limiter.set_partitions(owned, total)
+
+    def executor(self) -> ConcurrentExecutor:
+        s = self.settings
+        return ConcurrentExecutor(
+            self.check,
+            concurrency=s.liveness_concurrency,
+            attempts=s.liveness_attempts,
+            retry_delay=s.liveness_retry_delay,
+            time_limit=s.time_limit,
+            limiter=self.limiter,
+            limited=lambda event: invalid_id(event.video_id) is None,
+            on_give_up=lambda _event, reason, attempts: failed(reason).detail(attempts),
+            name="liveness",
+        )
+
+    def check(self, event: StaleCheckEvent, attempt: int) -> Checked:
+        verdict = self.verdict(event.video_id)
+        return Checked(verdict.detail(attempt), transient=verdict.transient)
+
+    def verdict(self, video_id: str) -> LivenessVerdict:
+        """HEAD the oEmbed endpoint; an impossible id is answered without a request (or a rate-limit slot)."""
+        if (rejected := invalid_id(video_id)) is not None:
+            return rejected
+        try:
+            response = self._sessions().head(
+                oembed_url(self.settings.oembed_url, video_id),
+                allow_redirects=True,
+                timeout=self.settings.liveness_timeout,
+            )
+        except requests.TooManyRedirects:
+            return LivenessVerdict("unknown", reason=f"more than {MAX_REDIRECTS} redirects")
+        except requests.Timeout:
+            return failed(f"timeout after {self.settings.liveness_timeout:g} s")
+        except requests.RequestException as exc:
+            return failed(f"connection error: {type(exc).__name__}")
+        return judge(response.status_code)
+
+    def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        conn.executemany(
+            UPSERT, [{**o.detail, "video_id": o.inbound.event.video_id, "checked_at": now} for o in outcomes]
+        )

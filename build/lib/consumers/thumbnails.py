@@ -1,0 +1,85 @@
+"""Thumbnails group: is each video's thumbnail reachable, a real image, and not a placeholder?
+
+IO-bound: many checks run at once on a thread pool; a transient failure is retried later
+without holding up other videos, and offsets never pass an unfinished check.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+from vvv_core import events
+from vvv_core.config import DEFAULT_THUMBNAIL_HOSTS
+from vvv_core.domain.thumbnail import ThumbnailVerdict, failed, judge, refused
+from vvv_core.events import VideoEvent
+from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerGroup, Outcome
+from vvv_core.safe_http import Fetcher, Refused, Transient, UrlPolicy
+
+DDL = """
+CREATE TABLE IF NOT EXISTS thumbnail_checks (
+    video_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN ('valid', 'placeholder', 'broken', 'error')),
+    width INTEGER,
+    height INTEGER,
+    http_status INTEGER,
+    reason TEXT,
+    attempts INTEGER NOT NULL,
+    checked_at TEXT NOT NULL
+)"""
+
+
+class ThumbnailGroup(ConsumerGroup):
+    name = "thumbnails"
+    event_schema = "VideoEvent"
+    detail_schema = "ThumbnailDetail"
+    parse_event = staticmethod(events.video_event)
+
+    def input_topic(self) -> str:
+        return self.settings.videos_topic
+
+    def prepare(self) -> None:
+        self.conn.execute(DDL)
+        s = self.settings
+        policy = UrlPolicy(s.thumbnail_hosts, operator_hosts=set(s.thumbnail_hosts) - set(DEFAULT_THUMBNAIL_HOSTS))
+        self.fetcher = Fetcher(policy, timeout=s.thumbnail_timeout, max_bytes=s.thumbnail_max_bytes)
+
+    def executor(self) -> ConcurrentExecutor:
+        s = self.settings
+        return ConcurrentExecutor(
+            self.check,
+            concurrency=s.thumbnail_concurrency,
+            attempts=s.thumbnail_attempts,
+            retry_delay=s.thumbnail_retry_delay,
+            time_limit=s.time_limit,
+            on_give_up=lambda _event, reason, attempts: failed(reason).detail(attempts),
+            name="thumbnail",
+        )
+
+    def check(self, event: VideoEvent, attempt: int) -> Checked:
+        verdict = self.verdict(event.thumbnail_url)
+        return Checked(verdict.detail(attempt), transient=verdict.transient)
+
+    def verdict(self, url: str | None) -> ThumbnailVerdict:
+        if not url:
+            return ThumbnailVerdict("broken", reason="no thumbnail_url")
+        try:
+            fetched = self.fetcher.get(url)
+        except Refused as exc:
+            return refused(str(exc))
+        except Transient as exc:
+            return failed(str(exc))
+        return judge(fetched.status, fetched.body, over_limit=fetched.over_limit)
+
+    def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+        now = datetime.now(UTC).isoformat(timespec="milliseconds")
+        conn.executemany(
+            """INSERT INTO thumbnail_checks
+                   (video_id, status, width, height, http_status, reason, attempts, checked_at)
+               VALUES (:video_id, :status, :width, :height, :http_status, :reason, :attempts, :checked_at)
+               ON CONFLICT (video_id) DO UPDATE SET
+                   status = excluded.status, width = excluded.width, height = excluded.height,
+                   http_status = excluded.http_status, reason = excluded.reason,
+                   attempts = excluded.attempts, checked_at = excluded.checked_at""",
+            [{**o.detail, "video_id": o.inbound.event.video_id, "checked_at": now} for o in outcomes],
+        )

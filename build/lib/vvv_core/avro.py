@@ -1,0 +1,98 @@
+"""Avro single-object encoding (Avro spec, "Single object encoding") on fastavro.
+
+Each message value is ``C3 01`` + the writer schema's 8-byte little-endian CRC-64-AVRO
+fingerprint + the Avro binary body, so any Avro library can decode it from the ``.avsc``
+files alone. Readers resolve the writer schema by fingerprint and project it onto the
+current (reader) schema of the same name, which is how old and new versions coexist.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = len(MAGIC) + 8
+
+# The repository's schemas/; VVV_SCHEMA_DIR points elsewhere (e.g. in the container image).
+DEFAULT_SCHEMA_DIR = Path(os.environ.get("VVV_SCHEMA_DIR", Path(__file__).resolve().parent.parent / "schemas"))
+
+
+class DecodeError(ValueError):
+    """A message value that is not a readable single-object-encoded record."""
+
+
+def schema_fingerprint(parsed: dict[str, Any]) -> bytes:
+    """The 8 bytes the single-object header carries for ``parsed``."""
+    # fastavro renders CRC-64-AVRO as the hex of its little-endian bytes: exactly the header's order.
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
+
+
+class SchemaStore:
+    """Current schemas by full name, and every known writer schema by fingerprint.
+
+    ``directory`` holds the current schemas (``*.avsc``); ``history`` adds older writer
+    versions that may still be on a topic. A schema that names an older version of a
+    record goes in ``history``, never in place of the current one.
+    """
+
+    def __init__(self, directory: Path = DEFAULT_SCHEMA_DIR, history: Iterable[Path | dict] = ()) -> None:
+        self._current: dict[str, dict[str, Any]] = {}
+        self._writers: dict[bytes, dict[str, Any]] = {}
+        paths = sorted(Path(directory).glob("*.avsc"))
+        if not paths:
+            raise FileNotFoundError(f"no Avro schemas (*.avsc) in {directory}")
+        for path in paths:
+            parsed = self._add_writer(json.loads(path.read_text()))
+            self._current[parsed["name"].rpartition(".")[2]] = parsed  # short names are unique here
+        for old in history:
+            self._add_writer(json.loads(Path(old).read_text()) if not isinstance(old, dict) else old)
+
+    def _add_writer(self, schema: dict[str, Any]) -> dict[str, Any]:
+        parsed = fastavro.parse_schema(schema)  # keeps fastavro's "already parsed" mark: no re-parse per call
+        self._writers[schema_fingerprint(parsed)] = parsed
+        return parsed
+
+    def encoder(self, name: str) -> Encoder:
+        return Encoder(self._current[name])
+
+    def decode(self, data: bytes | None, reader: str) -> dict[str, Any]:
+        """Decode ``data`` into a record of the current schema ``reader``; raise DecodeError if it can't be."""
+        if not data or len(data) < HEADER_SIZE or data[:2] != MAGIC:
+            raise DecodeError("not Avro single-object encoded (missing C3 01 header)")
+        writer = self._writers.get(bytes(data[2:HEADER_SIZE]))
+        if writer is None:
+            raise DecodeError(f"unknown writer schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}")
+        reader_schema = self._current[reader]
+        body = io.BytesIO(data)
+        body.seek(HEADER_SIZE)
+        try:
+            record = fastavro.schemaless_reader(body, writer, reader_schema if writer is not reader_schema else None)
+        except Exception as exc:  # fastavro raises many types for damaged bodies
+            raise DecodeError(f"undecodable {writer['name']} body: {type(exc).__name__}: {exc}") from None
+        if body.tell() != len(data):
+            raise DecodeError(f"{len(data) - body.tell()} trailing bytes after the {writer['name']} record")
+        return record
+
+
+class Encoder:
+    """Encodes records of one schema; reuse it, it holds the precomputed header."""
+
+    __slots__ = ("_header", "_schema")
+
+    def __init__(self, parsed: dict[str, Any]) -> None:
+        self._schema = parsed
+        self._header = MAGIC + schema_fingerprint(parsed)
+
+    def __call__(self, record: dict[str, Any]) -> bytes:
+        out = io.BytesIO()
+        out.write(self._header)
+        fastavro.schemaless_writer(out, self._schema, record)
+        return out.getvalue()

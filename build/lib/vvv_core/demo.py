@@ -1,0 +1,132 @@
+"""``vvv demo``: the whole pipeline offline, on the embedded broker and a sample cron database."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import tempfile
+import threading
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import replace
+from pathlib import Path
+
+from consumers import GROUPS
+from vvv_core import db, kafka
+from vvv_core.avro import SchemaStore
+from vvv_core.broker import EmbeddedBroker
+from vvv_core.config import Settings
+from vvv_core.domain.scoring import label
+from vvv_core.hook import publish_new
+from vvv_core.runtime import GroupRunner
+from vvv_core.sample import build_sample_db
+from vvv_core.standins import LocalServer, demo_oembed, demo_thumbnails
+
+log = logging.getLogger(__name__)
+REGIONS = ("PL", "NL", "SE", "NO", "AT", "GB", "US")
+DEMO_LIVENESS_RATE = 1200  # per minute, against the local stand-in; YouTube's real endpoint gets 20
+
+
+def _run_groups(settings: Settings, db_path: str, until_idle: float) -> dict[str, BaseException | None]:
+    """One member of every group, each in its own thread, until all are idle."""
+    errors: dict[str, BaseException | None] = {}
+
+    def member(name: str) -> None:
+        conn = db.connect(db_path)
+        try:
+            GroupRunner(GROUPS[name](settings, conn), settings, until_idle=until_idle).run()
+            errors[name] = None
+        except BaseException as exc:
+            errors[name] = exc
+            log.exception("group %s failed", name)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=member, args=(name,), name=name) for name in GROUPS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors
+
+
+def _table_counts(conn: sqlite3.Connection, table: str) -> list[tuple[str, int]]:
+    if not db.columns(conn, table):
+        return []
+    return conn.execute(f"SELECT status, count(*) FROM {table} GROUP BY status ORDER BY count(*) DESC").fetchall()
+
+
+def _summary(db_path: str, settings: Settings) -> str:
+    conn = sqlite3.connect(db_path)
+    try:
+        rows = conn.execute(
+            "SELECT region, video_id, title, virality_score FROM videos ORDER BY virality_score DESC"
+        ).fetchall()
+        thumbs = _table_counts(conn, "thumbnail_checks")
+        liveness = _table_counts(conn, "video_liveness")
+    finally:
+        conn.close()
+    results = Counter()
+    schemas = SchemaStore()
+    for msg in kafka.read_topic(settings, settings.results_topic):
+        results[schemas.decode(msg.value(), "Result")["group"]] += 1
+    lines = [
+        f"result messages on {settings.results_topic}: "
+        + (", ".join(f"{g} {n}" for g, n in sorted(results.items())) or "none")
+    ]
+    lines.append("")
+    lines.append(f"{'region':<7}{'videos':>7}{'scored':>8}{'VIRAL':>7}{'TRENDING':>10}{'NORMAL':>8}")
+    for region in sorted({r[0] for r in rows}, key=lambda r: (REGIONS.index(r) if r in REGIONS else 99, r)):
+        scored = [r[3] for r in rows if r[0] == region and r[3] is not None]
+        labels = Counter(label(s) for s in scored)
+        lines.append(
+            f"{region:<7}{sum(r[0] == region for r in rows):>7}{len(scored):>8}"
+            f"{labels['VIRAL']:>7}{labels['TRENDING']:>10}{labels['NORMAL']:>8}"
+        )
+    lines.append("")
+    lines.append("thumbnails: " + (", ".join(f"{status} {n}" for status, n in thumbs) or "none checked"))
+    lines.append("stale videos checked: " + (", ".join(f"{status} {n}" for status, n in liveness) or "none"))
+    lines.append("")
+    lines.append("top videos:")
+    for region, video_id, title, score in [r for r in rows if r[3] is not None][:10]:
+        lines.append(f"  {score:5.1f} {label(score):<8} {region} {video_id}  {(title or '')[:60]}")
+    return "\n".join(lines)
+
+
+def run_demo(settings: Settings, *, db_path: str | None = None, until_idle: float = 2.0) -> int:
+    started = time.monotonic()
+    with ExitStack() as stack:
+        broker = stack.enter_context(EmbeddedBroker())
+        thumbnails = stack.enter_context(LocalServer(demo_thumbnails(), latency=0.02))
+        oembed = stack.enter_context(LocalServer(demo_oembed(), latency=0.02))
+        settings = replace(
+            settings,
+            bootstrap=broker.bootstrap,
+            thumbnail_hosts=(*settings.thumbnail_hosts, "127.0.0.1"),  # the stand-in thumbnail host
+            oembed_url=f"{oembed.base_url}/oembed",
+            liveness_rate=DEMO_LIVENESS_RATE,
+            thumbnail_retry_delay=1.0,  # a demo should not wait 30 s for a retry
+            liveness_retry_delay=1.0,
+        )
+        print(
+            f"1. embedded broker on {broker.bootstrap}; stand-ins for YouTube: thumbnails {thumbnails.base_url},"
+            f" oEmbed {oembed.base_url} (liveness limit raised to {DEMO_LIVENESS_RATE}/min for them)",
+            flush=True,
+        )
+        if db_path is None:
+            db_path = str(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vvv-demo-"))) / "cron.db")
+            videos = build_sample_db(db_path, thumbnail_base=thumbnails.base_url)
+            print(f"2. sample cron database {db_path}: {videos} videos in 7 regions", flush=True)
+        else:
+            print(f"2. cron database {db_path}", flush=True)
+        report = publish_new(db_path, settings)
+        print(f"3. hook published: {report}", flush=True)
+        print(f"4. consumer groups {', '.join(GROUPS)} running until idle...", flush=True)
+        errors = _run_groups(settings, db_path, until_idle)
+        print(f"5. done in {time.monotonic() - started:.1f} s\n", flush=True)
+        print(_summary(db_path, settings))
+        failed = {name: exc for name, exc in errors.items() if exc is not None}
+        for name, exc in failed.items():
+            print(f"group {name} failed: {exc}")
+        return 1 if failed or report.error else 0

@@ -1,0 +1,1 @@
+"""Pure domain logic: plain values in, verdicts out. No Kafka, no SQLite, no HTTP."""

@@ -1,0 +1,80 @@
+"""Virality score of a video from its newest snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    region: str | None
+    view_count: int
+    likes: int
+    comments: int
+    fetched_at_ms: int  # milliseconds since the epoch
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    velocity: float  # views per hour that count as 100
+    engagement: float  # engagement percentage that counts as 100
+
+
+BASELINES = {
+    "PL": Baseline(10_000, 6.0),
+    "NL": Baseline(8_000, 5.5),
+    "SE": Baseline(5_000, 5.0),
+    "NO": Baseline(4_000, 5.0),
+    "AT": Baseline(6_000, 5.0),
+    "GB": Baseline(20_000, 4.5),
+    "US": Baseline(50_000, 5.0),
+}
+DEFAULT_BASELINE = BASELINES["GB"]
+VELOCITY_WEIGHT, ENGAGEMENT_WEIGHT = 0.55, 0.45
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    score: float
+    label: str  # VIRAL, TRENDING or NORMAL
+    velocity: int  # views per hour, rounded
+    engagement: float  # percent, 2 decimals
+    region: str | None
+    reason: str | None = None  # set when no score could be computed: keep the stored one
+
+    @property
+    def computed(self) -> bool:
+        return self.reason is None
+
+    def detail(self) -> dict[str, object]:
+        """As the ``ScoreDetail`` result record (``dataclasses.asdict`` is 20x slower: it deep-copies)."""
+        return {
+            "score": self.score,
+            "label": self.label,
+            "velocity": self.velocity,
+            "engagement": self.engagement,
+            "region": self.region,
+            "reason": self.reason,
+        }
+
+
+def label(score: float) -> str:
+    return "VIRAL" if score >= 85 else "TRENDING" if score >= 60 else "NORMAL"
+
+
+def score(history: Sequence[Snapshot]) -> Score:
+    """Score from ``history``, newest first (only the two newest snapshots count)."""
+    if len(history) < 2:
+        return Score(0.0, "NORMAL", 0, 0.0, history[0].region if history else None, "insufficient data")
+    latest, previous = history[0], history[1]
+    engagement = (latest.likes + latest.comments * 2) / max(latest.view_count, 1) * 100
+    time_delta = (latest.fetched_at_ms - previous.fetched_at_ms) / 1000
+    if time_delta <= 0:
+        return Score(0.0, "NORMAL", 0, round(engagement, 2), latest.region, "no time delta")
+    baseline = BASELINES.get(latest.region or "", DEFAULT_BASELINE)
+    view_velocity = (latest.view_count - previous.view_count) / time_delta * 3600
+    velocity_norm = max(0.0, min(100.0, view_velocity / baseline.velocity * 100))
+    engagement_norm = max(0.0, min(100.0, engagement / baseline.engagement * 100))
+    value = round(velocity_norm * VELOCITY_WEIGHT + engagement_norm * ENGAGEMENT_WEIGHT, 1)
+    return Score(value, label(value), round(view_velocity), round(engagement, 2), latest.region)

@@ -1,0 +1,138 @@
+"""The events on the topics, as typed values, and the checks every event passes.
+
+A record that decodes but breaks these rules (an id with SQL metacharacters, a 500-character
+region, a count of 2**63-1, a timestamp in the year 9999) raises InvalidEvent with a reason;
+the runtime dead-letters it. Producers build records here too, so both sides agree.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # YouTube's are 11 of these; room for other platforms
+REGION = re.compile(r"[A-Z]{2}")
+MAX_COUNT = 10**13  # above any real view count; 2**63-1 is a glitch, not a video
+EARLIEST = datetime(2005, 1, 1, tzinfo=UTC)  # YouTube's first year
+MAX_TEXT = 2048
+
+
+class InvalidEvent(ValueError):
+    """A decodable record that is not a valid event; the message is the dead-letter reason."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def new_event_id() -> str:
+    return os.urandom(16).hex()  # 128 random bits, like a uuid4, at a fifth of the cost
+
+
+@dataclass(frozen=True, slots=True)
+class VideoEvent:
+    event_id: str
+    video_id: str
+    created_at: datetime
+    region: str | None = None
+    title: str | None = None
+    thumbnail_url: str | None = None
+    view_count: int | None = None
+    likes: int | None = None
+    comments: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StaleCheckEvent:
+    event_id: str
+    video_id: str
+    created_at: datetime
+
+
+def _video_id(value: Any) -> str:
+    if not isinstance(value, str) or not VIDEO_ID.fullmatch(value):
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}... ({len(value)} chars)"
+        raise InvalidEvent(f"invalid video_id {shown}: expected 1-64 of A-Z a-z 0-9 _ -")
+    return value
+
+
+def _event_id(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= 64:
+        raise InvalidEvent("invalid event_id: expected 1-64 characters")
+    return value
+
+
+def _created_at(value: Any) -> datetime:
+    if isinstance(value, int):
+        value = datetime.fromtimestamp(value / 1000, UTC)
+    if not isinstance(value, datetime):
+        raise InvalidEvent(f"invalid created_at {value!r}: not a timestamp")
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    if not EARLIEST <= value <= datetime.fromtimestamp(time.time() + 86400, UTC):
+        raise InvalidEvent(f"invalid created_at {value.isoformat()}: outside 2005..tomorrow")
+    return value
+
+
+def _count(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise InvalidEvent(f"invalid {name} {value!r}: expected 0..{MAX_COUNT}")
+    return value
+
+
+def _text(name: str, value: Any, pattern: re.Pattern[str] | None = None) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > MAX_TEXT or (pattern and not pattern.fullmatch(value)):
+        shown = repr(value)[:40] + ("..." if len(repr(value)) > 40 else "")
+        raise InvalidEvent(f"invalid {name} {shown}" + (f": expected {pattern.pattern}" if pattern else ""))
+    return value
+
+
+def video_event(record: dict[str, Any]) -> VideoEvent:
+    region = record.get("region")
+    return VideoEvent(
+        event_id=_event_id(record.get("event_id")),
+        video_id=_video_id(record.get("video_id")),
+        created_at=_created_at(record.get("created_at")),
+        region=_text("region", region.upper() if isinstance(region, str) else region, REGION),
+        title=_text("title", record.get("title")),
+        thumbnail_url=_text("thumbnail_url", record.get("thumbnail_url")),
+        view_count=_count("view_count", record.get("view_count")),
+        likes=_count("likes", record.get("likes")),
+        comments=_count("comments", record.get("comments")),
+    )
+
+
+def stale_check_event(record: dict[str, Any]) -> StaleCheckEvent:
+    return StaleCheckEvent(
+        event_id=_event_id(record.get("event_id")),
+        video_id=_video_id(record.get("video_id")),
+        created_at=_created_at(record.get("created_at")),
+    )
+
+
+def video_record(item: dict[str, Any]) -> dict[str, Any]:
+    """The Avro record for one of the cron's new-video dicts (validated: raises InvalidEvent)."""
+    region = item.get("region")
+    return {
+        "event_id": new_event_id(),
+        "video_id": _video_id(item.get("video_id")),
+        "created_at": now_ms(),
+        "region": _text("region", region.upper() if isinstance(region, str) else region, REGION),
+        "title": _text("title", item.get("title")),
+        "thumbnail_url": _text("thumbnail_url", item.get("thumbnail_url")),
+        "view_count": _count("view_count", item.get("view_count")),
+        "likes": _count("likes", item.get("likes")),
+        "comments": _count("comments", item.get("comments")),
+    }
+
+
+def stale_record(video_id: Any) -> dict[str, Any]:
+    return {"event_id": new_event_id(), "video_id": _video_id(video_id), "created_at": now_ms()}

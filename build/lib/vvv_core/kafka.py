@@ -1,0 +1,302 @@
+"""Kafka client settings and topic set-up: the one place that knows how brokers differ.
+
+Workarounds for the embedded broker (tansu 0.6, see DEVELOPERS.md) live here and in
+``end_offsets`` below, nowhere else. Each is harmless on Apache Kafka:
+
+- ``fetch.wait.max.ms=10``: tansu holds every fetch for the full wait even when data is
+  there, so a larger value is added to every event's latency. Apache Kafka answers as soon
+  as data arrives; there the low value only means more fetch requests while idle.
+- ``session.timeout.ms=6000``: tansu completes a group join only after half the session
+  timeout. 6 s is the smallest session Apache Kafka allows by default
+  (``group.min.session.timeout.ms``), so a join takes 3 s on tansu.
+- ``partition.assignment.strategy=roundrobin``: cooperative-sticky stalls on tansu when a
+  member joins late. On Apache Kafka set ``KAFKA_PARTITION_ASSIGNMENT_STRATEGY=cooperative-sticky``
+  (docker-compose.yml does) for incremental rebalancing; the runtime handles both.
+- End offsets must come from the high watermark a fetch returns, never from ListOffsets
+  "latest", which tansu answers wrongly.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from vvv_core.config import Settings
+
+log = logging.getLogger(__name__)
+librdkafka_log = logging.getLogger("librdkafka")
+
+
+class BrokerUnavailable(RuntimeError):
+    """No broker answered at the configured address."""
+
+    def __init__(self, bootstrap: str, detail: str = "") -> None:
+        super().__init__(
+            f"no Kafka broker reachable at {bootstrap}{f' ({detail})' if detail else ''}: "
+            "start the embedded one with `vvv broker`, or point --bootstrap / KAFKA_BOOTSTRAP_SERVERS at yours"
+        )
+
+
+# Passed-through settings that only one kind of client understands: librdkafka warns about
+# the others, so each client gets the settings meant for it (and every general one).
+CONSUMER_ONLY = (
+    "group.",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "partition.assignment.strategy",
+    "auto.offset.reset",
+    "enable.auto.",
+    "auto.commit.",
+    "max.poll.interval.ms",
+    "fetch.",
+    "isolation.level",
+    "enable.partition.eof",
+    "queued.",
+    "check.crcs",
+)
+PRODUCER_ONLY = (
+    "acks",
+    "request.required.acks",
+    "linger.ms",
+    "queue.buffering.",
+    "batch.",
+    "compression.",
+    "enable.idempotence",
+    "message.timeout.ms",
+    "delivery.timeout.ms",
+    "retries",
+    "message.send.",
+    "max.in.flight",
+    "transactional.id",
+    "transaction.timeout.ms",
+    "partitioner",
+    "sticky.",
+)
+
+
+def _client_config(settings: Settings, defaults: Mapping[str, Any], role: str = "admin") -> dict[str, Any]:
+    foreign = {"producer": CONSUMER_ONLY, "consumer": PRODUCER_ONLY, "admin": CONSUMER_ONLY + PRODUCER_ONLY}[role]
+    return {
+        **defaults,
+        "bootstrap.servers": settings.bootstrap,
+        "logger": librdkafka_log,
+        **{k: v for k, v in settings.kafka.items() if not k.startswith(foreign)},
+    }
+
+
+def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
+    return _client_config(
+        settings,
+        {
+            "enable.idempotence": True,  # retries keep each video's events in order, without repeats
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "lz4",
+            "allow.auto.create.topics": False,  # see ensure_topics: the project creates its topics
+            **extra,
+        },
+        "producer",
+    )
+
+
+def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
+    return _client_config(
+        settings,
+        {
+            "group.id": settings.group_id(group),
+            "enable.auto.commit": False,  # offsets are committed by the runtime, after results are durable
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "enable.partition.eof": True,  # how --until-idle knows a partition is drained
+            "fetch.wait.max.ms": 10,
+            "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 1500,
+            "partition.assignment.strategy": "roundrobin",
+            "allow.auto.create.topics": False,
+            "topic.metadata.refresh.interval.ms": 10_000,  # a recreated topic is noticed within 10 s
+            **extra,
+        },
+        "consumer",
+    )
+
+
+def admin(settings: Settings) -> AdminClient:
+    return AdminClient(_client_config(settings, {}))
+
+
+def check_broker(settings: Settings, timeout: float = 5.0) -> AdminClient:
+    """An admin client for a broker known to answer, or BrokerUnavailable."""
+    client = admin(settings)
+    try:
+        client.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        raise BrokerUnavailable(settings.bootstrap, exc.args[0].str()) from None
+    return client
+
+
+def ensure_topics(
+    client: AdminClient,
+    settings: Settings,
+    topics: Iterable[str],
+    timeout: float = 10.0,
+    config: Mapping[str, str] | None = None,
+) -> None:
+    """Create missing topics with the configured partition count (and topic ``config``); leave existing ones.
+
+    Partition counts are final: tansu cannot add partitions later, and on Apache Kafka adding
+    them would move keys, breaking each video's ordering. So no client asks the broker to
+    auto-create a topic (``allow.auto.create.topics=false``): a broker would give it its own
+    default count (tansu: 4; Apache Kafka: ``num.partitions``), e.g. after tansu restarts empty.
+
+    """
+    wanted = [
+        NewTopic(t, settings.partitions, settings.replication_factor, config=dict(config or {}))
+        for t in dict.fromkeys(topics)
+    ]
+    if not wanted:
+        return
+    for topic, future in client.create_topics(wanted, request_timeout=timeout).items():
+        try:
+            future.result(timeout)
+            log.info("created topic %s with %d partitions", topic, settings.partitions)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+def read_topic(
+    settings: Settings, topic: str, timeout: float = 10.0, start: Mapping[int, int] | None = None
+) -> list[Message]:
+    """Every record now on ``topic``, partition by partition, read without a consumer group.
+
+    The end of each partition is taken from partition-EOF events (the high watermark a fetch
+    returns), which both Apache Kafka and tansu report correctly.
+    """
+    consumer = Consumer(
+        _client_config(
+            settings,
+            {
+                "group.id": "vvv-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,
+            },
+        )
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if metadata.error is not None:
+            raise KafkaException(metadata.error)
+        start = start or {}
+        consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING)) for p in metadata.partitions])
+
+        pending, records = set(metadata.partitions), []
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end within {timeout} s")
+            for msg in consumer.consume(1000, 0.2):
+                if msg.error() is None:
+                    records.append(msg)
+                elif msg.error().code() == KafkaError._PARTITION_EOF:
+                    pending.discard(msg.partition())
+                else:
+                    raise KafkaException(msg.error())
+        return records
+    finally:
+        consumer.close()
+
+
+def ensure_project_topics(
+    client: AdminClient, settings: Settings, groups: Iterable[str], timeout: float = 10.0
+) -> None:
+    """The event and results topics, and the dead-letter topics of ``groups``, created if missing.
+
+    Dead-letter topics take records as large as any the project keeps whole.
+    """
+    ensure_topics(client, settings, [settings.videos_topic, settings.stale_topic, settings.results_topic], timeout)
+    ensure_topics(
+        client,
+        settings,
+        [settings.dead_letter_topic(g) for g in groups],
+        timeout,
+        config={"max.message.bytes": str(settings.max_message_bytes)},
+    )
+
+
+def committed_offsets(settings: Settings, group_id: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
+    """The group's committed offset per partition of ``topic`` (partitions never committed left out).
+
+    Asked through a consumer's OffsetFetch for named partitions: tansu never answers the admin
+    API's "all partitions of the group" form when some partitions were never committed.
+    """
+    consumer = Consumer(_client_config(settings, {"group.id": group_id, "enable.auto.commit": False}, "consumer"))
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        answer = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
+        return {tp.partition: tp.offset for tp in answer if tp.offset >= 0}
+    finally:
+        consumer.close()
+
+
+def watermarks(
+    settings: Settings, topic: str, start: Mapping[int, int] | None = None, timeout: float = 10.0
+) -> dict[int, tuple[int, int]]:
+    """(low, high) watermark per partition of ``topic``, as a fetch from ``start`` (or the beginning) reports them.
+
+    tansu answers ListOffsets "latest" wrongly (``get_watermark_offsets(cached=False)``), but
+    every fetch response carries the right high watermark: fetch once, then read the cache.
+    A partition that gave none within ``timeout`` is left out, never guessed.
+    """
+    consumer = Consumer(
+        _client_config(
+            settings,
+            {
+                "group.id": "vvv-watermarks",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,
+                "max.partition.fetch.bytes": 65536,
+            },
+            "consumer",
+        )
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
+        start = start or {}
+        consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING)) for p in partitions])
+        found: dict[int, tuple[int, int]] = {}
+        deadline = time.monotonic() + timeout
+        while len(found) < len(partitions) and time.monotonic() < deadline:
+            consumer.consume(500, 0.05)
+            for p in set(partitions) - set(found):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), cached=True)
+                if high >= 0:
+                    found[p] = (max(low, 0), high)
+        return found
+    finally:
+        consumer.close()
+
+
+def group_members(settings: Settings, group_ids: list[str], timeout: float = 2.0) -> dict[str, list[str] | None]:
+    """The members of each group, as ``client_id@host``; None where the broker did not say in time.
+
+    tansu never reports members and answers DescribeGroups only when the request times out:
+    hence one request for all groups and one short deadline.
+    """
+    futures = admin(settings).describe_consumer_groups(group_ids, request_timeout=timeout)
+    concurrent.futures.wait(futures.values(), timeout + 0.5)
+    members: dict[str, list[str] | None] = {}
+    for group_id, future in futures.items():
+        if not future.done() or future.exception() is not None:
+            members[group_id] = None
+            continue
+        members[group_id] = [f"{m.client_id}@{m.host}" for m in future.result().members] or None
+
+    return members

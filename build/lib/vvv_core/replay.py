@@ -1,0 +1,62 @@
+"""``vvv replay``: move a stopped group's committed offsets back, to process history again."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+
+from consumers import GROUPS
+from vvv_core import kafka
+from vvv_core.config import ConfigError, Settings
+
+log = logging.getLogger(__name__)
+
+
+class GroupActive(RuntimeError):
+    """The group has members: offsets may only be reset while it is stopped."""
+
+
+def target_offsets(settings: Settings, topic: str, since: datetime | None) -> dict[int, int]:
+    """Per partition, the first offset whose record is at or after ``since`` (None: the beginning).
+
+    Found by reading record timestamps: tansu answers ``offsets_for_times`` wrongly, and a scan
+    is right on every broker (on a large Apache Kafka topic it is slower than asking).
+    """
+    marks = kafka.watermarks(settings, topic)
+    if since is None:
+        return {p: low for p, (low, _high) in marks.items()}
+    cutoff = int(since.timestamp() * 1000)
+    first: dict[int, int] = {}
+    for msg in kafka.read_topic(settings, topic, timeout=60):
+        if msg.partition() not in first and msg.timestamp()[1] >= cutoff:
+            first[msg.partition()] = msg.offset()
+    return {p: first.get(p, high) for p, (_low, high) in marks.items()}
+
+
+def replay(settings: Settings, group: str, since: datetime | None) -> dict[int, tuple[int | None, int]]:
+    """Reset ``group``'s offsets; return {partition: (old committed, new)}."""
+    if group not in GROUPS:
+        raise ConfigError(f"unknown group {group!r}: one of {', '.join(GROUPS)}")
+    client = kafka.check_broker(settings)
+    group_id = settings.group_id(group)
+    members = kafka.group_members(settings, [group_id])[group_id]
+    if members:
+        raise GroupActive(
+            f"group {group_id} has {len(members)} running members ({', '.join(members)}): stop "
+            "them first (replay moves the offsets of a stopped group only)"
+        )
+    if members is None:  # Apache Kafka answers; the embedded broker never reports members
+        log.warning("the broker did not report %s's members: make sure no member is running", group_id)
+    topic = GROUPS[group](settings, None).input_topic()
+    old = kafka.committed_offsets(settings, group_id, topic)
+    new = target_offsets(settings, topic, since)
+    request = ConsumerGroupTopicPartitions(group_id, [TopicPartition(topic, p, o) for p, o in sorted(new.items())])
+    try:
+        client.alter_consumer_group_offsets([request])[group_id].result(15)
+    except KafkaException as exc:  # Apache Kafka refuses while members are active
+        raise GroupActive(
+            f"the broker refused to move {group_id}'s offsets ({exc.args[0].str()}): is the group still running?"
+        ) from None
+    return {p: (old.get(p), o) for p, o in sorted(new.items())}

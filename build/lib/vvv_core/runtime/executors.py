@@ -1,0 +1,185 @@
+"""How a group's work runs: a whole batch at once, or each event concurrently with retries.
+
+Both are driven from the poll thread: ``submit`` hands over new events, ``take_completed``
+collects finished outcomes, ``forget`` drops the work of revoked partitions. Nothing here
+blocks the poll thread, so heartbeats and commits go on whatever the work is doing.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Protocol
+
+from vvv_core.runtime.model import Checked, Failure, Inbound, Outcome
+from vvv_core.runtime.ratelimit import RateLimiter
+
+log = logging.getLogger(__name__)
+
+Partition = tuple[str, int]
+
+
+class Executor(Protocol):
+    def submit(self, items: list[Inbound]) -> None: ...
+    def take_completed(self) -> list[Outcome]: ...
+    def in_flight(self) -> int: ...
+    def running(self) -> int: ...
+    def forget(self, partitions: set[Partition]) -> None: ...
+    def close(self) -> None: ...
+
+
+class BatchExecutor:
+    """Runs ``process`` on each polled batch in the poll thread (for work that is one SQL round trip)."""
+
+    def __init__(self, process: Callable[[list[Inbound]], list[Outcome]]) -> None:
+        self._process = process
+        self._completed: list[Outcome] = []
+
+    def submit(self, items: list[Inbound]) -> None:
+        if items:
+            self._completed.extend(self._process(items))
+
+    def take_completed(self) -> list[Outcome]:
+        completed, self._completed = self._completed, []
+        return completed
+
+    def in_flight(self) -> int:
+        return 0
+
+    def running(self) -> int:
+        return 0
+
+    def forget(self, partitions: set[Partition]) -> None:
+        self._completed = [o for o in self._completed if (o.inbound.topic, o.inbound.partition) not in partitions]
+
+    def close(self) -> None:
+        pass
+
+
+class ConcurrentExecutor:
+    """Runs ``check(event, attempt)`` for many events at once on a thread pool (IO-bound work).
+
+    A transient verdict is retried after ``retry_delay`` seconds, up to ``attempts`` in all,
+    without holding up other events: the retry waits in a timer heap, not in a thread.
+    With a ``limiter``, every attempt (retries included) at an event that is ``limited`` first
+    waits for a slot, in the worker.
+    An attempt that runs past ``time_limit`` seconds (waiting for a slot does not count) is
+    abandoned: it counts as a transient failure, and its thread's late answer is ignored.
+    """
+
+    def __init__(
+        self,
+        check: Callable[[Any, int], Checked],
+        *,
+        concurrency: int,
+        attempts: int,
+        retry_delay: float,
+        time_limit: float,
+        on_give_up: Callable[[Any, str, int], dict[str, Any]],
+        limiter: RateLimiter | None = None,
+        limited: Callable[[Any], bool] = lambda _event: True,
+        name: str = "worker",
+    ) -> None:
+        self._check = check
+        self._attempts = attempts
+        self._retry_delay = retry_delay
+        self._time_limit = time_limit
+        self._on_give_up = on_give_up
+        self._limiter = limiter
+        self._limited = limited
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=name)
+        self._tickets = itertools.count()
+        self._live: dict[int, tuple[Inbound, int]] = {}  # ticket -> (item, attempt): queued, waiting or running
+        self._started: dict[int, float] = {}  # ticket -> when its check began (written by workers)
+        self._waiting: list[tuple[float, int, Inbound, int]] = []  # retries: (due, ticket, item, attempt) heap
+        self._finished: queue.SimpleQueue[tuple[int, Checked | BaseException]] = queue.SimpleQueue()
+        self._closed = threading.Event()
+
+    def submit(self, items: Iterable[Inbound]) -> None:
+        for item in items:
+            self._start(next(self._tickets), item, 1)
+
+    def _start(self, ticket: int, item: Inbound, attempt: int) -> None:
+        self._live[ticket] = (item, attempt)
+        self._pool.submit(self._run, ticket, item.event, attempt)
+
+    def _run(self, ticket: int, event: Any, attempt: int) -> None:
+        if self._limiter is not None and self._limited(event) and not self._limiter.acquire(self._closed):
+            return
+        if self._closed.is_set() or ticket not in self._live:  # stopped, or its partition was revoked
+            return
+        self._started[ticket] = time.monotonic()
+        try:
+            self._finished.put((ticket, self._check(event, attempt)))
+        except BaseException as exc:
+            self._finished.put((ticket, exc))
+
+    def take_completed(self) -> list[Outcome]:
+        now = time.monotonic()
+        completed: list[Outcome] = []
+        while True:
+            try:
+                ticket, answer = self._finished.get_nowait()
+            except queue.Empty:
+                break
+            self._started.pop(ticket, None)
+            entry = self._live.pop(ticket, None)
+            if entry is not None:  # else abandoned or forgotten: a late answer
+                self._conclude(*entry, answer, completed, now)
+        for ticket, started in list(self._started.items()):
+            if now - started > self._time_limit and ticket in self._live:
+                del self._started[ticket]
+                item, attempt = self._live.pop(ticket)
+                reason = f"time limit of {self._time_limit:g} s exceeded"
+                log.warning("abandoned %s/%d@%d: %s", item.topic, item.partition, item.offset, reason)
+                self._conclude(item, attempt, TimeoutError(reason), completed, now)
+        while self._waiting and self._waiting[0][0] <= now:
+            _due, ticket, item, attempt = heapq.heappop(self._waiting)
+            self._start(ticket, item, attempt)
+        return completed
+
+    def _conclude(self, item: Inbound, attempt: int, answer: Checked | BaseException, out: list, now: float) -> None:
+        if isinstance(answer, TimeoutError):
+            transient_reason = str(answer)
+        elif isinstance(answer, BaseException):
+            out.append(Outcome(item, failure=Failure.of(answer, attempt)))
+            return
+        elif answer.transient:
+            transient_reason = answer.detail.get("reason") or "transient failure"
+        else:
+            out.append(Outcome(item, detail=answer.detail))
+            return
+        if attempt < self._attempts:
+            ticket = next(self._tickets)
+            self._live[ticket] = (item, attempt + 1)
+            heapq.heappush(self._waiting, (now + self._retry_delay, ticket, item, attempt + 1))
+        elif isinstance(answer, Checked):
+            out.append(Outcome(item, detail=answer.detail))
+        else:
+            out.append(Outcome(item, detail=self._on_give_up(item.event, transient_reason, attempt)))
+
+    def in_flight(self) -> int:
+        """Events not finished yet: queued, waiting for a retry or a rate-limit slot, or running."""
+        return len(self._live)
+
+    def running(self) -> int:
+        """Checks under way in a worker now."""
+        return len(self._started)
+
+    def forget(self, partitions: set[Partition]) -> None:
+        for ticket, (item, _attempt) in list(self._live.items()):
+            if (item.topic, item.partition) in partitions:
+                del self._live[ticket]
+                self._started.pop(ticket, None)
+        self._waiting = [w for w in self._waiting if w[1] in self._live]
+        heapq.heapify(self._waiting)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,53 @@
+"""The values that flow through the runtime: an event in, an outcome out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One consumed message: where it came from, its raw bytes, and the event decoded from them."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None
+    event: Any = None  # None when the bytes could not be decoded into a valid event
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why an event is dead-lettered."""
+
+    error_class: str
+    message: str
+    attempts: int = 1
+
+    @classmethod
+    def of(cls, exc: BaseException, attempts: int = 1) -> Failure:
+        return cls(type(exc).__name__, str(exc) or repr(exc), attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A finished event: a result ``detail`` (an Avro detail record) or a dead-letter ``failure``."""
+
+    inbound: Inbound
+    detail: dict[str, Any] | None = None
+    failure: Failure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What one attempt at a per-event check concluded.
+
+    ``transient`` marks a verdict that another attempt may change (timeouts, 5xx, 429); the
+    runtime retries it later while attempts remain, and otherwise keeps ``detail`` as final.
+    """
+
+    detail: dict[str, Any]
+    transient: bool = False

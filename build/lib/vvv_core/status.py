@@ -1,0 +1,147 @@
+"""``vvv status``: is the background work keeping up? Lag, dead letters and results, per group."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from consumers import GROUPS
+from vvv_core import db, kafka
+from vvv_core.avro import SchemaStore
+from vvv_core.config import Settings
+from vvv_core.domain.scoring import label
+
+RESULTS_TAIL = 200  # results read from the end of each partition to find each group's latest
+
+
+@dataclass
+class PartitionLag:
+    partition: int
+    committed: int | None  # None: the group never committed here
+    end: int | None  # None: the broker gave no high watermark in time
+    lag: int | None
+
+
+@dataclass
+class GroupStatus:
+    group: str
+    group_id: str
+    topic: str
+    members: list[str] | None  # None: the broker does not report members (tansu)
+    partitions: list[PartitionLag] = field(default_factory=list)
+    dead_letters: int | None = None
+    last_result_at: str | None = None
+
+    @property
+    def total_lag(self) -> int | None:
+        lags = [p.lag for p in self.partitions]
+        return None if None in lags else sum(lags)
+
+
+def _last_results(settings: Settings) -> dict[str, datetime]:
+    topic, schemas = settings.results_topic, SchemaStore()
+    marks = kafka.watermarks(settings, topic)
+    start = {p: max(low, high - RESULTS_TAIL) for p, (low, high) in marks.items()}
+    latest: dict[str, datetime] = {}
+    for msg in kafka.read_topic(settings, topic, start=start):
+        result = schemas.decode(msg.value(), "Result")
+        if result["group"] not in latest or result["processed_at"] > latest[result["group"]]:
+            latest[result["group"]] = result["processed_at"]
+    return latest
+
+
+def group_status(settings: Settings) -> list[GroupStatus]:
+    kafka.check_broker(settings)
+    last = _last_results(settings)
+    members = kafka.group_members(settings, [settings.group_id(name) for name in GROUPS])
+    statuses = []
+    for name, group_class in GROUPS.items():
+        topic = group_class(settings, None).input_topic()
+        group_id = settings.group_id(name)
+        committed = kafka.committed_offsets(settings, group_id, topic)
+        ends = kafka.watermarks(settings, topic, start=committed)
+        status = GroupStatus(name, group_id, topic, members[group_id])
+
+        for p in sorted(set(ends) | set(committed)):
+            low, end = ends.get(p, (None, None))
+            position = committed.get(p, low)
+            lag = None if end is None or position is None else max(0, end - position)
+            status.partitions.append(PartitionLag(p, committed.get(p), end, lag))
+        dlq = kafka.watermarks(settings, settings.dead_letter_topic(name))
+        status.dead_letters = sum(high - low for low, high in dlq.values()) if dlq else None
+        status.last_result_at = last[name].isoformat(timespec="seconds") if name in last else None
+        statuses.append(status)
+    return statuses
+
+
+def database_summary(db_path: str) -> dict[str, object]:
+    conn = db.connect(db_path)
+    try:
+        scores = conn.execute(
+            "SELECT coalesce(region, '?'), virality_score FROM videos WHERE virality_score IS NOT NULL"
+        ).fetchall()
+        labels: dict[str, Counter[str]] = {}
+        for region, score in scores:
+            labels.setdefault(region, Counter())[label(score)] += 1
+
+        def counts(table: str) -> dict[str, int]:
+            if not db.columns(conn, table):
+                return {}
+            return dict(conn.execute(f"SELECT status, count(*) FROM {table} GROUP BY status"))
+
+        liveness = counts("video_liveness")
+        return {
+            "labels_per_region": {r: dict(c) for r, c in sorted(labels.items())},
+            "thumbnails": counts("thumbnail_checks"),
+            "liveness": liveness,
+            "dead_videos": liveness.get("deleted", 0) + liveness.get("private", 0),
+        }
+    finally:
+        conn.close()
+
+
+def as_json(statuses: list[GroupStatus], summary: dict | None) -> dict:
+    return {"groups": [{**asdict(s), "total_lag": s.total_lag} for s in statuses], "database": summary}
+
+
+def _show(value: object) -> str:
+    return "?" if value is None else str(value)
+
+
+def render(statuses: list[GroupStatus], summary: dict | None) -> str:
+    lines = [f"{'group':<12}{'members':>8}{'lag':>8}{'dead letters':>14}  last result"]
+    for s in statuses:
+        members = "?" if s.members is None else str(len(s.members))
+        lines.append(
+            f"{s.group:<12}{members:>8}{_show(s.total_lag):>8}{_show(s.dead_letters):>14}  "
+            f"{s.last_result_at or 'none yet'}"
+        )
+        for p in s.partitions:
+            lines.append(
+                f"  {s.topic}[{p.partition}]  committed {_show(p.committed):>7}  end {_show(p.end):>7}"
+                f"  lag {_show(p.lag):>6}"
+            )
+    if any(s.members is None for s in statuses):
+        lines.append("members: ? = the broker does not report group members (the embedded broker never does)")
+    if any(p.end is None for s in statuses for p in s.partitions):
+        lines.append("end/lag: ? = the broker gave no high watermark in time for that partition")
+    if summary is not None:
+        lines.append("")
+        lines.append(
+            "labels per region: "
+            + "; ".join(
+                f"{region} " + ", ".join(f"{k} {v}" for k, v in sorted(c.items()))
+                for region, c in summary["labels_per_region"].items()
+            )
+            or "none"
+        )
+        lines.append(
+            "thumbnails: " + (", ".join(f"{k} {v}" for k, v in sorted(summary["thumbnails"].items())) or "none checked")
+        )
+        lines.append(
+            "liveness: "
+            + (", ".join(f"{k} {v}" for k, v in sorted(summary["liveness"].items())) or "none checked")
+            + f"; dead or private videos: {summary['dead_videos']}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,111 @@
+"""docker-compose.yml and the Dockerfile, checked without Docker (none runs on these machines)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from confluent_kafka import Consumer, Producer
+
+from vvv_core import kafka
+from vvv_core.cli import build_parser
+from vvv_core.config import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
+PROJECT_SERVICES = {name: s for name, s in SERVICES.items() if "build" in s}
+
+
+def test_compose_has_kafka_in_kraft_mode_with_a_healthcheck():
+    kafka_service = SERVICES["kafka"]
+    assert kafka_service["image"].startswith("apache/kafka:")
+    assert kafka_service["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert "healthcheck" in kafka_service
+    assert kafka_service["environment"]["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert SERVICES["topics"]["depends_on"]["kafka"]["condition"] == "service_healthy"
+
+
+@pytest.mark.parametrize("name", ["scoring", "thumbnails", "liveness"])
+def test_each_group_is_a_scalable_restarting_service(name):
+    service = SERVICES[name]
+    assert service["command"][:2] == ["consume", name]
+    assert service["restart"] == "on-failure" and service["stop_signal"] == "SIGTERM"
+    assert "container_name" not in service and "ports" not in service  # --scale needs neither
+    assert "cron-db:/data" in service["volumes"]
+    assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
+
+
+@pytest.mark.parametrize("name", sorted(PROJECT_SERVICES))
+def test_every_service_command_is_a_real_cli_command(name):
+    args = build_parser().parse_args(PROJECT_SERVICES[name]["command"])
+    assert callable(args.func)
+
+
+def test_environment_names_are_the_configurations():
+    known = set(re.findall(r'"((?:VVV|KAFKA)_[A-Z_]+)"', (ROOT / "vvv_core/config.py").read_text()))
+    for name, service in PROJECT_SERVICES.items():
+        env = {k: str(v) for k, v in service["environment"].items()}
+        for variable in env:
+            assert variable in known or variable.startswith("KAFKA_"), f"{name}: {variable} is read by nothing"
+        settings = Settings.from_env(env)
+        # every KAFKA_* passes through to librdkafka, which rejects a setting it does not know
+        Consumer(kafka.consumer_config(settings, name)).close()
+        Producer(kafka.producer_config(settings)).flush(0)
+
+
+def test_dockerfile_entry_point_is_the_cli():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["vvv"]' in dockerfile and "VVV_SCHEMA_DIR=/app/schemas" in dockerfile
+    for copied in re.findall(r"^COPY (\S+)", dockerfile, re.M):
+        assert (ROOT / copied).exists(), f"Dockerfile copies {copied}, which does not exist"
+
+
+def test_the_installed_package_runs_as_the_image_runs_it(tmp_path):
+    """A plain (non-editable) install, as the image has it, with the schemas where the image puts them."""
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+        timeout=300,
+    )
+    env = {**os.environ, "PYTHONPATH": str(target), "VVV_SCHEMA_DIR": str(ROOT / "schemas")}
+    where = subprocess.run(
+        [sys.executable, "-c", "import vvv_core; print(vvv_core.__file__)"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert where.stdout.startswith(str(target))  # the installed copy, not this checkout
+    code = "from vvv_core.cli import main; import sys; sys.exit(main(sys.argv[1:]))"
+
+    done = subprocess.run(
+        [sys.executable, "-c", code, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and "consume" in done.stdout
+    schemas = subprocess.run(
+        [sys.executable, "-c", "from vvv_core.avro import SchemaStore; SchemaStore()"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert schemas.returncode == 0, schemas.stderr
