@@ -80,3 +80,51 @@ def test_replay_from_the_beginning_and_from_a_time(settings, schemas, sample_db)
 def test_replay_refuses_a_bad_time(settings):
     done = vvv(settings, "replay", "scoring", "--from", "last tuesday")
     assert done.returncode == 1 and "expected an ISO time" in done.stderr
+
+
+def test_metrics_and_health_endpoints_of_a_consumer(settings, sample_db):
+    import urllib.error
+    import urllib.request
+
+    from vvv_core.broker import free_port
+
+    port = free_port()
+    publish_new(sample_db, settings)
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap,
+        "VVV_NAMESPACE": settings.namespace,
+        **{f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()},
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "vvv_core.cli", "consume", "scoring", "--db", sample_db, "--metrics-port", str(port)],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+        except OSError:
+            return 0, ""
+
+    try:
+        deadline = time.monotonic() + 30
+        while 'vvv_lag{group="scoring",partition="0"} 0.0' not in get("/metrics")[1]:  # gauges: every second
+            assert time.monotonic() < deadline, "metrics should count the 308 events"
+            time.sleep(0.2)
+        assert get("/healthz")[0] == 200 and get("/readyz") == (200, "ready\n")
+        text = get("/metrics")[1]
+        assert 'vvv_events_consumed_total{group="scoring"} 308.0' in text
+        assert 'vvv_results_total{group="scoring",outcome="VIRAL"}' in text
+
+        assert 'vvv_partitions_owned{group="scoring"} 6.0' in text
+
+        assert "vvv_batch_seconds_count" in text and "vvv_commit_seconds_count" in text
+        assert get("/nope")[0] == 404
+    finally:
+        process.terminate()
+        assert process.wait(15) == 0

@@ -107,8 +107,11 @@ def cmd_outbox_flush(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     from consumers import GROUPS
 
+    if args.metrics_port is not None:
+        settings = replace(settings, metrics_port=args.metrics_port)
     conn = db.connect(args.db)
     runner = GroupRunner(GROUPS[args.group](settings, conn), settings, until_idle=args.until_idle)
+
     on_stop_signals(runner.stop)
     try:
         runner.run()
@@ -250,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="exit 0 once everything is consumed and nothing new arrived for SECONDS",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        metavar="PORT",
+        help="serve /metrics, /healthz and /readyz on PORT (default $VVV_METRICS_PORT, else off)",
     )
     p.set_defaults(func=cmd_consume)
 

@@ -70,6 +70,7 @@ class Settings:
     dlq_max_ratio: float = 0.5  # dead-lettered share of recent events that stops a consumer
     max_message_bytes: int = 16 * 1024 * 1024  # the largest dead letter kept whole (topic and producer limit)
     exactly_once: bool = False  # results, dead letters and offsets in one Kafka transaction per batch
+    metrics_port: int = 0  # serve /metrics, /healthz and /readyz here; 0: off
     stale_hours: float = 48.0
     # thumbnails
     thumbnail_hosts: tuple[str, ...] = DEFAULT_THUMBNAIL_HOSTS  # VVV_THUMBNAIL_HOSTS replaces it
@@ -132,6 +133,7 @@ class Settings:
             dlq_max_ratio=_env_float(env, "VVV_DLQ_MAX_RATIO", d["dlq_max_ratio"].default),
             max_message_bytes=_env_int(env, "VVV_MAX_MESSAGE_BYTES", d["max_message_bytes"].default),
             exactly_once=env.get("VVV_EXACTLY_ONCE", "").lower() in ("1", "true", "yes", "on"),
+            metrics_port=_env_int(env, "VVV_METRICS_PORT", d["metrics_port"].default),
             stale_hours=_env_float(env, "VVV_STALE_HOURS", d["stale_hours"].default),
             thumbnail_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip())
             if hosts

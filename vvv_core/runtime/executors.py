@@ -30,12 +30,19 @@ class Executor(Protocol):
     def take_completed(self) -> list[Outcome]: ...
     def in_flight(self) -> int: ...
     def running(self) -> int: ...
+
+    retries: int
+    rate_limit_waited: float
+
     def forget(self, partitions: set[Partition]) -> None: ...
     def close(self) -> None: ...
 
 
 class BatchExecutor:
     """Runs ``process`` on each polled batch in the poll thread (for work that is one SQL round trip)."""
+
+    retries = 0
+    rate_limit_waited = 0.0
 
     def __init__(self, process: Callable[[list[Inbound]], list[Outcome]]) -> None:
         self._process = process
@@ -100,6 +107,11 @@ class ConcurrentExecutor:
         self._waiting: list[tuple[float, int, Inbound, int]] = []  # retries: (due, ticket, item, attempt) heap
         self._finished: queue.SimpleQueue[tuple[int, Checked | BaseException]] = queue.SimpleQueue()
         self._closed = threading.Event()
+        self.retries = 0  # attempts scheduled again, for metrics
+
+    @property
+    def rate_limit_waited(self) -> float:
+        return self._limiter.waited if self._limiter is not None else 0.0
 
     def submit(self, items: Iterable[Inbound]) -> None:
         for item in items:
@@ -156,6 +168,7 @@ class ConcurrentExecutor:
             out.append(Outcome(item, detail=answer.detail))
             return
         if attempt < self._attempts:
+            self.retries += 1
             ticket = next(self._tickets)
             self._live[ticket] = (item, attempt + 1)
             heapq.heappush(self._waiting, (now + self._retry_delay, ticket, item, attempt + 1))

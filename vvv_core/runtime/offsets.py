@@ -32,7 +32,13 @@ class PartitionOffsets:
             self._done.discard(self._open.popleft())
 
     @property
+    def position(self) -> int | None:
+        """One past the last offset taken."""
+        return self._next
+
+    @property
     def unfinished(self) -> int:
+
         return len(self._open)
 
     def committable(self) -> int | None:

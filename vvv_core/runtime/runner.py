@@ -28,6 +28,7 @@ from vvv_core import db, kafka
 from vvv_core.avro import DecodeError, SchemaStore
 from vvv_core.config import Settings
 from vvv_core.events import InvalidEvent, now_ms
+from vvv_core.runtime import metrics
 from vvv_core.runtime.deadletter import HEADER_PREFIX, dead_letter_headers
 from vvv_core.runtime.group import ConsumerGroup
 from vvv_core.runtime.model import Failure, Inbound, Outcome
@@ -39,6 +40,7 @@ POLL_TIMEOUT = 0.1  # seconds; also how often retries and time limits are looked
 FLUSH_TIMEOUT = 10.0  # seconds the broker may take to acknowledge a checkpoint's messages
 DELIVERY_ATTEMPTS = 5  # a batch whose messages the broker refused is sent again, by a new producer
 TOPIC_CHECK_INTERVAL = 5.0  # seconds between attempts to recreate a vanished input topic
+OBSERVE_INTERVAL = 1.0  # seconds between refreshes of the lag and other gauges
 RESULT_NAMESPACE = "com.viralvidvault.results"
 DLQ_MIN_SAMPLE = 100  # events seen before the dead-letter rate can stop the consumer
 
@@ -73,6 +75,10 @@ class GroupRunner:
         self._last_message = time.monotonic()
         self._in_delivery: list[_InDelivery] = []
         self._topics_checked = 0.0
+        self.metrics = metrics.Metrics(group.name)
+        self._observed = 0.0
+        self._retries_seen = 0
+        self._waited_seen = 0.0
         self._resubscribe = False
 
         self._total_partitions = settings.partitions
@@ -106,6 +112,7 @@ class GroupRunner:
         self._consumer: Consumer | None = None
 
         self._subscribe()
+        stop_serving = metrics.serve(self.metrics, settings.metrics_port) if settings.metrics_port else None
         log.info("%s: consuming %s as group %s", group.name, topic, settings.group_id(group.name))
         try:
             while not self._stopping:
@@ -114,14 +121,18 @@ class GroupRunner:
                 self._accept(self._fetch())
                 self._checkpoint()
                 self._backpressure()
+                self._observe()
                 if self._idle():
                     log.info("%s: idle for %.1f s with everything consumed: stopping", group.name, self.until_idle)
                     break
+            self.metrics.ready = False
             self._drain()
         except BaseException:
             self._broken = True  # nothing more is committed: what was not, is redelivered
             raise
         finally:
+            if stop_serving is not None:
+                stop_serving()
             self._executor.close()
             self._consumer.close()  # leaves the group at once, so the others take over without waiting
             self._producer.flush(5)
@@ -198,6 +209,8 @@ class GroupRunner:
             valid.append(Inbound(msg.topic(), msg.partition(), msg.offset(), key, value, msg.headers(), event))
         if messages:
             self._last_message = time.monotonic()
+            self.metrics.consumed.labels(self.group.name).inc(sum(m.error() is None for m in messages))
+
         self._executor.submit(valid)
 
     def _checkpoint(self, sync: bool = False) -> None:
@@ -211,6 +224,7 @@ class GroupRunner:
         outcomes, self._rejected = self._rejected + self._executor.take_completed(), []
         outcomes = [o for o in outcomes if (o.inbound.topic, o.inbound.partition) in self._offsets]
         if outcomes:
+            started = time.perf_counter()
             results = [o for o in outcomes if o.failure is None]
             if results:
                 db.write_with_retry(self.group.conn, self.group.store, results)
@@ -221,6 +235,7 @@ class GroupRunner:
             self._in_delivery.append(batch)
             for outcome in outcomes:
                 self._publish(outcome, batch.acknowledge)
+            self.metrics.batch_seconds.labels(self.group.name).observe(time.perf_counter() - started)
         if sync:
             self._producer.flush(FLUSH_TIMEOUT)
         else:
@@ -355,10 +370,12 @@ class GroupRunner:
         positions = [(tp, off) for tp, o in self._offsets.items() if (off := o.committable()) is not None]
         if not positions:
             return
+        started = time.perf_counter()
         try:
             self._consumer.commit(
                 offsets=[TopicPartition(t, p, off) for (t, p), off in positions], asynchronous=not sync
             )
+            self.metrics.commit_seconds.labels(self.group.name).observe(time.perf_counter() - started)
         except KafkaException as exc:  # e.g. a rebalance under way: the new owner redoes the work
             log.warning("%s: commit failed: %s", self.group.name, exc.args[0].str())
             return
@@ -368,6 +385,10 @@ class GroupRunner:
     def _count(self, outcomes: list[Outcome]) -> None:
         self.processed += len(outcomes)
         self.dead_lettered += sum(o.failure is not None for o in outcomes)
+        for o in outcomes:
+            if o.failure is not None:
+                self.metrics.dead_lettered.labels(self.group.name).inc()
+            self.metrics.outcome("dead_letter" if o.failure else str(o.detail.get("status") or o.detail.get("label")))
         # Failures found by the work itself; bad input was noted as it arrived (_accept).
         self._judge_dead_letter_rate(o.failure is not None and o.inbound.event is not None for o in outcomes)
 
@@ -383,6 +404,27 @@ class GroupRunner:
                 f"(limit VVV_DLQ_MAX_RATIO={self.settings.dlq_max_ratio:g}): is a producer writing the wrong "
                 f"format to {self.group.input_topic()}? See `vvv dlq list {self.group.name}`"
             )
+
+    def _observe(self) -> None:
+        """Loop-level metrics: alive, ready, partitions, lag, retries and rate-limit waits."""
+        now = time.monotonic()
+        m, name = self.metrics, self.group.name
+        m.last_loop = now
+        m.ready = self._assigned
+        if now - self._observed < OBSERVE_INTERVAL:
+            return
+        self._observed = now
+        m.partitions.labels(name).set(len(self._offsets))
+        for (topic, partition), offsets in self._offsets.items():
+            low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
+            position = next((p for p in (offsets.position, offsets.committed, low) if p is not None and p >= 0), None)
+            if high >= 0 and position is not None:  # no fetch yet: no figure rather than a wrong one
+                m.lag.labels(name, str(partition)).set(max(0, high - position))
+
+        m.retries.labels(name).inc(self._executor.retries - self._retries_seen)
+        self._retries_seen = self._executor.retries
+        m.rate_limit_wait.labels(name).inc(self._executor.rate_limit_waited - self._waited_seen)
+        self._waited_seen = self._executor.rate_limit_waited
 
     def _backpressure(self) -> None:
         busy = self._executor.in_flight() >= self.group.max_in_flight()
