@@ -128,3 +128,21 @@ def test_metrics_and_health_endpoints_of_a_consumer(settings, sample_db):
     finally:
         process.terminate()
         assert process.wait(15) == 0
+
+
+def test_json_logs_carry_group_topic_partition_and_offset(settings, sample_db):
+    from confluent_kafka import Producer
+
+    from vvv_core import kafka
+
+    kafka.ensure_project_topics(kafka.admin(settings), settings, ["scoring"])
+    producer = Producer(kafka.producer_config(settings))
+    producer.produce(settings.videos_topic, b"not an event", b"J78aPJ3VyNs")
+    producer.flush(10)
+    done = vvv(settings, "consume", "scoring", "--db", sample_db, "--until-idle", "1", "--log-json")
+    assert done.returncode == 0
+    lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert lines and all(line["group"] == "scoring" for line in lines if line["logger"].endswith("runner"))
+    [dead] = [line for line in lines if "dead-lettering" in line["message"]]
+    assert (dead["topic"], dead["offset"], dead["level"]) == (settings.videos_topic, 0, "WARNING")
+    assert isinstance(dead["partition"], int)

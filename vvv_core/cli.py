@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from vvv_core import db, kafka
+from vvv_core import db, kafka, logs
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import DEFAULT_BOOTSTRAP, ConfigError, Settings
 from vvv_core.replay import GroupActive
@@ -220,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a librdkafka setting, e.g. -X security.protocol=SASL_SSL (repeatable)",
     )
     common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    common.add_argument("--log-json", action="store_true", help="log one JSON object per line (for collectors)")
 
     parser = argparse.ArgumentParser(prog="vvv", description="ViralVidVault stream processing on Kafka")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -297,11 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(args.verbose, args.log_json)
     try:
         return args.func(args, _settings(args))
     except CLEAN_ERRORS as exc:

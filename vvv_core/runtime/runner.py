@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
-from vvv_core import db, kafka
+from vvv_core import db, kafka, logs
 from vvv_core.avro import DecodeError, SchemaStore
 from vvv_core.config import Settings
 from vvv_core.events import InvalidEvent, now_ms
@@ -76,6 +76,7 @@ class GroupRunner:
         self._in_delivery: list[_InDelivery] = []
         self._topics_checked = 0.0
         self.metrics = metrics.Metrics(group.name)
+        self.log = logs.ContextLog(log, {"group": group.name})
         self._observed = 0.0
         self._retries_seen = 0
         self._waited_seen = 0.0
@@ -113,7 +114,7 @@ class GroupRunner:
 
         self._subscribe()
         stop_serving = metrics.serve(self.metrics, settings.metrics_port) if settings.metrics_port else None
-        log.info("%s: consuming %s as group %s", group.name, topic, settings.group_id(group.name))
+        self.log.info("%s: consuming %s as group %s", group.name, topic, settings.group_id(group.name))
         try:
             while not self._stopping:
                 if self._resubscribe:
@@ -123,7 +124,7 @@ class GroupRunner:
                 self._backpressure()
                 self._observe()
                 if self._idle():
-                    log.info("%s: idle for %.1f s with everything consumed: stopping", group.name, self.until_idle)
+                    self.log.info("%s: idle for %.1f s with everything consumed: stopping", group.name, self.until_idle)
                     break
             self.metrics.ready = False
             self._drain()
@@ -136,7 +137,7 @@ class GroupRunner:
             self._executor.close()
             self._consumer.close()  # leaves the group at once, so the others take over without waiting
             self._producer.flush(5)
-        log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
+        self.log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
 
     def _subscribe(self) -> None:
         """Join the group with a new consumer, also after the input topic was recreated.
@@ -146,7 +147,7 @@ class GroupRunner:
         """
         self._resubscribe = False
         if getattr(self, "_consumer", None) is not None:
-            log.warning("%s: joining the group again with a new consumer", self.group.name)
+            self.log.warning("%s: joining the group again with a new consumer", self.group.name)
             self._consumer.close()
         self._consumer = Consumer(kafka.consumer_config(self.settings, self.group.name))
         self._consumer.subscribe(
@@ -187,7 +188,7 @@ class GroupRunner:
                 elif err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
                     self._recreate_topics(err.str())
                 else:
-                    log.warning("%s: consumer error: %s", self.group.name, err.str())
+                    self.log.warning("%s: consumer error: %s", self.group.name, err.str())
                 continue
             offsets = self._offsets.get((msg.topic(), msg.partition()))
             if offsets is None:
@@ -201,7 +202,13 @@ class GroupRunner:
             except (DecodeError, InvalidEvent) as exc:
                 item = Inbound(msg.topic(), msg.partition(), msg.offset(), key, value, msg.headers())
                 self._judge_dead_letter_rate([True])  # raises before this one is published or committed
-                log.warning("%s: dead-lettering %s/%d@%d: %s", self.group.name, *_where(item), exc)
+                self.log.warning(
+                    "%s: dead-lettering %s/%d@%d: %s",
+                    self.group.name,
+                    *_where(item),
+                    exc,
+                    extra=logs.where(self.group.name, *_where(item)),
+                )
                 self._rejected.append(Outcome(item, failure=Failure.of(exc)))
                 continue
             self._judge_dead_letter_rate([False])
@@ -312,7 +319,7 @@ class GroupRunner:
             )
         self._recreate_topics(f"result messages refused ({failed.error})")  # perhaps the topics are gone
         pending = [failed, *self._in_delivery]
-        log.warning(
+        self.log.warning(
             "%s: the broker refused result messages (%s): sending %d again with a new producer",
             self.group.name,
             failed.error,
@@ -332,11 +339,11 @@ class GroupRunner:
         if time.monotonic() - self._topics_checked < TOPIC_CHECK_INTERVAL:
             return
         self._topics_checked = time.monotonic()
-        log.warning("%s: %s: creating any missing topic of the project again", self.group.name, why)
+        self.log.warning("%s: %s: creating any missing topic of the project again", self.group.name, why)
         try:
             kafka.ensure_project_topics(kafka.admin(self.settings), self.settings, [self.group.name])
         except KafkaException as exc:
-            log.warning("%s: could not create the topics yet: %s", self.group.name, exc.args[0].str())
+            self.log.warning("%s: could not create the topics yet: %s", self.group.name, exc.args[0].str())
 
     def _publish(self, outcome: Outcome, on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
         item = outcome.inbound
@@ -377,7 +384,7 @@ class GroupRunner:
             )
             self.metrics.commit_seconds.labels(self.group.name).observe(time.perf_counter() - started)
         except KafkaException as exc:  # e.g. a rebalance under way: the new owner redoes the work
-            log.warning("%s: commit failed: %s", self.group.name, exc.args[0].str())
+            self.log.warning("%s: commit failed: %s", self.group.name, exc.args[0].str())
             return
         for tp, off in positions:
             self._offsets[tp].committed = off
@@ -455,7 +462,7 @@ class GroupRunner:
             self._checkpoint()
         self._checkpoint(sync=True)
         if self._executor.in_flight():
-            log.info(
+            self.log.info(
                 "%s: abandoned %d unfinished events; they are redelivered on restart",
                 self.group.name,
                 self._executor.in_flight(),
@@ -474,7 +481,7 @@ class GroupRunner:
         self._last_message = time.monotonic()
         self._count_partitions(consumer)
         self.group.on_assignment(sorted(p for _t, p in self._offsets), self._total_partitions)
-        log.info("%s: assigned %s", self.group.name, _names(partitions))
+        self.log.info("%s: assigned %s", self.group.name, _names(partitions))
 
     def _count_partitions(self, consumer: Consumer) -> None:
         """The input topic's partition count, which the group's rate-limit shares divide."""
@@ -485,7 +492,7 @@ class GroupRunner:
             self._resubscribe = True
 
         elif self._total_partitions != self.settings.partitions:
-            log.warning(
+            self.log.warning(
                 "%s: %s has %d partitions, not the configured %d: created by the broker itself (tansu does so "
                 "when it restarts empty and a client writes)? Each video's events stay in order from here on",
                 self.group.name,
@@ -499,14 +506,14 @@ class GroupRunner:
             try:
                 self._checkpoint(sync=True)  # finished work is committed; unfinished work is the next owner's
             except ConsumerStopped as exc:  # e.g. the broker is away: the next owner redoes what is uncommitted
-                log.warning("%s: could not commit before giving up partitions: %s", self.group.name, exc)
+                self.log.warning("%s: could not commit before giving up partitions: %s", self.group.name, exc)
                 self._in_delivery.clear()
         self._release(partitions)
-        log.info("%s: revoked %s", self.group.name, _names(partitions))
+        self.log.info("%s: revoked %s", self.group.name, _names(partitions))
 
     def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._release(partitions)  # another member owns them already: commit nothing
-        log.warning("%s: lost %s", self.group.name, _names(partitions))
+        self.log.warning("%s: lost %s", self.group.name, _names(partitions))
 
     def _release(self, partitions: list[TopicPartition]) -> None:
         gone = {(tp.topic, tp.partition) for tp in partitions}
