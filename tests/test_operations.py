@@ -146,3 +146,47 @@ def test_json_logs_carry_group_topic_partition_and_offset(settings, sample_db):
     [dead] = [line for line in lines if "dead-lettering" in line["message"]]
     assert (dead["topic"], dead["offset"], dead["level"]) == (settings.videos_topic, 0, "WARNING")
     assert isinstance(dead["partition"], int)
+
+
+def test_report_is_a_self_contained_page_with_escaped_titles(settings, sample_db, tmp_path):
+    from html.parser import HTMLParser
+
+    conn = sqlite3.connect(sample_db)
+    with conn:
+        conn.execute("UPDATE videos SET title = '<script>alert(1)</script> & more' WHERE video_id = 'J78aPJ3VyNs'")
+    publish_new(sample_db, settings)
+    run_group("scoring", settings, sample_db)
+    out = tmp_path / "report.html"
+    done = vvv(settings, "report", "--db", sample_db, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+
+    class Page(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.tags: Counter[str] = Counter()
+            self.ids: set[str] = set()
+            self.text: list[str] = []
+            self.sources: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.tags[tag] += 1
+            attrs = dict(attrs)
+            self.ids.add(attrs.get("id", ""))
+            self.sources += [attrs[a] for a in ("src", "href") if a in attrs]
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    from collections import Counter
+
+    page = Page()
+    page.feed(out.read_text())
+    assert page.tags["script"] == 0 and page.sources == []  # nothing runs, nothing is fetched
+    assert {"viral", "scores", "thumbnails", "dead", "lag"} <= page.ids
+    assert page.tags["svg"] >= 7 and page.tags["h3"] == 7  # a histogram and a table per region
+    text = "".join(page.text)
+    assert "<script>alert(1)</script> & more" in text  # shown as text, escaped in the source
+    assert "scoring" in text and "not available" not in text  # the lag table, from the broker
+
+    offline = vvv(settings, "report", "--db", sample_db, "--out", str(out), "--bootstrap", "127.0.0.1:1")
+    assert offline.returncode == 0 and "not available: no Kafka broker reachable" in out.read_text()

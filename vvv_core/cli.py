@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 
 from vvv_core import db, kafka, logs
 from vvv_core.broker import EmbeddedBroker
@@ -171,6 +172,19 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
+    from vvv_core import status
+    from vvv_core.report import build_report
+
+    try:
+        lag, why = status.as_json(status.group_status(settings), None)["groups"], None
+    except kafka.BrokerUnavailable as exc:  # the page is still worth having without the lag
+        lag, why = None, str(exc)
+    Path(args.out).write_text(build_report(args.db, lag, why), encoding="utf-8")
+    print(f"report written to {args.out}")
+    return 0
+
+
 def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.replay import replay
 
@@ -277,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="also summarise the results in this cron database")
     p.add_argument("--json", action="store_true", help="for scripts")
     p.set_defaults(func=cmd_status)
+
+    p = sub_parser("report", help="an HTML page of viral videos, scores, thumbnails, dead videos and lag")
+    p.add_argument("--db", required=True)
+    p.add_argument("--out", default="report.html")
+    p.set_defaults(func=cmd_report)
 
     p = sub_parser("replay", help="process a stopped group's history again, from a time or the beginning")
     p.add_argument("group", choices=sorted(GROUPS))
