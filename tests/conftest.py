@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -108,3 +111,22 @@ def run_group(group: str, settings: Settings, db_path: str, until_idle: float = 
 
 def results(settings: Settings, schemas: SchemaStore) -> list[dict]:
     return [schemas.decode(m.value(), "Result") for m in read_topic(settings, settings.results_topic)]
+
+
+VVV = [sys.executable, "-m", "vvv_core.cli"]
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment a `vvv` process needs to use this test's broker, topics and groups."""
+    return {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap,
+        "VVV_NAMESPACE": settings.namespace,
+        **{f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()},
+        **extra,
+    }
+
+
+def vvv(settings: Settings, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+    """Run the `vvv` command as a user would, against this test's broker and namespace."""
+    return subprocess.run([*VVV, *args], capture_output=True, text=True, timeout=timeout, env=cli_env(settings))

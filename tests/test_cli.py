@@ -7,23 +7,18 @@ import re
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 
 import psutil
-from conftest import FAST_GROUPS
+from conftest import VVV, cli_env
 
 from vvv_core.broker import free_port
 from vvv_core.kafka import read_topic
 
-VVV = [sys.executable, "-m", "vvv_core.cli"]
-
 
 def vvv(*args: str, settings=None, timeout: float = 90, **env: str) -> subprocess.CompletedProcess[str]:
-    environ = {**os.environ, **env}
-    if settings is not None:
-        environ |= {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap, "VVV_NAMESPACE": settings.namespace}
-        environ |= {f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()}
+    """`vvv` as a user runs it; with ``settings``, against this test's broker and namespace."""
+    environ = cli_env(settings, **env) if settings is not None else {**os.environ, **env}
     return subprocess.run([*VVV, *args], capture_output=True, text=True, timeout=timeout, env=environ)
 
 

@@ -6,7 +6,6 @@ no duplicate rows in SQLite, offsets committed to the end.
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
@@ -14,7 +13,7 @@ import sys
 import time
 from dataclasses import replace
 
-from conftest import FAST_GROUPS, Member, results
+from conftest import Member, cli_env, results
 
 from vvv_core import kafka
 from vvv_core.broker import EmbeddedBroker, free_port
@@ -23,20 +22,10 @@ from vvv_core.kafka import read_topic
 from vvv_core.standins import LocalServer, Reply, image_bytes
 
 
-def environment(settings, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap,
-        "VVV_NAMESPACE": settings.namespace,
-        **{f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()},
-        **extra,
-    }
-
-
 def consume(settings, group: str, db_path: str, *more: str, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "vvv_core.cli", "consume", group, "--db", db_path, *more],
-        env=environment(settings, **env),
+        env=cli_env(settings, **env),
         stderr=subprocess.PIPE,
         text=True,
     )

@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import subprocess
-import sys
 from dataclasses import replace
 
 import pytest
 from confluent_kafka import Producer
-from conftest import FAST_GROUPS, Member, results
+from conftest import Member, results, vvv
 
 from vvv_core import kafka
 from vvv_core.avro import DEFAULT_SCHEMA_DIR, SchemaStore
@@ -94,18 +92,6 @@ def test_every_kind_of_poison_is_dead_lettered_with_its_reason(settings, schemas
     assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     ends = {m.partition(): m.offset() + 1 for m in read_topic(settings, settings.videos_topic)}
     assert kafka.committed_offsets(settings, settings.group_id("scoring"), settings.videos_topic) == ends
-
-
-def vvv(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap,
-        "VVV_NAMESPACE": settings.namespace,
-        **{f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()},
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "vvv_core.cli", *args], capture_output=True, text=True, timeout=60, env=env
-    )
 
 
 def test_dlq_list_and_replay_from_the_command_line(settings, schemas, sample_db):

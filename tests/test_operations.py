@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import sqlite3
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 
-from conftest import FAST_GROUPS, results, run_group
+import pytest
+from conftest import cli_env, results, run_group, vvv
 
 from vvv_core.hook import background_processing, publish_new
-
-
-def vvv(settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap,
-        "VVV_NAMESPACE": settings.namespace,
-        **{f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()},
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "vvv_core.cli", *args], capture_output=True, text=True, timeout=90, env=env
-    )
 
 
 def test_status_shows_lag_before_and_none_after(settings, sample_db):
@@ -90,12 +79,7 @@ def test_metrics_and_health_endpoints_of_a_consumer(settings, sample_db):
 
     port = free_port()
     publish_new(sample_db, settings)
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap,
-        "VVV_NAMESPACE": settings.namespace,
-        **{f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()},
-    }
+    env = cli_env(settings)
     process = subprocess.Popen(
         [sys.executable, "-m", "vvv_core.cli", "consume", "scoring", "--db", sample_db, "--metrics-port", str(port)],
         env=env,
@@ -190,3 +174,35 @@ def test_report_is_a_self_contained_page_with_escaped_titles(settings, sample_db
 
     offline = vvv(settings, "report", "--db", sample_db, "--out", str(out), "--bootstrap", "127.0.0.1:1")
     assert offline.returncode == 0 and "not available: no Kafka broker reachable" in out.read_text()
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium (.ci/run installs it)")
+def test_report_renders_in_a_headless_browser(sample_db, tmp_path):
+    from vvv_core.report import build_report
+
+    conn = sqlite3.connect(sample_db)
+    with conn:
+        conn.execute("UPDATE videos SET virality_score = 90 WHERE rowid % 3 = 0")
+    page = tmp_path / "report.html"
+    page.write_text(build_report(sample_db, None, "no broker in this test"), encoding="utf-8")
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--no-first-run",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
+    dom = subprocess.run(
+        ["chromium", *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=60
+    ).stdout
+    assert "Viral and trending videos per region" in dom and dom.count("<svg") == 7
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        ["chromium", *flags, "--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True,
+        timeout=60,
+    )
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000  # a real picture

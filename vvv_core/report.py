@@ -29,6 +29,7 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:2rem;color:#222;max-width:72rem}
 h1{font-size:1.5rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5rem 0}td,th{padding:.2rem .6rem;text-align:left;border-bottom:1px solid #eee}
+td:last-child{white-space:nowrap}
 td.n{text-align:right}.muted{color:#777}.charts{display:flex;flex-wrap:wrap;gap:1rem}
 figure{margin:0}figcaption{font-size:.85rem;text-align:center}
 """
