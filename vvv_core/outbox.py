@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS vvv_outbox (
 # process each run. One request in flight per connection keeps each video's events in order
 # through retries; a retry may repeat an event, which consumers tolerate anyway.
 HOOK_PRODUCER = {"enable.idempotence": False, "max.in.flight.requests.per.connection": 1}
+PROGRESS_EVERY = 50_000  # a large backlog (`vvv publish` after a pause) reports as it goes
+
 
 
 class Message(NamedTuple):
@@ -90,6 +92,8 @@ class OutboxPublisher:
             return delivery
         report = delivery.on_delivery
         for i, (topic, key, value) in enumerate(messages):
+            if i and i % PROGRESS_EVERY == 0:
+                log.info("produced %d of %d events", i, len(messages))
             try:
                 producer.produce(topic, value, key, on_delivery=report)
             except BufferError:  # local queue full: serve callbacks, then the queue has room again
