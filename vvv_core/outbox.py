@@ -41,7 +41,6 @@ HOOK_PRODUCER = {"enable.idempotence": False, "max.in.flight.requests.per.connec
 PROGRESS_EVERY = 50_000  # a large backlog (`vvv publish` after a pause) reports as it goes
 
 
-
 class Message(NamedTuple):
     topic: str
     key: bytes | None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -48,8 +48,12 @@ class Metrics:
         self.last_loop = time.monotonic()
         self.ready = False
 
-    def outcome(self, outcome: str) -> None:
-        self.results.labels(self.group, outcome).inc()
+    def count_outcomes(self, outcomes: Mapping[str, int]) -> None:
+        """One batch's outcomes by name ("dead_letter" for dead letters): one increment per name."""
+        for outcome, n in outcomes.items():
+            self.results.labels(self.group, outcome).inc(n)
+        if "dead_letter" in outcomes:
+            self.dead_lettered.labels(self.group).inc(outcomes["dead_letter"])
 
 
 def serve(metrics: Metrics, port: int, host: str = "0.0.0.0") -> Callable[[], None]:

@@ -19,7 +19,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -392,10 +392,11 @@ class GroupRunner:
     def _count(self, outcomes: list[Outcome]) -> None:
         self.processed += len(outcomes)
         self.dead_lettered += sum(o.failure is not None for o in outcomes)
-        for o in outcomes:
-            if o.failure is not None:
-                self.metrics.dead_lettered.labels(self.group.name).inc()
-            self.metrics.outcome("dead_letter" if o.failure else str(o.detail.get("status") or o.detail.get("label")))
+        self.metrics.count_outcomes(
+            Counter(
+                "dead_letter" if o.failure else str(o.detail.get("status") or o.detail.get("label")) for o in outcomes
+            )
+        )
         # Failures found by the work itself; bad input was noted as it arrived (_accept).
         self._judge_dead_letter_rate(o.failure is not None and o.inbound.event is not None for o in outcomes)
 
