@@ -48,7 +48,7 @@ def test_viral_when_both_parts_saturate():
 def test_fewer_than_two_snapshots_is_insufficient_data():
     for history in ([], [snap(5_000)]):
         result = score(history)
-        assert (result.score, result.reason, result.computed) == (0.0, "insufficient data", False)
+        assert (result.score, result.reason) == (0.0, "insufficient data")
 
 
 def test_equal_timestamps_give_no_time_delta():

@@ -20,9 +20,6 @@ class LivenessVerdict:
     reason: str | None = None
     transient: bool = False
 
-    @property
-    def dead(self) -> bool:
-        return self.status in ("deleted", "private")
 
     def detail(self, attempts: int) -> dict[str, object]:
         """As the ``LivenessDetail`` result record."""

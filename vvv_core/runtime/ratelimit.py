@@ -38,11 +38,6 @@ class RateLimiter:
             self._assignment = (frozenset(owned), max(1, total))
             self._cond.notify_all()
 
-    @property
-    def share(self) -> float:
-        """This member's requests per minute now."""
-        owned, total = self._assignment
-        return self.per_minute * len(owned) / total
 
     def _reserve(self, cancelled: threading.Event) -> int | None:
         with self._cond:

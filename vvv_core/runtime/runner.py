@@ -90,9 +90,6 @@ class GroupRunner:
         """Ask the loop to stop gracefully (safe from a signal handler or another thread)."""
         self._stopping = True
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
 
     @property
     def owned(self) -> list[tuple[str, int]]:
