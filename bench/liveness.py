@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -21,14 +20,12 @@ import time
 from pathlib import Path
 
 import psutil
+from common import FAST_GROUPS, empty_cron_db
 
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import Settings
 from vvv_core.hook import background_processing
-from vvv_core.sample import CRON_SCHEMA
 from vvv_core.standins import LocalServer, Reply
-
-FAST_GROUPS = {"KAFKA_SESSION_TIMEOUT_MS": "2000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500"}
 
 
 def busiest(times: list[float], width: float) -> int:
@@ -52,9 +49,7 @@ def main() -> None:
         tempfile.TemporaryDirectory() as tmp,
     ):
         db_path = str(Path(tmp) / "cron.db")
-        conn = sqlite3.connect(db_path)
-        conn.executescript(CRON_SCHEMA)
-        conn.close()
+        empty_cron_db(db_path)
         settings = Settings(bootstrap=broker.bootstrap, namespace="livebench")
         queued = int(args.rate / 60 * args.seconds * 1.5)
         background_processing([], [f"L{i:010d}" for i in range(queued)], db_path, settings)

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import os
 import pstats
 import random
-import re
-import resource
 import sqlite3
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from common import timed_consumer
 
 from consumers.scoring import ScoringGroup
 from vvv_core import db
@@ -95,32 +92,10 @@ def bench_hook(settings: Settings, db_path: str) -> None:
 def bench_throughput(settings: Settings, db_path: str, events: int) -> None:
     for start in range(0, events, 10_000):
         background_processing(items(start, min(10_000, events - start)), [], db_path, settings)
-    env = {
-        **os.environ,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap,
-        "VVV_NAMESPACE": settings.namespace,
-        **{f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()},
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vvv_core.cli", "consume", "scoring", "--db", db_path, "--until-idle", "1"],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    assigned = idle = None
-    for line in process.stderr:
-        if assigned is None and "assigned" in line:
-            assigned = time.perf_counter()
-        if "idle for" in line:
-            idle = time.perf_counter()
-        if match := re.search(r"stopped after (\d+) events", line):
-            processed = int(match.group(1))
-    process.wait()
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    busy = idle - assigned - 1.0  # the last second was the idle wait
+    run = timed_consumer("scoring", db_path, settings.bootstrap, settings.namespace)
     print(
-        f"scoring: {processed:,} events in {busy:.2f} s = {processed / busy:,.0f} events/s end to end "
-        f"(one consumer process, first assignment to last commit); peak RSS {peak_mb:.0f} MB"
+        f"scoring: {run.processed:,} events in {run.busy:.2f} s = {run.rate:,.0f} events/s end to end "
+        f"(one consumer process, first assignment to last commit); peak RSS {run.peak_rss_mb:.0f} MB"
     )
 
 

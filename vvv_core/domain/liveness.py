@@ -20,7 +20,6 @@ class LivenessVerdict:
     reason: str | None = None
     transient: bool = False
 
-
     def detail(self, attempts: int) -> dict[str, object]:
         """As the ``LivenessDetail`` result record."""
         return {"status": self.status, "http_status": self.http_status, "reason": self.reason, "attempts": attempts}

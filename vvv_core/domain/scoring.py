@@ -43,7 +43,6 @@ class Score:
     region: str | None
     reason: str | None = None  # set when no score could be computed: keep the stored one
 
-
     def detail(self) -> dict[str, object]:
         """As the ``ScoreDetail`` result record (``dataclasses.asdict`` is 20x slower: it deep-copies)."""
         return {

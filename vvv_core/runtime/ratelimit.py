@@ -38,7 +38,6 @@ class RateLimiter:
             self._assignment = (frozenset(owned), max(1, total))
             self._cond.notify_all()
 
-
     def _reserve(self, cancelled: threading.Event) -> int | None:
         with self._cond:
             while not self._assignment[0]:  # no partitions, no slots: wait for the next assignment

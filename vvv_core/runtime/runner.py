@@ -90,7 +90,6 @@ class GroupRunner:
         """Ask the loop to stop gracefully (safe from a signal handler or another thread)."""
         self._stopping = True
 
-
     @property
     def owned(self) -> list[tuple[str, int]]:
         """The partitions this member owns now."""
