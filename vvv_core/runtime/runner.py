@@ -68,6 +68,8 @@ class GroupRunner:
         self._offsets: dict[tuple[str, int], PartitionOffsets] = {}
         self._rejected: list[Outcome] = []  # dead letters from decoding, published at the next checkpoint
         self._recent_dead: deque[bool] = deque(maxlen=1000)
+        self._recent_dead_count = 0  # how many of _recent_dead are True
+
         self._stopping = False
         self._broken = False
         self._paused = False
@@ -397,11 +399,19 @@ class GroupRunner:
         self._judge_dead_letter_rate(o.failure is not None and o.inbound.event is not None for o in outcomes)
 
     def _judge_dead_letter_rate(self, dead: Iterable[bool]) -> None:
-        """Stop, before publishing them, when too many recent events are dead letters."""
-        self._recent_dead.extend(dead)
-        if len(self._recent_dead) < DLQ_MIN_SAMPLE:
+        """Stop, before publishing them, when too many recent events are dead letters.
+
+        Called for every message: the window's dead count is kept as it slides, never re-summed.
+        """
+        window = self._recent_dead
+        for is_dead in dead:
+            if len(window) == window.maxlen:
+                self._recent_dead_count -= window[0]
+            window.append(is_dead)
+            self._recent_dead_count += is_dead
+        if len(window) < DLQ_MIN_SAMPLE:
             return
-        ratio = sum(self._recent_dead) / len(self._recent_dead)
+        ratio = self._recent_dead_count / len(window)
         if ratio > self.settings.dlq_max_ratio:
             raise ConsumerStopped(
                 f"{ratio:.0%} of the last {len(self._recent_dead)} events were dead-lettered "
