@@ -7,9 +7,11 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -79,6 +81,8 @@ def add_video(path: str, video_id: str, region: str | None, snapshots: list[tupl
 class Member:
     """One consumer-group member running in a thread, as `vvv consume` runs it in a process."""
 
+    started: ClassVar[list[Member]] = []  # stopped after each test, passed or failed (see stop_members)
+
     def __init__(self, group: str, settings: Settings, db_path: str, until_idle: float | None = 1.0) -> None:
         self.conn = db.connect(db_path)
         self.runner = GroupRunner(GROUPS[group](settings, self.conn), settings, until_idle=until_idle)
@@ -94,6 +98,7 @@ class Member:
             self.conn.close()
 
     def start(self) -> Member:
+        Member.started.append(self)
         self.thread.start()
         return self
 
@@ -103,6 +108,48 @@ class Member:
         if self.error:
             raise self.error
         return self
+
+
+@pytest.fixture(autouse=True)
+def stop_members() -> Iterator[None]:
+    """A test that fails midway must not leave members consuming into the next tests (or past the session)."""
+    yield
+    running, Member.started = [m for m in Member.started if m.thread.is_alive()], []
+    for member in running:
+        member.runner.stop()
+    for member in running:
+        member.thread.join(30)
+    assert not any(m.thread.is_alive() for m in running), "a consumer did not stop when asked"
+
+
+def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def join_all(members: list[Member], partitions: int) -> None:
+    """Wait until the members share all ``partitions`` of the input topic between them."""
+
+    def shared() -> bool:
+        owned = [p for m in members for _t, p in m.runner.owned]
+        return sorted(owned) == list(range(partitions))
+
+    wait_for(shared, 30, f"{len(members)} members to share {partitions} partitions")
+
+
+def stop_one_by_one(members: list[Member], partitions: int) -> None:
+    """Stop members one at a time, each after the others have taken over the last one's partitions.
+
+    Members leaving while their group rebalances can wedge a group on tansu for good (see
+    vvv_core/kafka.py), so tests with several members never let them stop at the same time.
+    """
+    for i, member in enumerate(members):
+        member.runner.stop()
+        member.join()
+        if rest := members[i + 1 :]:
+            join_all(rest, partitions)
 
 
 def run_group(group: str, settings: Settings, db_path: str, until_idle: float = 1.0) -> GroupRunner:

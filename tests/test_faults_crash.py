@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import replace
 
-from conftest import Member, cli_env, results
+from conftest import Member, cli_env, results, wait_for
 
 from vvv_core import kafka
 from vvv_core.broker import EmbeddedBroker, free_port
@@ -29,13 +29,6 @@ def consume(settings, group: str, db_path: str, *more: str, **env: str) -> subpr
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def sample_videos(db_path: str) -> list[str]:
@@ -60,14 +53,18 @@ def assert_all_processed_once(settings, schemas, group: str, topic: str, schema:
 
 def test_kill_9_mid_batch_then_restart_processes_every_event(settings, schemas, sample_db):
     videos = sample_videos(sample_db)
-    for _ in range(4):  # 12,320 events: several batches per run
+    for _ in range(8):  # 24,640 events: many batches per run
         background_processing([{"video_id": v, "thumbnail_url": "u"} for v in videos] * 10, [], sample_db, settings)
-    for delay in (0.3, 0.6, 0.9):  # three crashes at different points of the work
+    group_id = settings.group_id("scoring")
+    for delay in (0.05, 0.15, 0.25):  # three crashes at different points of the work
+        before = len(read_topic(settings, settings.results_topic))
         process = consume(settings, "scoring", sample_db, VVV_BATCH_SIZE="300")
-        wait_for(lambda: len(read_topic(settings, settings.results_topic)) > 0, 30, "first results")
+        wait_for(lambda n=before: len(read_topic(settings, settings.results_topic)) > n, 30, "this process's results")
         time.sleep(delay)
         process.send_signal(signal.SIGKILL)
         assert process.wait(10) == -signal.SIGKILL
+        committed = sum(kafka.committed_offsets(settings, group_id, settings.videos_topic).values())
+        assert committed < 24_640, "the crash should come in the middle of the work"
     done = consume(settings, "scoring", sample_db, "--until-idle", "1")
     assert done.wait(90) == 0, done.stderr.read()[-2000:]
 

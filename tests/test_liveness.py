@@ -9,7 +9,7 @@ from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import Member, results, run_group
+from conftest import Member, join_all, results, run_group, stop_one_by_one, wait_for
 
 from consumers.liveness import LivenessGroup
 from vvv_core import db
@@ -179,17 +179,13 @@ def windows_within(times: list[float], per_second: float, width: float) -> int:
 def test_rate_limit_is_for_the_whole_group(live_settings, cron_db, oembed, members):
     limit = 1200  # per minute: 20 a second, raised for the test
     s = replace(live_settings, liveness_rate=limit)
-    running = [Member("liveness", s, cron_db, until_idle=3.0).start() for _ in range(members)]  # outlasts the joins
-    deadline = time.monotonic() + 20
-    while not all(m.runner.owned for m in running):
-        assert time.monotonic() < deadline, "every member should own partitions"
-        time.sleep(0.05)
+    running = [Member("liveness", s, cron_db, until_idle=None).start() for _ in range(members)]
+    join_all(running, s.partitions)
     background_processing([], [f"rate{i:07d}" for i in range(120)], cron_db, s)
-    for m in running:
-        m.join()
+    wait_for(lambda: sum(m.runner.processed for m in running) == 120, 60, "the 120 checks")
+    stop_one_by_one(running, s.partitions)
 
-    # every video checked; one may be checked twice when a member leaves and its unfinished work moves
-    assert set(oembed.routes.seen) == {f"rate{i:07d}" for i in range(120)}
+    assert sorted(oembed.routes.seen.elements()) == [f"rate{i:07d}" for i in range(120)]  # each checked once
     times = sorted(r.at for r in oembed.requests)
     per_second = limit / 60
     for width in (1.0, 2.0, 5.0):
@@ -204,15 +200,16 @@ def test_rate_limit_is_for_the_whole_group(live_settings, cron_db, oembed, membe
 def test_adding_members_midway_never_raises_the_total(live_settings, cron_db, oembed):
     limit = 1200
     s = replace(live_settings, liveness_rate=limit)
-    first = Member("liveness", s, cron_db, until_idle=1.0).start()
-    while not first.runner.owned:
-        time.sleep(0.05)
+    first = Member("liveness", s, cron_db, until_idle=None).start()
+    join_all([first], s.partitions)
     background_processing([], [f"join{i:07d}" for i in range(200)], cron_db, s)
     time.sleep(2)
-    later = [Member("liveness", s, cron_db, until_idle=1.0).start() for _ in range(2)]
-    for m in [first, *later]:
-        m.join()
+    everyone = [first, *(Member("liveness", s, cron_db, until_idle=None).start() for _ in range(2))]
+    join_all(everyone, s.partitions)
+    # every video checked; some twice, as work in flight moves to its partition's new owner
+    wait_for(lambda: len(liveness_rows(cron_db)) == 200, 60, "every video checked")
+    stop_one_by_one(everyone, s.partitions)
     times = sorted(r.at for r in oembed.requests)
-    assert len(set(oembed.routes.seen)) == 200  # every video checked (some twice, across rebalances)
+    assert len(set(oembed.routes.seen)) == 200
     for width in (1.0, 2.0, 5.0):
         assert windows_within(times, limit / 60, width) <= limit / 60 * width

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 from conftest import cli_env, results, run_group, vvv
 
 from vvv_core.hook import background_processing, publish_new
+from vvv_core.runtime import runner
 
 
 def test_status_shows_lag_before_and_none_after(settings, sample_db):
@@ -206,3 +208,13 @@ def test_report_renders_in_a_headless_browser(sample_db, tmp_path):
         timeout=60,
     )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000  # a real picture
+
+
+def test_a_member_kept_waiting_for_its_assignment_says_so(settings, sample_db, monkeypatch, caplog):
+    # A group join takes about a second here; a threshold below that makes every join "stuck".
+    monkeypatch.setattr(runner, "STALLED_JOIN", 0.2)
+    monkeypatch.setattr(runner, "OBSERVE_INTERVAL", 0.05)
+    with caplog.at_level(logging.WARNING, logger=runner.__name__):
+        run_group("scoring", settings, sample_db, until_idle=0.5)
+    stuck = [r.getMessage() for r in caplog.records if "no assignment for" in r.getMessage()]
+    assert stuck and "restart the broker" in stuck[0]

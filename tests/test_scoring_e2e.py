@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import sqlite3
-import time
 from dataclasses import replace
 
 from confluent_kafka import Producer
-from conftest import Member, add_video, results, run_group
+from conftest import Member, add_video, join_all, results, run_group, stop_one_by_one, wait_for
 
 from vvv_core import kafka
 from vvv_core.hook import background_processing, publish_new
@@ -120,20 +119,16 @@ def test_old_database_without_optional_columns(settings, schemas, tmp_path):
 
 
 def test_two_members_share_partitions_and_score_each_event_once(settings, schemas, sample_db):
-    members = [Member("scoring", settings, sample_db, until_idle=3.0).start() for _ in range(2)]  # outlasts the joins
-    deadline = time.monotonic() + 20
-    while not all(m.runner.owned for m in members):
-        assert time.monotonic() < deadline, "both members should join"
-        time.sleep(0.05)
+    members = [Member("scoring", settings, sample_db, until_idle=None).start() for _ in range(2)]
+    join_all(members, settings.partitions)  # each partition owned by exactly one member
     publish_new(sample_db, settings)
-    for m in members:
-        m.join()
+    wait_for(lambda: sum(m.runner.processed for m in members) >= 308, 30, "the 308 events")
+    stop_one_by_one(members, settings.partitions)
 
     assert all(m.runner.processed > 0 for m in members)
     assert sum(m.runner.processed for m in members) == 308
     event_ids = [r["event_id"] for r in results(settings, schemas)]
     assert len(event_ids) == len(set(event_ids)) == 308
-    assert set(members[0].runner.owned).isdisjoint(members[1].runner.owned)
 
 
 def test_restart_resumes_from_committed_offsets(settings, schemas, sample_db):

@@ -14,6 +14,11 @@ Workarounds for the embedded broker (tansu 0.6, see DEVELOPERS.md) live here and
   (docker-compose.yml does) for incremental rebalancing; the runtime handles both.
 - End offsets must come from the high watermark a fetch returns, never from ListOffsets
   "latest", which tansu answers wrongly.
+
+One tansu fault has no client-side workaround: a member that leaves while its group
+rebalances can leave the group wedged for good (every JoinGroup answers with the departed
+leader, SyncGroup then fails, forever; a fresh member id does not help). The runner logs
+the stall (``STALLED_JOIN``); tests stop members one at a time.
 """
 
 from __future__ import annotations

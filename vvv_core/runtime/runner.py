@@ -41,6 +41,7 @@ FLUSH_TIMEOUT = 10.0  # seconds the broker may take to acknowledge a checkpoint'
 DELIVERY_ATTEMPTS = 5  # a batch whose messages the broker refused is sent again, by a new producer
 TOPIC_CHECK_INTERVAL = 5.0  # seconds between attempts to recreate a vanished input topic
 OBSERVE_INTERVAL = 1.0  # seconds between refreshes of the lag and other gauges
+STALLED_JOIN = 60.0  # seconds waiting for an assignment before the log calls the group stuck
 RESULT_NAMESPACE = "com.viralvidvault.results"
 DLQ_MIN_SAMPLE = 100  # events seen before the dead-letter rate can stop the consumer
 
@@ -74,6 +75,7 @@ class GroupRunner:
         self._broken = False
         self._paused = False
         self._assigned = False
+        self._joining_since: float | None = None  # waiting for an assignment since then
         self._last_message = time.monotonic()
         self._in_delivery: list[_InDelivery] = []
         self._topics_checked = 0.0
@@ -144,6 +146,7 @@ class GroupRunner:
         as missing, even after a metadata refresh (seen with tansu restarted empty).
         """
         self._resubscribe = False
+        self._joining_since = time.monotonic()
         if getattr(self, "_consumer", None) is not None:
             self.log.warning("%s: joining the group again with a new consumer", self.group.name)
             self._consumer.close()
@@ -428,6 +431,15 @@ class GroupRunner:
         if now - self._observed < OBSERVE_INTERVAL:
             return
         self._observed = now
+        if self._joining_since is not None and now - self._joining_since >= STALLED_JOIN:
+            self.log.warning(
+                "%s: no assignment for %.0f s: the group's rebalance does not complete. On the embedded broker "
+                "(tansu) members that leave while their group rebalances can wedge the group for good: restart "
+                "the broker",
+                self.group.name,
+                now - self._joining_since,
+            )
+            self._joining_since = now  # said again in a minute, if still waiting
         m.partitions.labels(name).set(len(self._offsets))
         for (topic, partition), offsets in self._offsets.items():
             low, high = self._consumer.get_watermark_offsets(TopicPartition(topic, partition), cached=True)
@@ -482,6 +494,7 @@ class GroupRunner:
         for tp in partitions:
             self._offsets[(tp.topic, tp.partition)] = PartitionOffsets()
         self._assigned = True
+        self._joining_since = None
         # librdkafka keeps a partition's pause flag through revoke and re-assign: a partition paused
         # for backpressure may come back paused. Counting as paused makes the loop resume them all.
         self._paused = True
@@ -529,6 +542,8 @@ class GroupRunner:
             self._offsets.pop(tp, None)
         # With nothing left, a rebalance is under way: not idle, but waiting for the next assignment.
         self._assigned = bool(self._offsets)
+        if not self._offsets:
+            self._joining_since = time.monotonic()
         self.group.on_assignment(sorted(p for _t, p in self._offsets), self._total_partitions)
 
 
