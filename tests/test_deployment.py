@@ -96,27 +96,15 @@ def test_the_installed_package_runs_as_the_image_runs_it(tmp_path):
         timeout=300,
     )
     env = {**os.environ, "PYTHONPATH": str(target), "VVV_SCHEMA_DIR": str(ROOT / "schemas")}
-    where = subprocess.run(
-        [sys.executable, "-c", "import vvv_core; print(vvv_core.__file__)"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert where.stdout.startswith(str(target))  # the installed copy, not this checkout
-    code = "from vvv_core.cli import main; import sys; sys.exit(main(sys.argv[1:]))"
 
-    done = subprocess.run(
-        [sys.executable, "-c", code, "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
-    )
+    def installed(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    where = installed("import vvv_core; print(vvv_core.__file__)")
+    assert where.stdout.startswith(str(target))  # the installed copy, not this checkout
+    done = installed("from vvv_core.cli import main; import sys; sys.exit(main(sys.argv[1:]))", "--help")
     assert done.returncode == 0 and "consume" in done.stdout
-    schemas = subprocess.run(
-        [sys.executable, "-c", "from vvv_core.avro import SchemaStore; SchemaStore()"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    schemas = installed("from vvv_core.avro import SchemaStore; SchemaStore()")
     assert schemas.returncode == 0, schemas.stderr

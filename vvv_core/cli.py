@@ -61,8 +61,7 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
     broker = EmbeddedBroker(args.port).start()
     settings = replace(settings, bootstrap=broker.bootstrap)
-    topics = [settings.videos_topic, settings.stale_topic, settings.results_topic]
-    kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
+    topics = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
     print(f"embedded Kafka-compatible broker (tansu) on {broker.bootstrap}; memory only: data is lost when it stops")
     print(f"topics: {', '.join(topics)} ({settings.partitions} partitions each). Ctrl-C to stop.", flush=True)
     done = threading.Event()
@@ -78,13 +77,7 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
     from consumers import GROUPS
 
-    kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
-    names = [
-        settings.videos_topic,
-        settings.stale_topic,
-        settings.results_topic,
-        *(settings.dead_letter_topic(g) for g in GROUPS),
-    ]
+    names = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
     print(f"topics ready on {settings.bootstrap}: {', '.join(names)}")
     return 0
 

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
 
 from vvv_core.config import Settings
 
@@ -158,7 +158,6 @@ def ensure_topics(
     them would move keys, breaking each video's ordering. So no client asks the broker to
     auto-create a topic (``allow.auto.create.topics=false``): a broker would give it its own
     default count (tansu: 4; Apache Kafka: ``num.partitions``), e.g. after tansu restarts empty.
-
     """
     wanted = [
         NewTopic(t, settings.partitions, settings.replication_factor, config=dict(config or {}))
@@ -175,6 +174,33 @@ def ensure_topics(
                 raise
 
 
+def _reader(
+    settings: Settings, topic: str, start: Mapping[int, int] | None, timeout: float, **extra: Any
+) -> tuple[Consumer, TopicMetadata]:
+    """A consumer outside any group, assigned every partition of ``topic`` from ``start`` (or the beginning)."""
+    consumer = Consumer(
+        _client_config(
+            settings,
+            {
+                "group.id": "vvv-reader",  # needed by librdkafka; nothing is committed
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "fetch.wait.max.ms": 10,
+                **extra,
+            },
+            "consumer",
+        )
+    )
+    try:
+        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        start = start or {}
+        consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING)) for p in metadata.partitions])
+    except BaseException:
+        consumer.close()
+        raise
+    return consumer, metadata
+
+
 def read_topic(
     settings: Settings, topic: str, timeout: float = 10.0, start: Mapping[int, int] | None = None
 ) -> list[Message]:
@@ -183,24 +209,10 @@ def read_topic(
     The end of each partition is taken from partition-EOF events (the high watermark a fetch
     returns), which both Apache Kafka and tansu report correctly.
     """
-    consumer = Consumer(
-        _client_config(
-            settings,
-            {
-                "group.id": "vvv-reader",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": 10,
-            },
-        )
-    )
+    consumer, metadata = _reader(settings, topic, start, timeout)
     try:
-        metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
         if metadata.error is not None:
             raise KafkaException(metadata.error)
-        start = start or {}
-        consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING)) for p in metadata.partitions])
-
         pending, records = set(metadata.partitions), []
         deadline = time.monotonic() + timeout
         while pending:
@@ -220,19 +232,18 @@ def read_topic(
 
 def ensure_project_topics(
     client: AdminClient, settings: Settings, groups: Iterable[str], timeout: float = 10.0
-) -> None:
-    """The event and results topics, and the dead-letter topics of ``groups``, created if missing.
+) -> list[str]:
+    """The event and results topics, and the dead-letter topics of ``groups``, created if missing; their names.
 
     Dead-letter topics take records as large as any the project keeps whole.
     """
-    ensure_topics(client, settings, [settings.videos_topic, settings.stale_topic, settings.results_topic], timeout)
+    events = [settings.videos_topic, settings.stale_topic, settings.results_topic]
+    dead_letters = [settings.dead_letter_topic(g) for g in groups]
+    ensure_topics(client, settings, events, timeout)
     ensure_topics(
-        client,
-        settings,
-        [settings.dead_letter_topic(g) for g in groups],
-        timeout,
-        config={"max.message.bytes": str(settings.max_message_bytes)},
+        client, settings, dead_letters, timeout, config={"max.message.bytes": str(settings.max_message_bytes)}
     )
+    return events + dead_letters
 
 
 def committed_offsets(settings: Settings, group_id: str, topic: str, timeout: float = 10.0) -> dict[int, int]:
@@ -259,23 +270,9 @@ def watermarks(
     every fetch response carries the right high watermark: fetch once, then read the cache.
     A partition that gave none within ``timeout`` is left out, never guessed.
     """
-    consumer = Consumer(
-        _client_config(
-            settings,
-            {
-                "group.id": "vvv-watermarks",
-                "enable.auto.commit": False,
-                "enable.partition.eof": True,
-                "fetch.wait.max.ms": 10,
-                "max.partition.fetch.bytes": 65536,
-            },
-            "consumer",
-        )
-    )
+    consumer, metadata = _reader(settings, topic, start, timeout, **{"max.partition.fetch.bytes": 65536})
+    partitions = list(metadata.partitions)
     try:
-        partitions = consumer.list_topics(topic, timeout=timeout).topics[topic].partitions
-        start = start or {}
-        consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING)) for p in partitions])
         found: dict[int, tuple[int, int]] = {}
         deadline = time.monotonic() + timeout
         while len(found) < len(partitions) and time.monotonic() < deadline:
