@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +23,7 @@ from vvv_core.avro import SchemaStore
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import Settings
 from vvv_core.kafka import read_topic
+from vvv_core.outbox import Spool, outbox_dir
 from vvv_core.runtime import GroupRunner
 from vvv_core.sample import CRON_SCHEMA, build_sample_db
 
@@ -60,6 +63,75 @@ def sample_db(tmp_path: Path) -> str:
     path = tmp_path / "sample.db"
     build_sample_db(path)
     return str(path)
+
+
+@contextlib.contextmanager
+def hold_write_lock(path: str, seconds: float = 5.0) -> Iterator[None]:
+    """Another process (the cron) holds the database's write lock in back-to-back transactions."""
+    script = (
+        "import sqlite3, sys, time\n"
+        "conn = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+        "conn.execute('BEGIN IMMEDIATE'); print('locked', flush=True)\n"
+        "while True:\n"
+        "    time.sleep(float(sys.argv[2])); conn.execute('COMMIT'); conn.execute('BEGIN IMMEDIATE')\n"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", script, path, str(seconds)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+class Trickle:
+    """A server that answers one byte at a time, ``interval`` apart: in its headers, or its body."""
+
+    def __init__(self, mode: str, interval: float = 0.1, lasts: float = 20.0) -> None:
+        self.mode, self.interval, self.lasts = mode, interval, lasts
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.threads: list[threading.Thread] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self.threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        heads = {
+            "headers": b"",
+            "body": b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n",
+            "no-length": b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n",
+        }
+        ends = time.monotonic() + self.lasts  # bounded: the server gives up by itself
+        with conn:
+            try:
+                conn.recv(65536)
+                conn.sendall(heads[self.mode])
+                drip = b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 1000 if self.mode == "headers" else b"\xff" * 1000
+                for byte in drip:
+                    if time.monotonic() > ends:
+                        return
+                    conn.sendall(bytes([byte]))
+                    time.sleep(self.interval)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def outbox_count(db_path: str) -> int:
+    """Events waiting in the outbox beside ``db_path``."""
+    spool = Spool(outbox_dir(db_path))
+    return sum(len(spool.read(segment)) for segment in spool.segments())
 
 
 def add_video(path: str, video_id: str, region: str | None, snapshots: list[tuple[int, int, int, str]]) -> None:

@@ -6,7 +6,8 @@ import sqlite3
 import time
 from dataclasses import replace
 
-from conftest import add_video
+import pytest
+from conftest import add_video, hold_write_lock, outbox_count
 
 from vvv_core.broker import EmbeddedBroker, free_port
 from vvv_core.hook import background_processing, flush_outbox, publish_new
@@ -54,9 +55,16 @@ def test_invalid_items_are_rejected_with_reasons_not_raised(settings, cron_db):
     assert any("invalid video_id" in reason for reason in report.rejected.values())
 
 
-def test_never_raises_into_the_cron(settings, tmp_path):
-    report = background_processing([{"video_id": "okvideo0001"}], [], str(tmp_path / "missing.db"), settings)
-    assert report.error and "does not exist" in report.error
+def test_never_raises_into_the_cron_and_says_what_it_could_not_keep(settings, tmp_path):
+    down = replace(settings, bootstrap=f"127.0.0.1:{free_port()}", hook_timeout=0.5)
+    report = background_processing([{"video_id": "okvideo0001"}], [], str(tmp_path / "no" / "cron.db"), down)
+    assert report.error and "cannot keep events in the outbox" in report.error and report.queued == 0
+
+
+def test_a_configuration_error_is_named_as_one(cron_db, monkeypatch):
+    monkeypatch.setenv("VVV_HOOK_TIMEOUT", "nan")
+    report = background_processing([{"video_id": "okvideo0001"}], [], cron_db)
+    assert report.error == "configuration error: VVV_HOOK_TIMEOUT='nan': expected a number from 0.05 to 300"
 
 
 def test_broker_down_returns_in_bounded_time_and_loses_nothing(settings, schemas, cron_db):
@@ -70,13 +78,12 @@ def test_broker_down_returns_in_bounded_time_and_loses_nothing(settings, schemas
     assert (report.delivered, report.queued) == (0, 21) and "no Kafka broker reachable" in report.error
     # a second call while still down keeps the order: the new event queues behind the old ones
     background_processing([{"video_id": "vid00000000", "thumbnail_url": "u", "view_count": 99}], [], cron_db, down)
-    conn = sqlite3.connect(cron_db)
-    assert conn.execute("SELECT count(*) FROM vvv_outbox").fetchone()[0] == 22
+    assert outbox_count(cron_db) == 22
 
     with EmbeddedBroker(port):
         report = flush_outbox(cron_db, down)
         assert report.ok and report.delivered == 22
-        assert conn.execute("SELECT count(*) FROM vvv_outbox").fetchone()[0] == 0
+        assert outbox_count(cron_db) == 0
         events = [schemas.decode(m.value(), "VideoEvent") for m in read_topic(down, down.videos_topic)]
         assert len(events) == 21
         assert [e["view_count"] for e in events if e["video_id"] == "vid00000000"] == [0, 99]
@@ -108,3 +115,56 @@ def test_publish_selects_stale_videos_once_per_age_window(settings, schemas, cro
         schemas.decode(m.value(), "StaleCheckEvent")["video_id"] for m in read_topic(settings, settings.stale_topic)
     ]
     assert stale == ["oldvideo001"]
+
+
+@pytest.mark.parametrize("broker_up", [True, False], ids=["broker up", "broker down"])
+def test_a_locked_database_never_delays_the_hook_nor_loses_an_event(settings, schemas, cron_db, broker_up):
+    """The cron holds its write lock in back-to-back 5 s transactions while it calls the hook."""
+    port = free_port()
+    target = settings if broker_up else replace(settings, bootstrap=f"127.0.0.1:{port}")
+    target = replace(target, hook_timeout=1.0)
+    videos = [{"video_id": f"vid{i:08d}", "thumbnail_url": "u", "view_count": i} for i in range(3500)]
+    with hold_write_lock(cron_db):
+        started = time.monotonic()
+        report = background_processing(videos, ["stale0000001"], cron_db, target)
+        took = time.monotonic() - started
+        assert took < target.hook_timeout + 0.5, f"the hook took {took:.2f} s"
+        assert report.delivered + report.queued == 3501
+        assert report.delivered == (3501 if broker_up else 0)
+        if broker_up:
+            assert report.ok
+    if not broker_up:
+        with EmbeddedBroker(port):
+            again = flush_outbox(cron_db, target)
+            assert again.ok and again.delivered == 3501 and outbox_count(cron_db) == 0
+            keys = [m.key() for m in read_topic(target, target.videos_topic)]
+    else:
+        keys = [m.key() for m in read_topic(target, target.videos_topic)]
+    assert sorted(keys) == sorted(v["video_id"].encode() for v in videos)  # every event, each once
+
+
+def test_a_second_process_draining_queues_behind_it_in_order(settings, schemas, cron_db):
+    """While another process holds the drain lock, new events join the outbox's end; then all go, in order."""
+    from vvv_core.outbox import Spool, outbox_dir
+
+    quick = replace(settings, hook_timeout=0.3)
+    with Spool(outbox_dir(cron_db)).drain_lock(time.monotonic() + 1) as held:
+        assert held
+        for n in range(3):
+            report = background_processing([{"video_id": "samevideo01", "view_count": n}], [], cron_db, quick)
+            assert report.queued == 1
+    assert outbox_count(cron_db) == 3
+    background_processing([{"video_id": "samevideo01", "view_count": 3}], [], cron_db, settings)
+    on_topic = read_topic(settings, settings.videos_topic)
+    counts = [schemas.decode(m.value(), "VideoEvent")["view_count"] for m in on_topic]
+    assert counts == [0, 1, 2, 3] and outbox_count(cron_db) == 0
+
+
+def test_a_damaged_segment_is_set_aside_not_deleted(settings, cron_db):
+    from vvv_core.outbox import outbox_dir
+
+    folder = outbox_dir(cron_db)
+    folder.mkdir()
+    (folder / "00000000000000000001-1-0.seg").write_bytes(b"VVVOUTBOX1\ntorn")
+    assert background_processing([{"video_id": "okvideo0001"}], [], cron_db, settings).delivered == 1
+    assert [p.name for p in folder.glob("*.damaged")] == ["00000000000000000001-1-0.damaged"]

@@ -1,9 +1,10 @@
 """The cron pipeline's side: hand events to Kafka and return at once.
 
 ``background_processing`` is the drop-in for the old Celery dispatcher; ``publish_new`` is
-``vvv publish``, which finds the work in the database itself. Neither raises into the cron
-nor takes longer than ``VVV_HOOK_TIMEOUT``; what the broker does not take in that time
-waits in the outbox (see ``vvv_core.outbox``).
+``vvv publish``, which finds the work in the database itself. Neither raises into the cron.
+The hook never touches the database (the cron may hold its write lock for seconds) and
+returns within ``VVV_HOOK_TIMEOUT`` plus the time to write one spool file: what the broker
+does not take in that time waits in the outbox beside the database (see ``vvv_core.outbox``).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 
 from vvv_core import db
 from vvv_core.avro import SchemaStore
-from vvv_core.config import Settings
+from vvv_core.config import ConfigError, Settings
 from vvv_core.events import InvalidEvent, stale_record, video_record
-from vvv_core.outbox import Message, OutboxPublisher
+from vvv_core.outbox import Message, OutboxPublisher, outbox_dir
 
 log = logging.getLogger(__name__)
 
@@ -95,17 +96,17 @@ def background_processing(
 ) -> PublishReport:
     """Publish one event per new video and one per stale id; return within the hook timeout.
 
+    ``db_path`` is the cron database, beside which the outbox lives; the hook never opens it.
     Never raises: problems are logged and described in the returned report.
     """
     report = PublishReport()
     try:
         settings = settings or Settings.from_env()
         messages = build_messages(settings, new_videos, stale_ids, report)
-        conn = db.connect(db_path)
-        try:
-            _deliver(settings, conn, messages, report)
-        finally:
-            conn.close()
+        _deliver(settings, db_path, messages, report)
+    except ConfigError as exc:
+        log.error("hook: configuration error: %s", exc)
+        report.error = f"configuration error: {exc}"
     except Exception as exc:  # the cron must go on whatever happens here
         log.exception("background_processing failed")
         report.error = f"{type(exc).__name__}: {exc}"
@@ -114,8 +115,8 @@ def background_processing(
     return report
 
 
-def _deliver(settings: Settings, conn: sqlite3.Connection, messages: list[Message], report: PublishReport) -> None:
-    delivery = _publisher(settings).deliver(conn, messages, settings.hook_timeout)
+def _deliver(settings: Settings, db_path: str, messages: list[Message], report: PublishReport) -> None:
+    delivery = _publisher(settings).deliver(outbox_dir(db_path), messages, settings.hook_timeout)
     report.delivered += delivery.delivered
     report.queued += delivery.queued
     report.error = report.error or delivery.error
@@ -185,7 +186,7 @@ def publish_new(db_path: str, settings: Settings) -> PublishReport:
         report = PublishReport()
         messages = build_messages(settings, [item for item, _ in new], stale, report)
         log.info("publishing %d new videos and %d stale ones", len(new), len(stale))
-        _deliver(settings, conn, messages, report)
+        _deliver(settings, db_path, messages, report)
         with db.transaction(conn):
             conn.executemany(
                 """INSERT INTO vvv_published (video_id, snapshot_rowid) VALUES (?, ?)

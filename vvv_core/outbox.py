@@ -1,37 +1,41 @@
-"""Deliver messages within a time bound; keep whatever the broker did not take in an outbox table.
+"""Deliver messages within a time bound; keep whatever the broker did not take in a spool folder.
 
-The outbox lives in the cron database (``vvv_outbox``), so an event the broker could not take
-survives the cron process. Every delivery drains the outbox first, and while it is not empty
-new messages join its end instead of overtaking it: each video's events stay in order.
-A message can be delivered twice (its delivery report lost with a purged in-flight request);
-consumers are idempotent and results carry the event id, so a repeat is harmless.
+The outbox is a folder beside the cron database (``cron.db.outbox/``) of segment files, each
+written whole, fsynced, then renamed into place. It never touches the database, whose write
+lock the cron may hold for seconds at a time, and it survives the process and the machine.
+
+Every delivery drains it first, oldest segment first, and while it is not empty new messages
+join its end instead of overtaking it: each video's events stay in order. One process drains
+at a time (an ``flock`` on the folder's lock file); a process that cannot get the lock before
+its deadline writes its messages as a new segment, behind the others.
+
+A message can be delivered twice (its delivery report lost with a purged in-flight request,
+or a crash between sending and rewriting the spool); consumers are idempotent and results
+carry the event id, so a repeat is harmless. A message is never dropped.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import itertools
 import logging
-import sqlite3
+import os
+import struct
 import time
+import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
 
 from confluent_kafka import KafkaException, Producer
 
 from vvv_core import kafka
 from vvv_core.config import Settings
-from vvv_core.db import transaction
+from vvv_core.errors import OperatorError
 
 log = logging.getLogger(__name__)
-
-OUTBOX_DDL = """
-CREATE TABLE IF NOT EXISTS vvv_outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- delivery order
-    topic TEXT NOT NULL,
-    key BLOB,
-    value BLOB NOT NULL,
-    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-)"""
-
 
 # No idempotence for the hook: librdkafka's idempotent producer waits a fixed 500 ms for its
 # producer id when it starts before its broker connection is up, and a cron job is a fresh
@@ -39,6 +43,10 @@ CREATE TABLE IF NOT EXISTS vvv_outbox (
 # through retries; a retry may repeat an event, which consumers tolerate anyway.
 HOOK_PRODUCER = {"enable.idempotence": False, "max.in.flight.requests.per.connection": 1}
 PROGRESS_EVERY = 50_000  # a large backlog (`vvv publish` after a pause) reports as it goes
+LOCK_POLL = 0.01  # seconds between attempts at the drain lock
+MAGIC = b"VVVOUTBOX1\n"
+RECORD = struct.Struct(">HiI")  # topic length, key length (-1: no key), value length
+_sequence = itertools.count()
 
 
 class Message(NamedTuple):
@@ -62,6 +70,88 @@ class Delivery:
             self.failed.append(Message(msg.topic(), msg.key(), msg.value()))
 
 
+class OutboxError(OperatorError):
+    """The outbox folder cannot be written: events that were not delivered could not be kept."""
+
+
+def outbox_dir(db_path: str | os.PathLike[str]) -> Path:
+    """The outbox of a cron database: a folder beside it."""
+    path = Path(db_path)
+    return path.with_name(path.name + ".outbox")
+
+
+class Spool:
+    """Segment files in one folder, read and rewritten only under the drain lock."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def segments(self) -> list[Path]:
+        return sorted(self.folder.glob("*.seg")) if self.folder.is_dir() else []
+
+    @contextlib.contextmanager
+    def drain_lock(self, deadline: float) -> Iterator[bool]:
+        """Yields True while this process holds the drain lock, False if it could not be had by ``deadline``."""
+        self.folder.mkdir(exist_ok=True)
+        fd = os.open(self.folder / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        yield False
+                        return
+                    time.sleep(LOCK_POLL)
+            yield True
+        finally:
+            os.close(fd)  # releases the lock
+
+    def read(self, segment: Path) -> list[Message]:
+        data = segment.read_bytes()
+        body, crc = data[len(MAGIC) : -4], data[-4:]
+        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4 or zlib.crc32(body).to_bytes(4, "big") != crc:
+            raise OutboxError(f"outbox segment {segment} is damaged")
+        messages, at = [], 0
+        while at < len(body):
+            topic_len, key_len, value_len = RECORD.unpack_from(body, at)
+            at += RECORD.size
+            topic = body[at : at + topic_len].decode()
+            at += topic_len
+            key = None if key_len < 0 else body[at : at + key_len]
+            at += max(key_len, 0)
+            messages.append(Message(topic, key, body[at : at + value_len]))
+            at += value_len
+        return messages
+
+    def write(self, messages: list[Message], replacing: Path | None = None) -> Path:
+        """A new segment (or ``replacing`` one, atomically) holding ``messages``, durable on return."""
+        parts = []
+        for topic, key, value in messages:
+            name = topic.encode()
+            parts += [RECORD.pack(len(name), -1 if key is None else len(key), len(value)), name, key or b"", value]
+        body = b"".join(parts)
+        self.folder.mkdir(exist_ok=True)
+        target = replacing or self.folder / f"{time.time_ns():020d}-{os.getpid()}-{next(_sequence)}.seg"
+        tmp = target.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            f.write(MAGIC + body + zlib.crc32(body).to_bytes(4, "big"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+        dir_fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the rename itself survives a power cut
+        finally:
+            os.close(dir_fd)
+        return target
+
+    def set_aside(self, segment: Path) -> None:
+        """A damaged segment is renamed, never deleted: an operator can still look at it."""
+        segment.rename(segment.with_suffix(".damaged"))
+
+
 class OutboxPublisher:
     """One producer, reused across calls in one process; rebuilt after a failure."""
 
@@ -80,6 +170,7 @@ class OutboxPublisher:
         return self._producer
 
     def _send(self, messages: list[Message], deadline: float) -> Delivery:
+        """Send ``messages`` until ``deadline``; what the broker did not acknowledge is in ``failed``, in order."""
         delivery = Delivery()
         if not messages:
             return delivery
@@ -108,43 +199,62 @@ class OutboxPublisher:
             producer.purge(in_queue=True, in_flight=True)
             producer.flush(0)
         if delivery.failed:
+            # callbacks and the produce loop report failures out of order: back to the sending order
+            order = {m: i for i, m in enumerate(messages)}
+            delivery.failed.sort(key=lambda m: order.get(m, len(messages)))
             self.close()
         return delivery
 
-    def deliver(self, conn: sqlite3.Connection, messages: list[Message], timeout: float) -> Delivery:
-        """Deliver the outbox, then ``messages``, within ``timeout`` seconds; keep the rest in the outbox."""
+    def deliver(self, folder: Path, messages: list[Message], timeout: float) -> Delivery:
+        """Deliver the outbox, then ``messages``, within ``timeout`` seconds; keep the rest in the outbox.
+
+        Returns a little after ``timeout`` at the latest: the time to write one spool segment.
+        """
         deadline = time.monotonic() + timeout
-        conn.execute(OUTBOX_DDL)
-        backlog = conn.execute("SELECT id, topic, key, value FROM vvv_outbox ORDER BY id").fetchall()
+        spool = Spool(folder)
+        try:
+            with spool.drain_lock(deadline) as drainer:
+                if not drainer:  # another process is draining: queue behind it
+                    return self._keep(spool, Delivery(error="another process is draining the outbox"), messages)
+                return self._drain(spool, messages, deadline)
+        except OSError as exc:
+            raise OutboxError(f"cannot keep events in the outbox {folder}: {exc}") from exc
+
+    def _drain(self, spool: Spool, messages: list[Message], deadline: float) -> Delivery:
+        backlog: list[Message] = []
+        segments = []
+        for segment in spool.segments():
+            try:
+                backlog += spool.read(segment)
+                segments.append(segment)
+            except OutboxError as exc:
+                log.error("%s: set aside as .damaged", exc)
+                spool.set_aside(segment)
+        sent = self._send(backlog + messages, deadline)
         if backlog:
-            sent = self._send([Message(t, k, v) for _id, t, k, v in backlog], deadline)
-            undelivered = {(m.topic, m.key, m.value) for m in sent.failed}
-            done = [(row[0],) for row in backlog if (row[1], row[2], row[3]) not in undelivered]
-            with transaction(conn):
-                conn.executemany("DELETE FROM vvv_outbox WHERE id = ?", done)
-            log.info("outbox: delivered %d of %d waiting events", len(done), len(backlog))
-            if sent.failed:
-                result = Delivery(delivered=len(done), error=sent.error, failed=list(messages))
-                self._keep(conn, result)
-                return result
-        result = self._send(messages, deadline)
-        result.delivered += len(backlog)
-        self._keep(conn, result)
+            log.info("outbox: delivered %d of %d waiting events", len(backlog) - len(sent.failed), len(backlog))
+        result = Delivery(delivered=sent.delivered, error=sent.error)
+        if sent.failed:
+            self._keep(spool, result, sent.failed, replacing=segments[0] if segments else None)
+        for segment in segments[1:] if sent.failed else segments:
+            segment.unlink()
         return result
 
-    def _keep(self, conn: sqlite3.Connection, delivery: Delivery) -> None:
-        if not delivery.failed:
-            return
-        with transaction(conn):
-            conn.executemany("INSERT INTO vvv_outbox (topic, key, value) VALUES (?, ?, ?)", delivery.failed)
-        delivery.queued = len(delivery.failed)
-        log.warning(
-            "broker %s did not take %d events in time (%s): kept in the outbox, "
-            "delivered by the next hook call, `vvv publish` or `vvv outbox flush`",
-            self.settings.bootstrap,
-            delivery.queued,
-            delivery.error,
-        )
+    def _keep(
+        self, spool: Spool, delivery: Delivery, messages: list[Message], replacing: Path | None = None
+    ) -> Delivery:
+        if messages:
+            spool.write(messages, replacing)
+            delivery.queued = len(messages)
+            log.warning(
+                "broker %s did not take %d events in time (%s): kept in the outbox %s, "
+                "delivered by the next hook call, `vvv publish` or `vvv outbox flush`",
+                self.settings.bootstrap,
+                delivery.queued,
+                delivery.error,
+                spool.folder,
+            )
+        return delivery
 
     def close(self) -> None:
         self._topics_ready = False  # after a failure, check again: the broker may have restarted empty
