@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
-
-import requests
+from urllib.parse import urlsplit
 
 from vvv_core import events
 from vvv_core.domain.liveness import LivenessVerdict, failed, invalid_id, judge, oembed_url
 from vvv_core.events import StaleCheckEvent
 from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerGroup, Outcome
 from vvv_core.runtime.ratelimit import RateLimiter
-from vvv_core.safe_http import ThreadSessions
+from vvv_core.safe_http import Fetcher, Refused, Transient, UrlPolicy
 
-MAX_REDIRECTS = 5
 DDL = """
 CREATE TABLE IF NOT EXISTS video_liveness (
     video_id TEXT PRIMARY KEY,
@@ -50,8 +48,13 @@ class LivenessGroup(ConsumerGroup):
     def prepare(self) -> None:
         self.conn.execute(DDL)
         self.limiter = RateLimiter(self.settings.liveness_rate)
-        # The endpoint is the operator's, not an event's: proxies from the environment apply.
-        self._sessions = ThreadSessions(trust_env=True, max_redirects=MAX_REDIRECTS)
+        # The endpoint is the operator's (so it may be internal); redirects may not leave its host.
+        host = [urlsplit(self.settings.oembed_url).hostname or ""]
+        policy = UrlPolicy(host, operator_hosts=host)
+        self.fetcher = Fetcher(policy, timeout=self.settings.liveness_timeout, max_bytes=0)
+
+    def close(self) -> None:
+        self.fetcher.close()
 
     def max_in_flight(self) -> int:
         return 4 * self.settings.liveness_concurrency  # at 20 requests a minute, fetch only a little ahead
@@ -82,18 +85,11 @@ class LivenessGroup(ConsumerGroup):
         if (rejected := invalid_id(video_id)) is not None:
             return rejected
         try:
-            response = self._sessions().head(
-                oembed_url(self.settings.oembed_url, video_id),
-                allow_redirects=True,
-                timeout=self.settings.liveness_timeout,
-            )
-        except requests.TooManyRedirects:
-            return LivenessVerdict("unknown", reason=f"more than {MAX_REDIRECTS} redirects")
-        except requests.Timeout:
-            return failed(f"timeout after {self.settings.liveness_timeout:g} s")
-        except requests.RequestException as exc:
-            return failed(f"connection error: {type(exc).__name__}")
-        return judge(response.status_code)
+            return judge(self.fetcher.get(oembed_url(self.settings.oembed_url, video_id), method="HEAD").status)
+        except Refused as exc:
+            return LivenessVerdict("unknown", reason=f"refused: {exc}")
+        except Transient as exc:
+            return failed(str(exc))
 
     def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -1,18 +1,21 @@
 """Thumbnails group: is each video's thumbnail reachable, a real image, and not a placeholder?
 
 IO-bound: many checks run at once on a thread pool; a transient failure is retried later
-without holding up other videos, and offsets never pass an unfinished check.
+without holding up other videos, and offsets never pass an unfinished check. Bodies being read
+and images being decoded hold at most ``VVV_THUMBNAIL_MEMORY`` at once, half each.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime
 
 from vvv_core import events
 from vvv_core.config import DEFAULT_THUMBNAIL_HOSTS
 from vvv_core.domain.thumbnail import ThumbnailVerdict, failed, judge, refused
 from vvv_core.events import VideoEvent
+from vvv_core.memory import MemoryBudget
 from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerGroup, Outcome
 from vvv_core.safe_http import Fetcher, Refused, Transient, UrlPolicy
 
@@ -42,7 +45,15 @@ class ThumbnailGroup(ConsumerGroup):
         self.conn.execute(DDL)
         s = self.settings
         policy = UrlPolicy(s.thumbnail_hosts, operator_hosts=set(s.thumbnail_hosts) - set(DEFAULT_THUMBNAIL_HOSTS))
-        self.fetcher = Fetcher(policy, timeout=s.thumbnail_timeout, max_bytes=s.thumbnail_max_bytes)
+        # half for bodies, half for decoding: a check holding its body never waits on another's body
+        self.bodies = MemoryBudget(s.thumbnail_memory // 2)
+        self.pixels = MemoryBudget(s.thumbnail_memory // 2)
+        self.fetcher = Fetcher(policy, timeout=s.thumbnail_timeout, max_bytes=s.thumbnail_max_bytes, budget=self.bodies)
+
+    def close(self) -> None:
+        self.fetcher.close()
+        self.bodies.close()
+        self.pixels.close()
 
     def executor(self) -> ConcurrentExecutor:
         s = self.settings
@@ -69,7 +80,13 @@ class ThumbnailGroup(ConsumerGroup):
             return refused(str(exc))
         except Transient as exc:
             return failed(str(exc))
-        return judge(fetched.status, fetched.body, over_limit=fetched.over_limit)
+        try:
+            deadline = time.monotonic() + self.settings.thumbnail_timeout  # for a place in the decode budget
+            return judge(
+                fetched.status, fetched.body, over_limit=fetched.over_limit, budget=self.pixels, deadline=deadline
+            )
+        finally:
+            self.bodies.release(fetched.reservation)
 
     def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")

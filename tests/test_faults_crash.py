@@ -13,12 +13,14 @@ import sys
 import time
 from dataclasses import replace
 
-from conftest import Member, cli_env, results, wait_for
+import psutil
+from conftest import VVV, Member, Trickle, cli_env, hold_write_lock, results, wait_for
 
-from vvv_core import kafka
+from vvv_core import db, kafka
 from vvv_core.broker import EmbeddedBroker, free_port
 from vvv_core.hook import background_processing, flush_outbox
 from vvv_core.kafka import read_topic
+from vvv_core.runtime.brokerwatch import BrokerLost
 from vvv_core.standins import LocalServer, Reply, image_bytes
 
 
@@ -194,3 +196,77 @@ def test_an_overrunning_check_is_abandoned_and_the_consumer_stays(settings, sche
     assert details["hangs000001"]["status"] == "error" and details["hangs000001"]["attempts"] == 2
     assert details["hangs000001"]["reason"] == "time limit of 0.5 s exceeded"
     assert details["fine0000001"]["status"] == "valid"
+
+
+def test_a_database_locked_past_every_busy_timeout_is_waited_out(settings, schemas, sample_db, monkeypatch, caplog):
+    """The cron holds the lock while a member starts (creating tables) and far past SQLite's busy timeout."""
+    monkeypatch.setattr(db, "BUSY_TIMEOUT_S", 0.5)  # so that the test waits through several whole attempts
+    videos = sample_videos(sample_db)[:20]
+    background_processing([{"video_id": v, "thumbnail_url": "u"} for v in videos], [], sample_db, settings)
+    with hold_write_lock(sample_db, seconds=3600):
+        member = Member("scoring", settings, sample_db, until_idle=1.0).start()
+        wait_for(lambda: caplog.text.count("database is locked by another process") >= 3, 30, "the wait reported")
+        assert member.thread.is_alive() and member.runner.processed == 0
+    member.join(60)
+    assert member.runner.processed == 20
+    assert "creating tables" in caplog.text
+    assert_all_processed_once(settings, schemas, "scoring", settings.videos_topic, "VideoEvent")
+
+
+def test_a_consumer_whose_broker_is_gone_says_so_briefly_and_exits(settings, sample_db, caplog):
+    port = free_port()
+    s = replace(settings, bootstrap=f"127.0.0.1:{port}", broker_timeout=6.0)
+    broker = EmbeddedBroker(port).start()
+    member = Member("scoring", s, sample_db, until_idle=None).start()
+    try:
+        wait_for(lambda: member.runner.metrics.ready, 30, "the member to join")
+        broker.stop()  # for good
+        wait_for(lambda: not member.runner.metrics.ready, 10, "/readyz to say not ready")
+        member.thread.join(20)
+        assert not member.thread.is_alive()
+        assert isinstance(member.error, BrokerLost) and f"no broker reachable at 127.0.0.1:{port}" in str(member.error)
+        refused = [r for r in caplog.records if r.name == "librdkafka" and "Connection refused" in r.getMessage()]
+        assert len(refused) <= 6  # once a minute per kind of line, not twenty a second
+    finally:
+        member.runner.stop()
+        broker.stop()
+
+
+def test_killing_vvv_broker_kills_its_broker_too(tmp_path):
+    port = free_port()
+    process = subprocess.Popen([*VVV, "broker", "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().startswith("embedded Kafka-compatible broker")
+        children = psutil.Process(process.pid).children()
+        assert children
+        process.kill()
+        process.wait(10)
+        _gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive
+    finally:
+        process.kill()
+
+
+def test_sigterm_with_trickling_servers_stops_within_the_stop_timeout(settings, cron_db):
+    """64 checks held by servers sending a byte at a time: the stop waits the stop timeout, then cuts them."""
+    trickle = Trickle("body", interval=0.5, lasts=60)
+    try:
+        videos = [
+            {"video_id": f"slow{i:07d}", "thumbnail_url": f"http://127.0.0.1:{trickle.port}/{i}.jpg"} for i in range(64)
+        ]
+        background_processing(videos, [], cron_db, settings)
+        process = consume(
+            settings,
+            "thumbnails",
+            cron_db,
+            VVV_THUMBNAIL_HOSTS="127.0.0.1",
+            VVV_THUMBNAIL_TIMEOUT="120",
+            VVV_STOP_TIMEOUT="2",
+        )
+        wait_for(lambda: len(trickle.threads) >= 64, 30, "64 checks under way")
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, process.stderr.read()[-2000:]
+        assert time.monotonic() - started < 2 + 3
+    finally:
+        trickle.close()

@@ -6,6 +6,7 @@ import functools
 import io
 import random
 import sqlite3
+import time
 from collections import Counter
 from dataclasses import replace
 
@@ -159,12 +160,12 @@ def test_refused_urls_fetch_nothing(group, server, url, reason):
 def test_builtin_hosts_never_reach_internal_addresses():
     """A poisoned DNS answer for a YouTube host is refused; a host the operator named may be internal."""
     policy = UrlPolicy(
-        ["i.ytimg.com", "thumbs.internal"], operator_hosts=["thumbs.internal"], resolver=lambda host: ["10.1.2.3"]
+        ["i.ytimg.com", "thumbs.internal"], operator_hosts=["thumbs.internal"], resolver=lambda host, port: ["10.1.2.3"]
     )
     with pytest.raises(Refused, match=r"i\.ytimg\.com resolves to internal address 10\.1\.2\.3"):
         policy.check("https://i.ytimg.com/vi/x/default.jpg")
     policy.check("http://thumbs.internal/x.jpg")
-    UrlPolicy(["i.ytimg.com"], resolver=lambda host: ["142.250.74.46"]).check("https://i.ytimg.com/vi/x/0.jpg")
+    UrlPolicy(["i.ytimg.com"], resolver=lambda host, port: ["142.250.74.46"]).check("https://i.ytimg.com/vi/x/0.jpg")
 
 
 def test_end_to_end_rows_and_results(thumb_settings, schemas, cron_db, server):
@@ -223,3 +224,32 @@ def test_rechecks_replace_the_row(thumb_settings, cron_db, server):
     run_group("thumbnails", thumb_settings, cron_db, until_idle=0.5)
     conn = sqlite3.connect(cron_db)
     assert conn.execute("SELECT status, attempts FROM thumbnail_checks").fetchall() == [("valid", 1)]
+
+
+def test_decoding_stays_within_the_memory_budget():
+    """8 images of 9 MB decoded at once with room for 20 MB: never more held; one over the whole budget is broken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from vvv_core.domain.thumbnail import judge
+    from vvv_core.memory import MemoryBudget
+
+    budget = MemoryBudget(20_000_000)
+    png = image_bytes(1500, 1500, "PNG")
+    deadline = time.monotonic() + 30
+    with ThreadPoolExecutor(8) as pool:
+        verdicts = list(pool.map(lambda _i: judge(200, png, budget=budget, deadline=deadline), range(8)))
+    assert {v.status for v in verdicts} == {"valid"}
+    assert 9_000_000 <= budget.peak <= 20_000_000 and budget.used == 0
+    too_big = judge(200, image_bytes(2500, 2500, "PNG"), budget=budget, deadline=deadline)
+    assert (too_big.status, too_big.transient) == ("broken", False)
+    assert too_big.reason == "2500x2500 needs 25,000,000 bytes to decode, over the budget"
+
+
+def test_a_canvas_over_the_per_image_cap_is_never_decoded():
+    """6320x6320 (40 megapixels in 170 KB): refused from its header, before a byte is decoded."""
+    from vvv_core.domain.thumbnail import judge
+    from vvv_core.memory import MemoryBudget
+
+    budget = MemoryBudget(96_000_000)
+    verdict = judge(200, bomb_png(6320), budget=budget, deadline=time.monotonic() + 5)
+    assert verdict.reason == "decompression bomb: 6320x6320 pixels declared" and budget.peak == 0

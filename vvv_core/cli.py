@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -14,15 +15,33 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from confluent_kafka import KafkaError, KafkaException
+
 from vvv_core import db, kafka, logs
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import DEFAULT_BOOTSTRAP, ConfigError, Settings
-from vvv_core.replay import GroupActive
-from vvv_core.runtime import ConsumerStopped, GroupRunner
+from vvv_core.errors import OperatorError
+from vvv_core.runtime import GroupRunner
 
 log = logging.getLogger("vvv")
 
-CLEAN_ERRORS = (kafka.BrokerUnavailable, db.DatabaseError, ConsumerStopped, ConfigError, FileNotFoundError, GroupActive)
+
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds above zero."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds above 0")
+    return value
+
+
+def port(text: str) -> int:
+    """An argparse type: a TCP port."""
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port from 1 to 65535")
+    return int(text)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -171,7 +190,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         lag, why = status.as_json(status.group_status(settings), None)["groups"], None
-    except kafka.BrokerUnavailable as exc:  # the page is still worth having without the lag
+    except OperatorError as exc:  # the page is still worth having without the lag (no broker, no topics)
         lag, why = None, str(exc)
     Path(args.out).write_text(build_report(args.db, lag, why), encoding="utf-8")
     print(f"report written to {args.out}")
@@ -202,6 +221,9 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.sample import build_sample_db
 
+    target = Path(args.db)
+    if target.is_dir() or not target.parent.is_dir():
+        raise db.DatabaseError(f"cannot create {target}: {'it is a folder' if target.is_dir() else 'no such folder'}")
     print(f"sample database {args.db}: {build_sample_db(args.db)} videos")
     return 0
 
@@ -236,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help, parents=[common])
 
     p = sub_parser("broker", help="run the embedded Kafka-compatible broker in the foreground")
-    p.add_argument("--port", type=int, default=9092)
+    p.add_argument("--port", type=port, default=9092, help="the port to listen on, on 127.0.0.1 (default 9092)")
     p.set_defaults(func=cmd_broker)
 
     p = sub_parser("topics", help="create the project's topics where missing (idempotent)")
@@ -258,13 +280,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True)
     p.add_argument(
         "--until-idle",
-        type=float,
+        type=seconds,
         metavar="SECONDS",
         help="exit 0 once everything is consumed and nothing new arrived for SECONDS",
     )
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=port,
         metavar="PORT",
         help="serve /metrics, /healthz and /readyz on PORT (default $VVV_METRICS_PORT, else off)",
     )
@@ -303,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub_parser("demo", help="the whole pipeline on the embedded broker and sample data, offline")
     p.add_argument("--db", help="use this cron database instead of a fresh sample one")
-    p.add_argument("--until-idle", type=float, default=2.0, help=argparse.SUPPRESS)
+    p.add_argument("--until-idle", type=seconds, default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_demo)
     return parser
 
@@ -313,9 +335,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs.configure(args.verbose, args.log_json)
     try:
         return args.func(args, _settings(args))
-    except CLEAN_ERRORS as exc:
+    except ConfigError as exc:  # nothing was connected to: correct the setting
+        print(f"vvv: error: {exc}", file=sys.stderr)
+        return 2
+    except (OperatorError, FileNotFoundError) as exc:
         print(f"vvv: error: {exc}", file=sys.stderr)
         return 1
+    except KafkaException as exc:
+        err: KafkaError = exc.args[0]
+        print(f"vvv: error: Kafka client: {err.str()}", file=sys.stderr)
+        return 2 if err.code() == KafkaError._INVALID_ARG else 1
     except KeyboardInterrupt:
         return 130
 

@@ -1,14 +1,29 @@
 """All configuration in one typed object, read once from the environment (and CLI flags).
 
+Every setting declares its environment name, its type and its allowed range next to its
+default; ``Settings`` checks them all when it is built, so a bad value is one line naming
+the setting, the value and what is allowed, before anything connects. An unknown ``VVV_*``
+name is an error too, naming the closest real one.
+
+Hand-written rather than pydantic-settings: that import alone costs ~125 ms, more than the
+cron hook's whole budget in a fresh process.
+
 Kafka client settings pass through untouched: ``KAFKA_SECURITY_PROTOCOL=SASL_SSL`` becomes
 librdkafka's ``security.protocol``; ``vvv -X key=value`` does the same on the command line.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import ipaddress
+import math
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_THUMBNAIL_HOSTS = (
@@ -20,78 +35,165 @@ DEFAULT_THUMBNAIL_HOSTS = (
     "i4.ytimg.com",
     "i9.ytimg.com",
 )
+# Read elsewhere, not settings of this object, but real names all the same.
+OTHER_NAMES = frozenset({"VVV_SCHEMA_DIR"})
+TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
+HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
 
 class ConfigError(ValueError):
-    """A setting that cannot be used; the message names it."""
+    """A setting that cannot be used; the message names it, its value and what is allowed."""
 
 
-def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def setting(default: Any, low: float | None = None, high: float | None = None, *, env: str = "", check=None) -> Any:
+    """A field with its environment name (default ``VVV_<FIELD>``), numeric range and extra check."""
+    meta = {"low": low, "high": high, "env": env, "check": check}
+    if isinstance(default, dict):  # mutable: a fresh one each, and left out of the hash
+        return field(default_factory=dict, metadata=meta, hash=False)
+    return field(default=default, metadata=meta)
+
+
+def _env_name(f: dataclasses.Field) -> str:
+    return f.metadata.get("env") or f"VVV_{f.name.upper()}"
+
+
+def _number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def _describe(f: dataclasses.Field) -> str:
+    low, high = f.metadata.get("low"), f.metadata.get("high")
+    kind = "a whole number" if f.type == "int" else "a number"
+    if low is not None and high is not None:
+        return f"{kind} from {_number(low)} to {_number(high)}"
+    return f"{kind} of at least {_number(low)}" if low is not None else kind
+
+
+def _parse(f: dataclasses.Field, raw: str) -> Any:
+    """The typed value of one environment variable; ConfigError naming it when it does not parse."""
+    name = _env_name(f)
+    if f.type == "bool":
+        truth = dict.fromkeys(("1", "true", "yes", "on"), True) | dict.fromkeys(("0", "false", "no", "off"), False)
+        if raw.strip().lower() not in truth:
+            raise ConfigError(f"{name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
+        return truth[raw.strip().lower()]
+    if f.type in ("int", "float"):
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name}={raw!r}: expected {_describe(f)}") from None
+        if f.type == "int" and (not math.isfinite(value) or value != int(value)):
+            raise ConfigError(f"{name}={raw!r}: expected {_describe(f)}")
+        return int(value) if f.type == "int" else value
+    if f.type == "tuple[str, ...]":
+        return tuple(h.strip().lower() for h in raw.split(","))
+    return raw
+
+
+def _validate(f: dataclasses.Field, value: Any, shown: str | None = None) -> None:
+    """ConfigError unless ``value`` is in range; ``shown`` is how the user wrote it (the raw variable)."""
+    name, meta = _env_name(f), f.metadata
+    shown = repr(value) if shown is None else repr(shown)
+    if f.type in ("int", "float"):
+        low, high = meta.get("low"), meta.get("high")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or (low is not None and value < low)
+            or (high is not None and value > high)
+        ):
+            raise ConfigError(f"{name}={shown}: expected {_describe(f)}")
+    if (check := meta.get("check")) is not None and (problem := check(value)) is not None:
+        raise ConfigError(f"{name}={shown}: {problem}")
+
+
+def _bootstrap(value: str) -> str | None:
+    for server in value.split(","):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+            return "expected HOST:PORT[,HOST:PORT...] with ports from 1 to 65535"
+    return None
+
+
+def _topic(value: str) -> str | None:
+    if value and not TOPIC_NAME.fullmatch(value):
+        return "expected 1-200 characters of A-Z a-z 0-9 . _ -"
+    return None
+
+
+def _hosts(value: tuple[str, ...]) -> str | None:
+    if not value or not all(value):
+        return "expected a comma-separated list of host names or IP addresses, none empty"
+    for host in value:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            if not HOST_NAME.fullmatch(host):
+                return f"{host!r} is not a host name or IP address (no scheme, port or path)"
+    return None
+
+
+def _http_url(value: str) -> str | None:
     try:
-        return float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a number") from None
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        return f"not a URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected an http:// or https:// URL with a host"
+    return None
 
 
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    value = _env_float(env, name, default)
-    if value != int(value):
-        raise ConfigError(f"{name}={env[name]!r} is not a whole number")
-    return int(value)
-
-
-def kafka_overrides_from_env(env: Mapping[str, str]) -> dict[str, str]:
-    """``KAFKA_FOO_BAR=x`` -> ``{"foo.bar": "x"}`` for every KAFKA_* variable but the bootstrap one."""
-    return {
-        name[len("KAFKA_") :].lower().replace("_", "."): value
-        for name, value in env.items()
-        if name.startswith("KAFKA_") and name != "KAFKA_BOOTSTRAP_SERVERS"
-    }
+def _port_or_off(value: int) -> str | None:
+    return None if value == 0 or 1 <= value <= 65535 else "expected 0 (off) or a port from 1 to 65535"
 
 
 @dataclass(frozen=True)
 class Settings:
-    bootstrap: str = DEFAULT_BOOTSTRAP
-    kafka: Mapping[str, str] = field(default_factory=dict, hash=False)  # librdkafka settings, passed through
-    namespace: str = "vvv"  # prefixes every topic and consumer group; tests use a fresh one each
-    partitions: int = 6
-    replication_factor: int = 1
-    topic_videos: str = ""  # empty: "<namespace>.videos"; see the properties below
-    topic_stale: str = ""
-    topic_results: str = ""
-    hook_timeout: float = 2.0  # seconds the hook may add to the cron when the broker is slow or down
-    batch_size: int = 2000  # messages taken per poll
-    stop_timeout: float = 10.0  # seconds a graceful stop may take
-    time_limit: float = 120.0  # seconds one attempt at one event may run before it is abandoned
-    max_in_flight: int = 10_000  # unfinished events per process before fetching pauses
-    dlq_max_ratio: float = 0.5  # dead-lettered share of recent events that stops a consumer
-    max_message_bytes: int = 16 * 1024 * 1024  # the largest dead letter kept whole (topic and producer limit)
-    exactly_once: bool = False  # results, dead letters and offsets in one Kafka transaction per batch
-    metrics_port: int = 0  # serve /metrics, /healthz and /readyz here; 0: off
-    stale_hours: float = 48.0
+    bootstrap: str = setting(DEFAULT_BOOTSTRAP, env="KAFKA_BOOTSTRAP_SERVERS", check=_bootstrap)
+    kafka: Mapping[str, str] = setting({}, env="KAFKA_*")  # librdkafka settings, passed through
+    namespace: str = setting("vvv", check=lambda v: _topic(v) if v else "must not be empty")  # topics and groups
+    partitions: int = setting(6, 1, 1000)
+    replication_factor: int = setting(1, 1, 16)
+    topic_videos: str = setting("", check=_topic)  # empty: "<namespace>.videos"; see the properties below
+    topic_stale: str = setting("", check=_topic)
+    topic_results: str = setting("", check=_topic)
+    hook_timeout: float = setting(2.0, 0.05, 300)  # seconds the hook may add to the cron
+    batch_size: int = setting(2000, 1, 100_000)  # messages taken per poll
+    stop_timeout: float = setting(10.0, 0, 3600)  # seconds a graceful stop may take
+    time_limit: float = setting(120.0, 0.1, 86_400)  # seconds one attempt at one event may run
+    max_in_flight: int = setting(10_000, 1, 1_000_000)  # unfinished events per process before fetching pauses
+    dlq_max_ratio: float = setting(0.5, 0.001, 1)  # dead-lettered share of recent events that stops a consumer
+    max_message_bytes: int = setting(16 * 1024 * 1024, 1024, 512 * 1024 * 1024)  # largest dead letter kept whole
+    exactly_once: bool = setting(False)  # results, dead letters and offsets in one Kafka transaction per batch
+    metrics_port: int = setting(0, check=_port_or_off)  # serve /metrics, /healthz and /readyz here; 0: off
+    broker_timeout: float = setting(300.0, 5, 86_400)  # a consumer without a broker this long exits 1
+    stale_hours: float = setting(48.0, 0.01, 87_600)
     # thumbnails
-    thumbnail_hosts: tuple[str, ...] = DEFAULT_THUMBNAIL_HOSTS  # VVV_THUMBNAIL_HOSTS replaces it
-    thumbnail_timeout: float = 8.0
-    thumbnail_attempts: int = 3
-    thumbnail_retry_delay: float = 30.0
-    thumbnail_max_bytes: int = 5_000_000
-    thumbnail_concurrency: int = 64
+    thumbnail_hosts: tuple[str, ...] = setting(DEFAULT_THUMBNAIL_HOSTS, check=_hosts)
+    thumbnail_timeout: float = setting(8.0, 0.1, 300)  # one deadline: connect, headers and body together
+    thumbnail_attempts: int = setting(3, 1, 100)
+    thumbnail_retry_delay: float = setting(30.0, 0, 86_400)
+    thumbnail_max_bytes: int = setting(5_000_000, 1024, 50_000_000)
+    thumbnail_concurrency: int = setting(64, 1, 1024)
+    thumbnail_memory: int = setting(96_000_000, 16_000_000, 4_000_000_000)  # bodies and pixels held at once, half each
     # liveness
-    oembed_url: str = "https://www.youtube.com/oembed"
-    liveness_timeout: float = 8.0
-    liveness_attempts: int = 3
-    liveness_retry_delay: float = 60.0
-    liveness_rate: float = 20.0  # requests per minute for the whole group
-    liveness_concurrency: int = 8
+    oembed_url: str = setting("https://www.youtube.com/oembed", check=_http_url)
+    liveness_timeout: float = setting(8.0, 0.1, 300)
+    liveness_attempts: int = setting(3, 1, 100)
+    liveness_retry_delay: float = setting(60.0, 0, 86_400)
+    liveness_rate: float = setting(20.0, 0.1, 6000)  # requests per minute for the whole group
+    liveness_concurrency: int = setting(8, 1, 1024)
 
     def __post_init__(self) -> None:
-        if self.partitions < 1 or self.batch_size < 1 or self.hook_timeout <= 0:
-            raise ConfigError("VVV_PARTITIONS, VVV_BATCH_SIZE and VVV_HOOK_TIMEOUT must be positive")
-        if self.thumbnail_attempts < 1 or self.liveness_attempts < 1 or self.liveness_rate <= 0:
-            raise ConfigError("attempt counts and VVV_LIVENESS_RATE must be positive")
+        for f in dataclasses.fields(self):
+            _validate(f, getattr(self, f.name))
+        if self.thumbnail_max_bytes >= self.thumbnail_memory // 2:
+            raise ConfigError(
+                f"VVV_THUMBNAIL_MAX_BYTES={self.thumbnail_max_bytes} must be under half of "
+                f"VVV_THUMBNAIL_MEMORY={self.thumbnail_memory}: half holds bodies, half decodes them"
+            )
 
     @property
     def videos_topic(self) -> str:
@@ -111,42 +213,42 @@ class Settings:
     def dead_letter_topic(self, group: str) -> str:
         return f"{self.namespace}.{group}.dlq"
 
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes``, validated like any other."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Environment name -> field name, for every setting read from one variable."""
+        return {_env_name(f): f.name for f in dataclasses.fields(cls) if f.name != "kafka"}
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        d = cls.__dataclass_fields__
-        hosts = env.get("VVV_THUMBNAIL_HOSTS")
-        return cls(
-            bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS") or DEFAULT_BOOTSTRAP,
-            kafka=kafka_overrides_from_env(env),
-            namespace=env.get("VVV_NAMESPACE") or "vvv",
-            partitions=_env_int(env, "VVV_PARTITIONS", d["partitions"].default),
-            replication_factor=_env_int(env, "VVV_REPLICATION_FACTOR", d["replication_factor"].default),
-            topic_videos=env.get("VVV_TOPIC_VIDEOS", ""),
-            topic_stale=env.get("VVV_TOPIC_STALE", ""),
-            topic_results=env.get("VVV_TOPIC_RESULTS", ""),
-            hook_timeout=_env_float(env, "VVV_HOOK_TIMEOUT", d["hook_timeout"].default),
-            batch_size=_env_int(env, "VVV_BATCH_SIZE", d["batch_size"].default),
-            stop_timeout=_env_float(env, "VVV_STOP_TIMEOUT", d["stop_timeout"].default),
-            time_limit=_env_float(env, "VVV_TIME_LIMIT", d["time_limit"].default),
-            max_in_flight=_env_int(env, "VVV_MAX_IN_FLIGHT", d["max_in_flight"].default),
-            dlq_max_ratio=_env_float(env, "VVV_DLQ_MAX_RATIO", d["dlq_max_ratio"].default),
-            max_message_bytes=_env_int(env, "VVV_MAX_MESSAGE_BYTES", d["max_message_bytes"].default),
-            exactly_once=env.get("VVV_EXACTLY_ONCE", "").lower() in ("1", "true", "yes", "on"),
-            metrics_port=_env_int(env, "VVV_METRICS_PORT", d["metrics_port"].default),
-            stale_hours=_env_float(env, "VVV_STALE_HOURS", d["stale_hours"].default),
-            thumbnail_hosts=tuple(h.strip().lower() for h in hosts.split(",") if h.strip())
-            if hosts
-            else d["thumbnail_hosts"].default,
-            thumbnail_timeout=_env_float(env, "VVV_THUMBNAIL_TIMEOUT", d["thumbnail_timeout"].default),
-            thumbnail_attempts=_env_int(env, "VVV_THUMBNAIL_ATTEMPTS", d["thumbnail_attempts"].default),
-            thumbnail_retry_delay=_env_float(env, "VVV_THUMBNAIL_RETRY_DELAY", d["thumbnail_retry_delay"].default),
-            thumbnail_max_bytes=_env_int(env, "VVV_THUMBNAIL_MAX_BYTES", d["thumbnail_max_bytes"].default),
-            thumbnail_concurrency=_env_int(env, "VVV_THUMBNAIL_CONCURRENCY", d["thumbnail_concurrency"].default),
-            oembed_url=env.get("VVV_OEMBED_URL") or d["oembed_url"].default,
-            liveness_timeout=_env_float(env, "VVV_LIVENESS_TIMEOUT", d["liveness_timeout"].default),
-            liveness_attempts=_env_int(env, "VVV_LIVENESS_ATTEMPTS", d["liveness_attempts"].default),
-            liveness_retry_delay=_env_float(env, "VVV_LIVENESS_RETRY_DELAY", d["liveness_retry_delay"].default),
-            liveness_rate=_env_float(env, "VVV_LIVENESS_RATE", d["liveness_rate"].default),
-            liveness_concurrency=_env_int(env, "VVV_LIVENESS_CONCURRENCY", d["liveness_concurrency"].default),
-        )
+        names = cls.env_names()
+        unknown_names(env, names)
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for env_name, field_name in names.items():
+            if (raw := env.get(env_name, "")) != "":
+                values[field_name] = _parse(fields[field_name], raw)
+                _validate(fields[field_name], values[field_name], raw)
+        return cls(kafka=kafka_overrides_from_env(env), **values)
+
+
+def unknown_names(env: Mapping[str, str], names: Mapping[str, str]) -> None:
+    """ConfigError for a ``VVV_*`` variable no setting reads (a typo would otherwise be ignored)."""
+    known = set(names) | OTHER_NAMES
+    for name in sorted(n for n in env if n.startswith("VVV_") and n not in known):
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        raise ConfigError(f"{name} is not a setting{hint} (see the README's configuration table)")
+
+
+def kafka_overrides_from_env(env: Mapping[str, str]) -> dict[str, str]:
+    """``KAFKA_FOO_BAR=x`` -> ``{"foo.bar": "x"}`` for every KAFKA_* variable but the bootstrap one."""
+    return {
+        name[len("KAFKA_") :].lower().replace("_", "."): value
+        for name, value in env.items()
+        if name.startswith("KAFKA_") and name != "KAFKA_BOOTSTRAP_SERVERS"
+    }

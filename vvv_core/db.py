@@ -11,21 +11,30 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+from vvv_core.errors import OperatorError
 
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_S = 30.0  # how long one statement waits for another process's write lock
-LOCKED_RETRIES = 5  # whole-transaction retries after that, with backoff: a lock delays work, never loses it
+LOCKED_BACKOFF_MAX = 10.0  # seconds between whole attempts while the lock stays taken
+CRON_TABLES = ("videos", "video_snapshots")
+T = TypeVar("T")
 
 
-class DatabaseError(RuntimeError):
+class DatabaseError(OperatorError):
     """The database cannot be used as it is; the message says what to do."""
 
 
-def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
-    """Open an existing database for reading and writing, in WAL mode, or raise DatabaseError."""
+def connect(path: str | os.PathLike[str], stopping: Callable[[], bool] = lambda: False) -> sqlite3.Connection:
+    """Open the cron's existing database for reading and writing, in WAL mode, or raise DatabaseError.
+
+    A file without the cron's tables (an empty file, another program's database) is refused
+    rather than written into. While the cron holds a lock, this waits (see ``wait_out_lock``).
+    """
     path = Path(path)
     if not path.is_file():
         raise DatabaseError(f"database {path} does not exist (create it with the cron pipeline, or `vvv demo`)")
@@ -33,12 +42,45 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
         raise DatabaseError(f"database {path} is read-only: the consumers must write results to it")
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
     try:
-        conn.execute("PRAGMA journal_mode=WAL")  # readers never block the cron's writer, nor it them
-        conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()
+        wait_out_lock(lambda: _check_and_switch_to_wal(conn), "opening the database", stopping)
     except sqlite3.DatabaseError as exc:
         conn.close()
         raise DatabaseError(f"database {path} cannot be used: {exc}") from None
+    except BaseException:
+        conn.close()
+        raise
     return conn
+
+
+def _check_and_switch_to_wal(conn: sqlite3.Connection) -> None:
+    for table in CRON_TABLES:  # before anything is written: a foreign file stays untouched
+        require_table(conn, table)
+    conn.execute("PRAGMA journal_mode=WAL")  # readers never block the cron's writer, nor it them
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
+def wait_out_lock(work: Callable[[], T], what: str, stopping: Callable[[], bool] = lambda: False) -> T:
+    """``work()``, attempted again for as long as another process keeps the database locked.
+
+    Each attempt itself waits ``BUSY_TIMEOUT_S`` for the lock; every failed one is logged, so a
+    long wait is visible, and a lock delays work but never loses it. ``stopping()`` true ends
+    the wait with DatabaseError (what was not written is processed again on restart).
+    """
+    attempt = 0
+    while True:
+        try:
+            return work()
+        except sqlite3.OperationalError as exc:
+            if not _locked(exc):
+                raise
+            attempt += 1
+            if stopping():
+                raise DatabaseError(f"stopped while waiting for the database lock ({what})") from None
+            log.warning("database is locked by another process (%s): still waiting, attempt %d", what, attempt)
+            time.sleep(min(2.0**attempt, LOCKED_BACKOFF_MAX))
 
 
 @contextlib.contextmanager
@@ -53,18 +95,14 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     conn.execute("COMMIT")
 
 
-def write_with_retry(conn: sqlite3.Connection, work, *args):
-    """Run ``work(conn, *args)`` in a transaction, retrying it while the database stays locked."""
-    for attempt in range(LOCKED_RETRIES + 1):
-        try:
-            with transaction(conn):
-                return work(conn, *args)
-        except sqlite3.OperationalError as exc:
-            if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == LOCKED_RETRIES:
-                raise
-            log.warning("database is locked, retrying the batch (attempt %d of %d)", attempt + 1, LOCKED_RETRIES)
-            time.sleep(min(2.0**attempt, 10.0))
-    raise AssertionError("unreachable")
+def write_with_retry(conn: sqlite3.Connection, work, *args, stopping: Callable[[], bool] = lambda: False):
+    """Run ``work(conn, *args)`` in one transaction, attempted again while the database stays locked."""
+
+    def attempt():
+        with transaction(conn):
+            return work(conn, *args)
+
+    return wait_out_lock(attempt, "writing results", stopping)
 
 
 def columns(conn: sqlite3.Connection, table: str) -> set[str]:

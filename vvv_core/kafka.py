@@ -33,12 +33,23 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
 
 from vvv_core.config import Settings
+from vvv_core.errors import OperatorError
+from vvv_core.logs import OncePerInterval
 
 log = logging.getLogger(__name__)
+MISSING = (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC)
 librdkafka_log = logging.getLogger("librdkafka")
+librdkafka_log.addFilter(OncePerInterval(60.0))  # a broker that is away is said once a minute, not 20 times a second
 
 
-class BrokerUnavailable(RuntimeError):
+class TopicMissing(OperatorError):
+    """A topic the command needs is not on the broker."""
+
+    def __init__(self, topic: str, bootstrap: str) -> None:
+        super().__init__(f"topic {topic} does not exist on {bootstrap}: create the project's topics with `vvv topics`")
+
+
+class BrokerUnavailable(OperatorError):
     """No broker answered at the configured address."""
 
     def __init__(self, bootstrap: str, detail: str = "") -> None:
@@ -193,6 +204,8 @@ def _reader(
     )
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
+        if metadata.error is not None and metadata.error.code() in MISSING:
+            raise TopicMissing(topic, settings.bootstrap)
         start = start or {}
         consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING)) for p in metadata.partitions])
     except BaseException:

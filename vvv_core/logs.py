@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 
+NUMBERS = re.compile(r"\d+")
 CONTEXT = ("group", "topic", "partition", "offset")  # passed as ``extra=`` where they apply
 
 
@@ -47,3 +52,34 @@ class ContextLog(logging.LoggerAdapter):
     def process(self, msg, kwargs):  # type: ignore[override]
         kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
         return msg, kwargs
+
+
+class OncePerInterval(logging.Filter):
+    """Lets each kind of line through once per ``interval`` seconds, then says how many it held back.
+
+    A line's kind is its text with the numbers blanked: librdkafka logs a failed connection
+    attempt up to twenty times a second while a broker is away, which would bury everything.
+    """
+
+    def __init__(self, interval: float = 60.0, kinds: int = 1000) -> None:
+        super().__init__()
+        self.interval = interval
+        self.kinds = kinds
+        self._seen: dict[str, tuple[float, int]] = {}  # kind -> (let through at, held back since)
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        kind = NUMBERS.sub("#", text)
+        now = time.monotonic()
+        with self._lock:
+            shown, held = self._seen.get(kind, (-math.inf, 0))
+            if now - shown < self.interval:
+                self._seen[kind] = (shown, held + 1)
+                return False
+            if len(self._seen) >= self.kinds:
+                self._seen.clear()
+            self._seen[kind] = (now, 0)
+        if held:
+            record.msg, record.args = f"{text} ({held} more like it held back in {self.interval:g} s)", ()
+        return True

@@ -10,11 +10,12 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from consumers import GROUPS
 from vvv_core import kafka
 from vvv_core.config import ConfigError, Settings
+from vvv_core.errors import OperatorError
 
 log = logging.getLogger(__name__)
 
 
-class GroupActive(RuntimeError):
+class GroupActive(OperatorError):
     """The group has members: offsets may only be reset while it is stopped."""
 
 

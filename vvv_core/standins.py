@@ -36,6 +36,7 @@ class Seen:
     at: float  # time.monotonic() when the request arrived
     method: str
     path: str
+    host: str = ""  # the Host header
 
 
 class LocalServer:
@@ -51,7 +52,7 @@ class LocalServer:
             protocol_version = "HTTP/1.1"
 
             def _answer(self) -> None:
-                server.requests.append(Seen(time.monotonic(), self.command, self.path))
+                server.requests.append(Seen(time.monotonic(), self.command, self.path, self.headers.get("Host", "")))
                 reply = server.route(self.command, self.path)
                 time.sleep(server.latency + reply.delay)
                 self.send_response(reply.status)

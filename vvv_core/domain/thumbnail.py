@@ -1,20 +1,27 @@
 """Thumbnail verdict from what the server answered: valid, placeholder, broken or error.
 
 Pure: the HTTP exchange happens elsewhere (``vvv_core.safe_http``); this only judges a status
-and the bytes. ``transient`` marks a verdict that another attempt may change.
+and the bytes. ``transient`` marks a verdict that another attempt may change. Decoding
+reserves its pixels' memory from the group's ``MemoryBudget`` first, so many images decoding
+at once never hold more than the budget.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
 
+from vvv_core.memory import BudgetBusy, MemoryBudget
+
 MIN_WIDTH, MIN_HEIGHT = 200, 150  # below either: YouTube's 120x90 grey placeholder and its like
-# Far above any thumbnail: a larger canvas is a decompression bomb. Pillow's own guard stays on
-# (it raises above twice Image.MAX_IMAGE_PIXELS, ~179 M); below that it only warns, so this decides.
-MAX_PIXELS = 40_000_000
+# Far above any thumbnail (YouTube's largest is 1280x720): a larger canvas is a decompression
+# bomb. Pillow's own guard stays on (it raises above twice Image.MAX_IMAGE_PIXELS, ~179 M);
+# below that it only warns, so this decides.
+MAX_PIXELS = 16_000_000
+BYTES_PER_PIXEL = 4  # the most Pillow keeps for any mode these formats decode to (RGBA, RGBX, I, F)
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF")  # all Pillow may try: less code exposed to hostile bytes
 
 
@@ -53,8 +60,19 @@ def refused(reason: str) -> ThumbnailVerdict:
     return ThumbnailVerdict("broken", reason=f"refused: {reason}")
 
 
-def judge(http_status: int, body: bytes, *, over_limit: int | None = None) -> ThumbnailVerdict:
-    """The verdict for a complete answer; ``over_limit`` is the cap when the body exceeded it."""
+def judge(
+    http_status: int,
+    body: bytes | bytearray,
+    *,
+    over_limit: int | None = None,
+    budget: MemoryBudget | None = None,
+    deadline: float = 0.0,
+) -> ThumbnailVerdict:
+    """The verdict for a complete answer; ``over_limit`` is the cap when the body exceeded it.
+
+    With a ``budget``, the decoded pixels are reserved from it first, waiting until ``deadline``
+    (``time.monotonic()``) at the most.
+    """
     if is_transient_status(http_status):
         return failed(f"HTTP {http_status}", http_status)
     if http_status != 200:
@@ -70,7 +88,15 @@ def judge(http_status: int, body: bytes, *, over_limit: int | None = None) -> Th
                 )
             if image.format == "JPEG":  # decode at 1/8 scale: every byte is still read, so damage shows
                 image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
-            image.load()
+            need = image.size[0] * image.size[1] * BYTES_PER_PIXEL
+            if budget is not None and need > budget.capacity:
+                return ThumbnailVerdict(
+                    "broken", width, height, 200, f"{width}x{height} needs {need:,} bytes to decode, over the budget"
+                )
+            with budget.held(need, deadline) if budget is not None else contextlib.nullcontext():
+                image.load()
+    except BudgetBusy:
+        return failed("memory budget for decoding busy until the deadline")
     except UnidentifiedImageError:
         return ThumbnailVerdict("broken", http_status=200, reason=f"not an image ({len(body):,} bytes)")
     except Image.DecompressionBombError as exc:

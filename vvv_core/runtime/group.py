@@ -46,5 +46,8 @@ class ConsumerGroup(ABC):
         """Unfinished events this member holds before it pauses fetching."""
         return self.settings.max_in_flight
 
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Called once when the member stops, after its work was drained: cut what still runs."""
+
     def on_assignment(self, owned: list[int], total: int) -> None:  # noqa: B027 - optional hook
         """Called after every rebalance with the input partitions this member owns, of ``total``."""

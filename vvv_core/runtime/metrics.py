@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from vvv_core.errors import OperatorError
+
 STALE_LOOP = 30.0  # seconds without a loop turn after which /healthz fails
 
 
@@ -81,7 +83,10 @@ def serve(metrics: Metrics, port: int, host: str = "0.0.0.0") -> Callable[[], No
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer((host, port), Handler)
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        raise OperatorError(f"cannot serve metrics on port {port} (--metrics-port, VVV_METRICS_PORT): {exc}") from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
 

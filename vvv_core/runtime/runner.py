@@ -27,8 +27,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from vvv_core import db, kafka, logs
 from vvv_core.avro import DecodeError, SchemaStore
 from vvv_core.config import Settings
+from vvv_core.errors import OperatorError
 from vvv_core.events import InvalidEvent, now_ms
 from vvv_core.runtime import metrics
+from vvv_core.runtime.brokerwatch import BrokerWatch
 from vvv_core.runtime.deadletter import HEADER_PREFIX, dead_letter_headers
 from vvv_core.runtime.group import ConsumerGroup
 from vvv_core.runtime.model import Failure, Inbound, Outcome
@@ -46,7 +48,7 @@ RESULT_NAMESPACE = "com.viralvidvault.results"
 DLQ_MIN_SAMPLE = 100  # events seen before the dead-letter rate can stop the consumer
 
 
-class ConsumerStopped(RuntimeError):
+class ConsumerStopped(OperatorError):
     """The consumer stopped because continuing would lose or corrupt work; the message says why."""
 
 
@@ -81,6 +83,7 @@ class GroupRunner:
         self._topics_checked = 0.0
         self.metrics = metrics.Metrics(group.name)
         self.log = logs.ContextLog(log, {"group": group.name})
+        self._broker = BrokerWatch(settings.bootstrap, settings.broker_timeout, self.log)
         self._observed = 0.0
         self._retries_seen = 0
         self._waited_seen = 0.0
@@ -103,7 +106,7 @@ class GroupRunner:
 
     def run(self) -> None:
         group, settings = self.group, self.settings
-        group.prepare()
+        db.wait_out_lock(group.prepare, "creating tables", lambda: self._stopping)
         topic = group.input_topic()
         client = kafka.check_broker(settings)
         kafka.ensure_project_topics(client, settings, [group.name])
@@ -123,6 +126,7 @@ class GroupRunner:
                 self._checkpoint()
                 self._backpressure()
                 self._observe()
+                self._broker.check(lambda timeout: self._consumer.list_topics(timeout=timeout))
                 if self._idle():
                     self.log.info("%s: idle for %.1f s with everything consumed: stopping", group.name, self.until_idle)
                     break
@@ -135,6 +139,7 @@ class GroupRunner:
             if stop_serving is not None:
                 stop_serving()
             self._executor.close()
+            self.group.close()
             self._consumer.close()  # leaves the group at once, so the others take over without waiting
             self._producer.flush(5)
         self.log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
@@ -150,7 +155,7 @@ class GroupRunner:
         if getattr(self, "_consumer", None) is not None:
             self.log.warning("%s: joining the group again with a new consumer", self.group.name)
             self._consumer.close()
-        self._consumer = Consumer(kafka.consumer_config(self.settings, self.group.name))
+        self._consumer = Consumer(kafka.consumer_config(self.settings, self.group.name, error_cb=self._broker.on_error))
         self._consumer.subscribe(
             [self.group.input_topic()], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -159,8 +164,9 @@ class GroupRunner:
         settings = self.settings
         extra = {
             "message.timeout.ms": int(FLUSH_TIMEOUT * 1000),
-            "message.max.bytes": settings.max_message_bytes + 64 * 1024,
-        }  # room for headers
+            "message.max.bytes": settings.max_message_bytes + 64 * 1024,  # room for headers
+            "error_cb": self._broker.on_error,
+        }
         if not settings.exactly_once:
             return Producer(kafka.producer_config(settings, **extra))
         # One transactional id per member: zombies are fenced by the group's generation (KIP-447).
@@ -235,7 +241,7 @@ class GroupRunner:
             started = time.perf_counter()
             results = [o for o in outcomes if o.failure is None]
             if results:
-                db.write_with_retry(self.group.conn, self.group.store, results)
+                db.write_with_retry(self.group.conn, self.group.store, results, stopping=lambda: self._stopping)
             if self.settings.exactly_once:
                 self._commit_in_transaction(outcomes)
                 return
@@ -427,7 +433,7 @@ class GroupRunner:
         now = time.monotonic()
         m, name = self.metrics, self.group.name
         m.last_loop = now
-        m.ready = self._assigned
+        m.ready = self._assigned and self._broker.reachable
         if now - self._observed < OBSERVE_INTERVAL:
             return
         self._observed = now

@@ -1,0 +1,152 @@
+"""Every bad setting is one line naming it, its value and what is allowed: exit 2, before any connection.
+
+The table holds every case found when the project was tried as a careless operator would.
+Commands point at a port where no broker listens: had one tried to connect, it would say so
+(exit 1) instead of naming the setting (exit 2).
+"""
+
+from __future__ import annotations
+
+import socket
+import sqlite3
+
+import pytest
+
+from vvv_core import cli
+from vvv_core.broker import free_port
+from vvv_core.config import Settings
+
+RANGE = "expected a {kind} from {low} to {high}"
+BAD_SETTINGS = [
+    ("VVV_BATCH_SIZE", "inf", RANGE.format(kind="whole number", low=1, high=100000)),
+    ("VVV_BATCH_SIZE", "nan", RANGE.format(kind="whole number", low=1, high=100000)),
+    ("VVV_BATCH_SIZE", "5000000", RANGE.format(kind="whole number", low=1, high=100000)),
+    ("VVV_THUMBNAIL_CONCURRENCY", "0", RANGE.format(kind="whole number", low=1, high=1024)),
+    ("VVV_THUMBNAIL_CONCURRENCY", "-1", RANGE.format(kind="whole number", low=1, high=1024)),
+    ("VVV_LIVENESS_CONCURRENCY", "0", RANGE.format(kind="whole number", low=1, high=1024)),
+    ("VVV_LIVENESS_CONCURRENCY", "-1", RANGE.format(kind="whole number", low=1, high=1024)),
+    ("VVV_METRICS_PORT", "-1", "expected 0 (off) or a port from 1 to 65535"),
+    ("VVV_METRICS_PORT", "70000", "expected 0 (off) or a port from 1 to 65535"),
+    ("VVV_MAX_MESSAGE_BYTES", "99999999999", RANGE.format(kind="whole number", low=1024, high=536870912)),
+    ("VVV_THUMBNAIL_RETRY_DELAY", "nan", RANGE.format(kind="number", low=0, high=86400)),
+    ("VVV_LIVENESS_RETRY_DELAY", "nan", RANGE.format(kind="number", low=0, high=86400)),
+    ("VVV_LIVENESS_RATE", "nan", RANGE.format(kind="number", low=0.1, high=6000)),
+    ("VVV_LIVENESS_RATE", "inf", RANGE.format(kind="number", low=0.1, high=6000)),
+    ("VVV_LIVENESS_RATE", "1e-300", RANGE.format(kind="number", low=0.1, high=6000)),
+    ("VVV_LIVENESS_RATE", "1e9", RANGE.format(kind="number", low=0.1, high=6000)),
+    ("VVV_HOOK_TIMEOUT", "nan", RANGE.format(kind="number", low=0.05, high=300)),
+    ("VVV_HOOK_TIMEOUT", "inf", RANGE.format(kind="number", low=0.05, high=300)),
+    ("VVV_DLQ_MAX_RATIO", "nan", RANGE.format(kind="number", low=0.001, high=1)),
+    ("VVV_THUMBNAIL_TIMEOUT", "0", RANGE.format(kind="number", low=0.1, high=300)),
+    ("VVV_THUMBNAIL_TIMEOUT", "-5", RANGE.format(kind="number", low=0.1, high=300)),
+    ("VVV_THUMBNAIL_MAX_BYTES", "0", RANGE.format(kind="whole number", low=1024, high=50000000)),
+    ("VVV_THUMBNAIL_MAX_BYTES", "-1", RANGE.format(kind="whole number", low=1024, high=50000000)),
+    ("VVV_THUMBNAIL_HOSTS", ",", "expected a comma-separated list of host names or IP addresses, none empty"),
+    ("VVV_THUMBNAIL_HOSTS", "https://i.ytimg.com", "is not a host name or IP address (no scheme, port or path)"),
+    ("VVV_LIVENESS_TIMEOUT", "0", RANGE.format(kind="number", low=0.1, high=300)),
+    ("VVV_LIVENESS_TIMEOUT", "-1", RANGE.format(kind="number", low=0.1, high=300)),
+    ("VVV_OEMBED_URL", "not-a-url", "expected an http:// or https:// URL with a host"),
+    ("VVV_STALE_HOURS", "-1", RANGE.format(kind="number", low=0.01, high=87600)),
+    ("VVV_STALE_HOURS", "nan", RANGE.format(kind="number", low=0.01, high=87600)),
+    ("VVV_STOP_TIMEOUT", "-1", RANGE.format(kind="number", low=0, high=3600)),
+    ("VVV_MAX_IN_FLIGHT", "0", RANGE.format(kind="whole number", low=1, high=1000000)),
+    ("VVV_PARTITIONS", "100000", RANGE.format(kind="whole number", low=1, high=1000)),
+    ("VVV_PARTITIONS", "many", RANGE.format(kind="whole number", low=1, high=1000)),
+    ("VVV_EXACTLY_ONCE", "enabled", "expected one of 1/0, true/false, yes/no, on/off"),
+    ("VVV_NAMESPACE", "a b", "expected 1-200 characters of A-Z a-z 0-9 . _ -"),
+    ("VVV_BROKER_TIMEOUT", "1", RANGE.format(kind="number", low=5, high=86400)),
+    ("KAFKA_BOOTSTRAP_SERVERS", "nohost", "expected HOST:PORT[,HOST:PORT...] with ports from 1 to 65535"),
+]
+
+
+@pytest.fixture
+def no_broker(monkeypatch):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", f"127.0.0.1:{free_port()}")
+
+
+@pytest.mark.parametrize(("name", "value", "allowed"), BAD_SETTINGS)
+def test_a_bad_setting_is_one_line_and_exit_2(no_broker, monkeypatch, capsys, sample_db, name, value, allowed):
+    monkeypatch.setenv(name, value)
+    assert cli.main(["consume", "thumbnails", "--db", sample_db]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vvv: error: {name}={value!r}: ") and err.count("\n") == 1
+    assert allowed in err
+
+
+def test_an_unknown_name_is_named_with_the_closest(no_broker, monkeypatch, capsys, sample_db):
+    monkeypatch.setenv("VVV_LIVENESS_RATES", "30")
+    assert cli.main(["publish", "--db", sample_db]) == 2
+    assert capsys.readouterr().err == (
+        "vvv: error: VVV_LIVENESS_RATES is not a setting; did you mean VVV_LIVENESS_RATE? "
+        "(see the README's configuration table)\n"
+    )
+
+
+def test_half_the_memory_budget_bounds_a_body(monkeypatch):
+    with pytest.raises(ValueError, match="VVV_THUMBNAIL_MAX_BYTES=8000000 must be under half of"):
+        Settings.from_env({"VVV_THUMBNAIL_MEMORY": "16000000", "VVV_THUMBNAIL_MAX_BYTES": "8000000"})
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["consume", "scoring", "--db", "x.db", "--until-idle", "nan"], "--until-idle: 'nan': expected a number"),
+        (["consume", "scoring", "--db", "x.db", "--until-idle", "-1"], "--until-idle: '-1': expected a number"),
+        (["consume", "scoring", "--db", "x.db", "--metrics-port", "70000"], "'70000': expected a port"),
+        (["broker", "--port", "99999"], "--port: '99999': expected a port from 1 to 65535"),
+    ],
+)
+def test_bad_flags_are_one_line_and_exit_2(capsys, args, says):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(args)
+    assert exit_.value.code == 2 and says in capsys.readouterr().err
+
+
+def test_an_unknown_librdkafka_property_is_one_line(no_broker, capsys, sample_db):
+    assert cli.main(["status", "-X", "nosuch.property=1"]) == 2
+    err = capsys.readouterr().err
+    assert err == 'vvv: error: Kafka client: No such configuration property: "nosuch.property"\n'
+
+
+def test_ports_in_use_are_one_line(settings, capsys, monkeypatch, sample_db):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        assert cli.main(["broker", "--port", port]) == 1
+        assert f"port {port} is already in use" in capsys.readouterr().err
+        monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.bootstrap)
+        monkeypatch.setenv("VVV_NAMESPACE", settings.namespace)
+        assert cli.main(["consume", "scoring", "--db", sample_db, "--metrics-port", port]) == 1
+        assert f"cannot serve metrics on port {port}" in capsys.readouterr().err
+
+
+def test_sample_into_a_missing_folder_or_onto_a_folder(tmp_path, capsys):
+    assert cli.main(["sample", "--db", str(tmp_path / "no" / "x.db")]) == 1
+    assert "no such folder" in capsys.readouterr().err
+    assert cli.main(["sample", "--db", str(tmp_path)]) == 1
+    assert "it is a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["status"], ["dlq", "list", "scoring"]])
+def test_missing_topics_are_one_line(settings, monkeypatch, capsys, command):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.bootstrap)
+    monkeypatch.setenv("VVV_NAMESPACE", settings.namespace)  # fresh: none of its topics exist
+    assert cli.main(command) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("vvv: error: topic t") and "does not exist" in err and "vvv topics" in err
+
+
+def test_report_without_topics_still_writes_the_page(settings, monkeypatch, capsys, sample_db, tmp_path):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", settings.bootstrap)
+    monkeypatch.setenv("VVV_NAMESPACE", settings.namespace)
+    assert cli.main(["report", "--db", sample_db, "--out", str(tmp_path / "r.html")]) == 0
+    assert "does not exist" in (tmp_path / "r.html").read_text()
+
+
+def test_a_file_that_is_not_the_cron_database_is_never_written(no_broker, tmp_path, capsys):
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    assert cli.main(["consume", "thumbnails", "--db", str(empty)]) == 1
+    assert "table videos is missing: is this the cron pipeline's database?" in capsys.readouterr().err
+    assert empty.stat().st_size == 0
+    conn = sqlite3.connect(empty)
+    assert conn.execute("SELECT count(*) FROM sqlite_schema").fetchone() == (0,)
