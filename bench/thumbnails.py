@@ -1,20 +1,26 @@
 """Benchmark of the thumbnails group. Run by hand:
 
-    .venv/bin/python bench/thumbnails.py [--videos 2000] [--latency 0.05] [--concurrency 64]
+    .venv/bin/python bench/thumbnails.py [--videos 2000] [--latency 0.05] [--concurrency 64] [--worst-case]
 
 2,000 video events whose thumbnails (real 320x180 JPEGs) are served by a local HTTP server
 that answers each request after 50 ms; one consumer process (`vvv consume thumbnails`).
 Prints thumbnails/s from first assignment to last commit, and the consumer's peak RSS.
+
+``--worst-case`` serves what costs the most memory instead: half the images are 3400x3400
+RGBA PNGs (46 MB each to decode, just under half the default memory budget) and half are
+bodies just under the 5 MB cap, all at once: the peak RSS is the memory ceiling in practice.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import sqlite3
 import tempfile
 from pathlib import Path
 
 from common import empty_cron_db, timed_consumer
+from PIL import Image
 
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import Settings
@@ -22,14 +28,24 @@ from vvv_core.hook import background_processing
 from vvv_core.standins import LocalServer, Reply, image_bytes
 
 
+def solid_png(width: int, height: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGBA", (width, height), (200, 30, 30, 255)).save(out, "PNG")
+    return out.getvalue()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--videos", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--worst-case", action="store_true")
     args = parser.parse_args()
-    images = [image_bytes(320, 180, seed=s) for s in range(8)]
-    route = lambda _m, path: Reply(200, images[hash(path) % 8], {"Content-Type": "image/jpeg"})  # noqa: E731
+    if args.worst_case:
+        images = [solid_png(3400, 3400), b"\xff\xd8\xff" + bytes(4_999_000)]
+    else:
+        images = [image_bytes(320, 180, seed=s) for s in range(8)]
+    route = lambda _m, path: Reply(200, images[hash(path) % len(images)])  # noqa: E731
     with (
         EmbeddedBroker() as broker,
         LocalServer(route, latency=args.latency) as server,

@@ -15,7 +15,7 @@ from vvv_core import events
 from vvv_core.config import DEFAULT_THUMBNAIL_HOSTS
 from vvv_core.domain.thumbnail import ThumbnailVerdict, failed, judge, refused
 from vvv_core.events import VideoEvent
-from vvv_core.memory import MemoryBudget
+from vvv_core.memory import MemoryBudget, return_large_frees_to_the_os
 from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerGroup, Outcome
 from vvv_core.safe_http import Fetcher, Refused, Transient, UrlPolicy
 
@@ -48,6 +48,7 @@ class ThumbnailGroup(ConsumerGroup):
         # half for bodies, half for decoding: a check holding its body never waits on another's body
         self.bodies = MemoryBudget(s.thumbnail_memory // 2)
         self.pixels = MemoryBudget(s.thumbnail_memory // 2)
+        return_large_frees_to_the_os()
         self.fetcher = Fetcher(policy, timeout=s.thumbnail_timeout, max_bytes=s.thumbnail_max_bytes, budget=self.bodies)
 
     def close(self) -> None:

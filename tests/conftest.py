@@ -1,4 +1,9 @@
-"""Shared fixtures: one embedded broker per session, a fresh namespace (topics, groups) per test."""
+"""Shared fixtures: one broker per session, a fresh namespace (topics, groups) per test.
+
+``TEST_BROKER`` picks the broker the whole suite runs against: ``embedded`` (tansu, the
+default) or ``kafka`` (Apache Kafka from ``kafka/lib``, fetched by ``make kafka``).
+``make test`` runs the suite once on each.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import pytest
 
 from consumers import GROUPS
 from vvv_core import db
+from vvv_core.apache_kafka import ApacheKafka
 from vvv_core.avro import SchemaStore
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import Settings
@@ -31,9 +37,19 @@ from vvv_core.sample import CRON_SCHEMA, build_sample_db
 FAST_GROUPS = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "500"}
 
 
+BROKER_KIND = os.environ.get("TEST_BROKER", "embedded")
+if BROKER_KIND not in ("embedded", "kafka"):
+    raise pytest.UsageError(f"TEST_BROKER={BROKER_KIND!r}: expected embedded or kafka")
+
+
+def new_broker(port: int | None = None) -> EmbeddedBroker | ApacheKafka:
+    """A broker of the kind under test on ``port``, with nothing in it, not started yet."""
+    return ApacheKafka(port=port) if BROKER_KIND == "kafka" else EmbeddedBroker(port)
+
+
 @pytest.fixture(scope="session")
-def broker() -> Iterator[EmbeddedBroker]:
-    with EmbeddedBroker() as b:
+def broker() -> Iterator[EmbeddedBroker | ApacheKafka]:
+    with new_broker() as b:
         yield b
 
 
@@ -202,11 +218,11 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str) -> None
 
 
 def join_all(members: list[Member], partitions: int) -> None:
-    """Wait until the members share all ``partitions`` of the input topic between them."""
+    """Wait until the members share all ``partitions`` of the input topic between them, each owning some."""
 
     def shared() -> bool:
         owned = [p for m in members for _t, p in m.runner.owned]
-        return sorted(owned) == list(range(partitions))
+        return sorted(owned) == list(range(partitions)) and all(m.runner.owned for m in members)
 
     wait_for(shared, 30, f"{len(members)} members to share {partitions} partitions")
 

@@ -14,10 +14,10 @@ import time
 from dataclasses import replace
 
 import psutil
-from conftest import VVV, Member, Trickle, cli_env, hold_write_lock, results, wait_for
+from conftest import VVV, Member, Trickle, cli_env, hold_write_lock, new_broker, results, wait_for
 
 from vvv_core import db, kafka
-from vvv_core.broker import EmbeddedBroker, free_port
+from vvv_core.broker import free_port
 from vvv_core.hook import background_processing, flush_outbox
 from vvv_core.kafka import read_topic
 from vvv_core.runtime.brokerwatch import BrokerLost
@@ -104,14 +104,14 @@ def test_kill_9_mid_http_check_then_restart(settings, schemas, cron_db):
 def test_broker_restart_empty_consumer_recovers_and_recreates_topics(settings, schemas, sample_db):
     port = free_port()
     s = replace(settings, bootstrap=f"127.0.0.1:{port}")
-    broker = EmbeddedBroker(port).start()
+    broker = new_broker(port).start()
     member = Member("scoring", s, sample_db, until_idle=None).start()
     try:
         background_processing([{"video_id": "J78aPJ3VyNs", "thumbnail_url": "u"}] * 5, [], sample_db, s)
         wait_for(lambda: member.runner.processed == 5, 30, "the first events")
         broker.stop()  # memory only: topics, records, offsets and the group are gone
         time.sleep(3)
-        broker = EmbeddedBroker(port).start()
+        broker = new_broker(port).start()
         for _ in range(3):  # the hook's events wait in the outbox until the broker takes them
             background_processing([{"video_id": "9nidKH8cM38", "thumbnail_url": "u"}] * 5, [], sample_db, s)
         flush_outbox(sample_db, s)
@@ -216,7 +216,7 @@ def test_a_database_locked_past_every_busy_timeout_is_waited_out(settings, schem
 def test_a_consumer_whose_broker_is_gone_says_so_briefly_and_exits(settings, sample_db, caplog):
     port = free_port()
     s = replace(settings, bootstrap=f"127.0.0.1:{port}", broker_timeout=6.0)
-    broker = EmbeddedBroker(port).start()
+    broker = new_broker(port).start()
     member = Member("scoring", s, sample_db, until_idle=None).start()
     try:
         wait_for(lambda: member.runner.metrics.ready, 30, "the member to join")

@@ -57,10 +57,15 @@ def poison(schemas: SchemaStore, old_schema) -> list[tuple[bytes, bytes, str]]:
 
 
 def produce_raw(settings, records: list[tuple[bytes, bytes]]) -> None:
+    """Write ``records`` to the videos topic as they are (a topic that takes records up to 20 MB)."""
+    large = {"max.message.bytes": "20000000"}  # Apache Kafka's default is 1 MB
+    kafka.ensure_topics(kafka.admin(settings), settings, [settings.videos_topic], config=large)
+    kafka.ensure_project_topics(kafka.admin(settings), settings, ["scoring"])
     producer = Producer(kafka.producer_config(settings, **{"message.max.bytes": 20_000_000}))
+    refused = []
     for key, value in records:
-        producer.produce(settings.videos_topic, value, key)
-    assert producer.flush(30) == 0
+        producer.produce(settings.videos_topic, value, key, on_delivery=lambda err, _m: err and refused.append(err))
+    assert producer.flush(30) == 0 and refused == []
 
 
 def test_every_kind_of_poison_is_dead_lettered_with_its_reason(settings, schemas, sample_db, old_schema):
@@ -70,7 +75,6 @@ def test_every_kind_of_poison_is_dead_lettered_with_its_reason(settings, schemas
     for i, (key, value, _reason) in enumerate(bad):  # poison between valid events, on every partition
         good_id = GOOD_IDS[i % 3]
         records += [(good_id.encode(), encode(event(video_id=good_id))), (key, value)]
-    kafka.ensure_project_topics(kafka.admin(settings), settings, ["scoring"])
     produce_raw(settings, records)
     conn = sqlite3.connect(sample_db)
     videos_before = conn.execute("SELECT count(*) FROM videos").fetchone()
@@ -95,7 +99,6 @@ def test_every_kind_of_poison_is_dead_lettered_with_its_reason(settings, schemas
 
 
 def test_dlq_list_and_replay_from_the_command_line(settings, schemas, sample_db):
-    kafka.ensure_project_topics(kafka.admin(settings), settings, ["scoring"])
     produce_raw(settings, [(b"J78aPJ3VyNs", b"garbage one"), (b"9nidKH8cM38", b"garbage two")])
     assert vvv(settings, "consume", "scoring", "--db", sample_db, "--until-idle", "1").returncode == 0
 
@@ -114,7 +117,6 @@ def test_dlq_list_and_replay_from_the_command_line(settings, schemas, sample_db)
 
 
 def test_a_flood_of_dead_letters_stops_the_consumer(settings, sample_db):
-    kafka.ensure_project_topics(kafka.admin(settings), settings, ["scoring"])
     produce_raw(settings, [(b"J78aPJ3VyNs", b"not an event %d" % i) for i in range(300)])
     member = Member("scoring", replace(settings, dlq_max_ratio=0.5), sample_db).start()
     with pytest.raises(ConsumerStopped, match=r"100% of the last \d+ events were dead-lettered"):

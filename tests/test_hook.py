@@ -7,9 +7,9 @@ import time
 from dataclasses import replace
 
 import pytest
-from conftest import add_video, hold_write_lock, outbox_count
+from conftest import add_video, hold_write_lock, new_broker, outbox_count
 
-from vvv_core.broker import EmbeddedBroker, free_port
+from vvv_core.broker import free_port
 from vvv_core.hook import background_processing, flush_outbox, publish_new
 from vvv_core.kafka import read_topic
 
@@ -80,7 +80,7 @@ def test_broker_down_returns_in_bounded_time_and_loses_nothing(settings, schemas
     background_processing([{"video_id": "vid00000000", "thumbnail_url": "u", "view_count": 99}], [], cron_db, down)
     assert outbox_count(cron_db) == 22
 
-    with EmbeddedBroker(port):
+    with new_broker(port):
         report = flush_outbox(cron_db, down)
         assert report.ok and report.delivered == 22
         assert outbox_count(cron_db) == 0
@@ -134,7 +134,7 @@ def test_a_locked_database_never_delays_the_hook_nor_loses_an_event(settings, sc
         if broker_up:
             assert report.ok
     if not broker_up:
-        with EmbeddedBroker(port):
+        with new_broker(port):
             again = flush_outbox(cron_db, target)
             assert again.ok and again.delivered == 3501 and outbox_count(cron_db) == 0
             keys = [m.key() for m in read_topic(target, target.videos_topic)]

@@ -12,8 +12,10 @@ import time
 from datetime import UTC, datetime
 
 import pytest
-from conftest import cli_env, results, run_group, vvv
+from confluent_kafka import Consumer
+from conftest import Member, cli_env, results, run_group, vvv, wait_for
 
+from vvv_core import kafka
 from vvv_core.hook import background_processing, publish_new
 from vvv_core.runtime import runner
 
@@ -70,7 +72,7 @@ def test_replay_from_the_beginning_and_from_a_time(settings, schemas, sample_db)
 
 def test_replay_refuses_a_bad_time(settings):
     done = vvv(settings, "replay", "scoring", "--from", "last tuesday")
-    assert done.returncode == 1 and "expected an ISO time" in done.stderr
+    assert done.returncode == 2 and "expected an ISO time" in done.stderr
 
 
 def test_metrics_and_health_endpoints_of_a_consumer(settings, sample_db):
@@ -211,10 +213,23 @@ def test_report_renders_in_a_headless_browser(sample_db, tmp_path):
 
 
 def test_a_member_kept_waiting_for_its_assignment_says_so(settings, sample_db, monkeypatch, caplog):
-    # A group join takes about a second here; a threshold below that makes every join "stuck".
-    monkeypatch.setattr(runner, "STALLED_JOIN", 0.2)
+    """A member that holds partitions but stops polling keeps a rebalance waiting for it (on any broker).
+
+    Apache Kafka drops the silent one after its max.poll.interval.ms; tansu waits for it for ever.
+    """
+    monkeypatch.setattr(runner, "STALLED_JOIN", 0.5)
     monkeypatch.setattr(runner, "OBSERVE_INTERVAL", 0.05)
+    kafka.ensure_project_topics(kafka.admin(settings), settings, ["scoring"])
+    silent = Consumer(
+        kafka.consumer_config(settings, "scoring", **{"session.timeout.ms": 2000, "max.poll.interval.ms": 4000})
+    )
+    silent.subscribe([settings.videos_topic])
+    wait_for(lambda: silent.poll(0.1) is None and silent.assignment(), 30, "the silent member's assignment")
     with caplog.at_level(logging.WARNING, logger=runner.__name__):
-        run_group("scoring", settings, sample_db, until_idle=0.5)
+        member = Member("scoring", settings, sample_db, until_idle=0.5).start()
+        wait_for(lambda: "no assignment for" in caplog.text, 30, "the stall to be reported")
+        member.runner.stop()
+        member.join()
+    silent.close()
     stuck = [r.getMessage() for r in caplog.records if "no assignment for" in r.getMessage()]
     assert stuck and "restart the broker" in stuck[0]

