@@ -47,6 +47,16 @@ def new_broker(port: int | None = None) -> EmbeddedBroker | ApacheKafka:
     return ApacheKafka(port=port) if BROKER_KIND == "kafka" else EmbeddedBroker(port)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests of what only Apache Kafka has (replication, a cluster) belong to its run alone."""
+    if BROKER_KIND == "kafka":
+        return
+    other = [item for item in items if "apache_kafka_only" in item.keywords]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if "apache_kafka_only" not in item.keywords]
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[EmbeddedBroker | ApacheKafka]:
     with new_broker() as b:

@@ -12,7 +12,7 @@ import sqlite3
 
 import pytest
 
-from vvv_core import cli
+from vvv_core import cli, kafka
 from vvv_core.broker import free_port
 from vvv_core.config import Settings
 
@@ -133,6 +133,9 @@ def test_missing_topics_are_one_line(settings, monkeypatch, capsys, command):
     assert cli.main(command) == 1
     err = capsys.readouterr().err
     assert err.startswith("vvv: error: topic t") and "does not exist" in err and "vvv topics" in err
+    # and asking for it created nothing (topic auto-creation is off, on the broker and in every client)
+    topics = kafka.admin(settings).list_topics(timeout=10).topics
+    assert not [t for t in topics if t.startswith(settings.namespace)]
 
 
 def test_report_without_topics_still_writes_the_page(settings, monkeypatch, capsys, sample_db, tmp_path):

@@ -168,3 +168,16 @@ def test_a_damaged_segment_is_set_aside_not_deleted(settings, cron_db):
     (folder / "00000000000000000001-1-0.seg").write_bytes(b"VVVOUTBOX1\ntorn")
     assert background_processing([{"video_id": "okvideo0001"}], [], cron_db, settings).delivered == 1
     assert [p.name for p in folder.glob("*.damaged")] == ["00000000000000000001-1-0.damaged"]
+
+
+def test_whatever_fails_while_sending_every_event_is_kept(settings, cron_db, monkeypatch):
+    """A timeout while checking the topics (seen when a broker of a cluster died) must not cost an event."""
+    from vvv_core.outbox import OutboxPublisher
+
+    def times_out(self, deadline):
+        raise TimeoutError
+
+    monkeypatch.setattr(OutboxPublisher, "_ensure_ready", times_out)
+    report = background_processing([{"video_id": f"vid{i:08d}"} for i in range(5)], [], cron_db, settings)
+    assert (report.delivered, report.queued) == (0, 5) and report.error == "TimeoutError: "
+    assert outbox_count(cron_db) == 5

@@ -5,12 +5,14 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import replace
 
-from confluent_kafka import Producer
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
 from conftest import Member, add_video, join_all, results, run_group, stop_one_by_one, wait_for
 
 from vvv_core import kafka
 from vvv_core.hook import background_processing, publish_new
 from vvv_core.kafka import read_topic
+from vvv_core.runtime import ConsumerStopped, GroupRunner
 from vvv_core.runtime.deadletter import read_headers
 
 
@@ -176,3 +178,58 @@ def test_exactly_once_mode_commits_results_and_offsets_in_one_transaction(settin
     assert len(out) == len({r["event_id"] for r in out}) == 308
     assert len(read_topic(eos, eos.dead_letter_topic("scoring"))) == 1
     assert committed(eos, "scoring") == end_offsets(eos, eos.videos_topic)
+
+
+@pytest.mark.apache_kafka_only  # tansu shows aborted records to read_committed readers
+def test_a_batch_failing_between_produce_and_commit_is_seen_once_by_read_committed_readers(
+    settings, schemas, sample_db, monkeypatch
+):
+    """The first run fails after its results are produced, before its offsets are committed; a second run
+    redoes the batch. With exactly-once the failed batch's results are aborted: a read_committed reader sees
+    each result once. Without it, they would be there twice."""
+    eos = replace(settings, exactly_once=True)
+    publish_new(sample_db, eos)
+    failures = []
+
+    def fail_once(original):
+        def failing(*args, **kwargs):
+            if not failures:
+                failures.append(1)
+                raise KafkaException(KafkaError(KafkaError._FAIL, "injected between produce and commit"))
+            return original(*args, **kwargs)
+
+        return failing
+
+    class FailingCommits:  # the transactional producer, failing its first offset commit
+        def __init__(self, producer) -> None:
+            self._producer = producer
+            self.send_offsets_to_transaction = self._flush_then(fail_once(producer.send_offsets_to_transaction))
+
+        def _flush_then(self, call):
+            def flushed(*args, **kwargs):
+                self._producer.flush(10)  # the results are in the log, uncommitted, when the failure comes
+                return call(*args, **kwargs)
+
+            return flushed
+
+        def __getattr__(self, name):
+            return getattr(self._producer, name)
+
+    new_producer, commit = GroupRunner._new_producer, GroupRunner._commit
+
+    def commit_failing_once(self, sync: bool) -> None:  # the same point, were exactly-once off
+        if not failures and self.processed:  # results acknowledged, their offsets about to be committed
+            failures.append(1)
+            raise ConsumerStopped("injected between produce and commit")
+        commit(self, sync)
+
+    monkeypatch.setattr(GroupRunner, "_new_producer", lambda self: FailingCommits(new_producer(self)))
+    monkeypatch.setattr(GroupRunner, "_commit", commit_failing_once)
+    with pytest.raises(ConsumerStopped):
+        run_group("scoring", eos, sample_db)
+    assert failures
+    assert run_group("scoring", eos, sample_db).processed == 308
+    committed_reader = results(eos, schemas)  # read_committed
+    assert len(committed_reader) == len({r["event_id"] for r in committed_reader}) == 308
+    everything = read_topic(eos, eos.results_topic, isolation="read_uncommitted")
+    assert len(everything) > 308  # the aborted batch is there, for readers that do not ask for committed data

@@ -213,14 +213,18 @@ def _reader(
 
 
 def read_topic(
-    settings: Settings, topic: str, timeout: float = 10.0, start: Mapping[int, int] | None = None
+    settings: Settings,
+    topic: str,
+    timeout: float = 10.0,
+    start: Mapping[int, int] | None = None,
+    isolation: str = "read_committed",
 ) -> list[Message]:
     """Every record now on ``topic``, partition by partition, read without a consumer group.
 
     The end of each partition is taken from partition-EOF events (the high watermark a fetch
     returns), which both Apache Kafka and tansu report correctly.
     """
-    consumer, metadata = _reader(settings, topic, start, timeout)
+    consumer, metadata = _reader(settings, topic, start, timeout, **{"isolation.level": isolation})
     try:
         if metadata.error is not None:
             if metadata.error.code() in MISSING:

@@ -62,12 +62,28 @@ class Delivery:
     error: str | None = None
     failed: list[Message] = field(default_factory=list, repr=False)
 
-    def on_delivery(self, err, msg) -> None:  # librdkafka delivery callback
-        if err is None:
-            self.delivered += 1
-        else:
-            self.error = self.error or err.str()
-            self.failed.append(Message(msg.topic(), msg.key(), msg.value()))
+
+class Acknowledgements:
+    """Which of a call's messages the broker acknowledged: everything else counts as not delivered.
+
+    Failure callbacks are not counted on: a message purged at the deadline may never get its
+    callback served, and a message neither acknowledged nor kept would be lost.
+    """
+
+    __slots__ = ("acked", "error")
+
+    def __init__(self, count: int) -> None:
+        self.acked = bytearray(count)  # acked[i] == 1: message i acknowledged
+        self.error: str | None = None
+
+    def callback(self, index: int):
+        def on_delivery(err, _msg) -> None:  # librdkafka delivery callback
+            if err is None:
+                self.acked[index] = 1
+            elif self.error is None:
+                self.error = err.str()
+
+        return on_delivery
 
 
 class OutboxError(OperatorError):
@@ -171,39 +187,34 @@ class OutboxPublisher:
 
     def _send(self, messages: list[Message], deadline: float) -> Delivery:
         """Send ``messages`` until ``deadline``; what the broker did not acknowledge is in ``failed``, in order."""
-        delivery = Delivery()
         if not messages:
-            return delivery
+            return Delivery()
         try:
             producer = self._ensure_ready(deadline)
         except (kafka.BrokerUnavailable, KafkaException) as exc:
-            delivery.error = str(exc)
-            delivery.failed = list(messages)
-            return delivery
-        report = delivery.on_delivery
+            return Delivery(error=str(exc), failed=list(messages))
+        acks = Acknowledgements(len(messages))
         for i, (topic, key, value) in enumerate(messages):
             if i and i % PROGRESS_EVERY == 0:
                 log.info("produced %d of %d events", i, len(messages))
             try:
-                producer.produce(topic, value, key, on_delivery=report)
-            except BufferError:  # local queue full: serve callbacks, then the queue has room again
-                producer.poll(0.05)
-                producer.produce(topic, value, key, on_delivery=report)
-            except KafkaException as exc:
-                delivery.error = str(exc)
-                delivery.failed.extend(messages[i:])
+                try:
+                    producer.produce(topic, value, key, on_delivery=acks.callback(i))
+                except BufferError:  # local queue full: serve callbacks, then the queue has room again
+                    producer.poll(0.05)
+                    producer.produce(topic, value, key, on_delivery=acks.callback(i))
+            except (KafkaException, BufferError) as exc:
+                acks.error = acks.error or str(exc)
                 break
         producer.flush(max(0.0, deadline - time.monotonic()))
         if len(producer):
             # Whatever the broker has not acknowledged by the deadline goes to the outbox.
             producer.purge(in_queue=True, in_flight=True)
             producer.flush(0)
-        if delivery.failed:
-            # callbacks and the produce loop report failures out of order: back to the sending order
-            order = {m: i for i, m in enumerate(messages)}
-            delivery.failed.sort(key=lambda m: order.get(m, len(messages)))
+        failed = [m for m, acked in zip(messages, acks.acked, strict=True) if not acked]  # in sending order
+        if failed:
             self.close()
-        return delivery
+        return Delivery(delivered=len(messages) - len(failed), error=acks.error if failed else None, failed=failed)
 
     def deliver(self, folder: Path, messages: list[Message], timeout: float) -> Delivery:
         """Deliver the outbox, then ``messages``, within ``timeout`` seconds; keep the rest in the outbox.
@@ -230,7 +241,12 @@ class OutboxPublisher:
             except OutboxError as exc:
                 log.error("%s: set aside as .damaged", exc)
                 spool.set_aside(segment)
-        sent = self._send(backlog + messages, deadline)
+        try:
+            sent = self._send(backlog + messages, deadline)
+        except Exception as exc:  # whatever fails while sending, all of it is kept
+            log.warning("sending failed (%s: %s): keeping every event", type(exc).__name__, exc)
+            self.close()
+            sent = Delivery(error=f"{type(exc).__name__}: {exc}", failed=backlog + messages)
         if backlog:
             log.info("outbox: delivered %d of %d waiting events", len(backlog) - len(sent.failed), len(backlog))
         result = Delivery(delivered=sent.delivered, error=sent.error)
