@@ -53,6 +53,7 @@ BAD_SETTINGS = [
     ("VVV_PARTITIONS", "100000", RANGE.format(kind="whole number", low=1, high=1000)),
     ("VVV_PARTITIONS", "many", RANGE.format(kind="whole number", low=1, high=1000)),
     ("VVV_EXACTLY_ONCE", "enabled", "expected one of 1/0, true/false, yes/no, on/off"),
+    ("VVV_GROUP_PROTOCOL", "kip848", "expected one of auto, consumer, classic"),
     ("VVV_NAMESPACE", "a b", "expected 1-200 characters of A-Z a-z 0-9 . _ -"),
     ("VVV_BROKER_TIMEOUT", "1", RANGE.format(kind="number", low=5, high=86400)),
     ("KAFKA_BOOTSTRAP_SERVERS", "nohost", "expected HOST:PORT[,HOST:PORT...] with ports from 1 to 65535"),

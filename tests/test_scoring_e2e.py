@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+import threading
+import time
 from dataclasses import replace
 
 import pytest
@@ -233,3 +236,81 @@ def test_a_batch_failing_between_produce_and_commit_is_seen_once_by_read_committ
     assert len(committed_reader) == len({r["event_id"] for r in committed_reader}) == 308
     everything = read_topic(eos, eos.results_topic, isolation="read_uncommitted")
     assert len(everything) > 308  # the aborted batch is there, for readers that do not ask for committed data
+
+
+@pytest.mark.apache_kafka_only  # tansu offers no KIP-848 and stalls cooperative-sticky joins
+@pytest.mark.parametrize(
+    ("protocol", "assignor", "incremental"),
+    [("consumer", None, True), ("classic", "cooperative-sticky", True), ("classic", "roundrobin", False)],
+    ids=["KIP-848", "cooperative-sticky", "eager roundrobin"],
+)
+def test_a_member_joining_and_leaving_under_load(settings, sample_db, protocol, assignor, incremental):
+    """A member that keeps partitions through a join and a leave keeps working through both (incremental
+    protocols); the eager one stops everyone. Prints the longest stall of the first member for the README."""
+    kafka_settings = dict(settings.kafka)
+    if protocol == "consumer":
+        kafka_settings = {k: v for k, v in kafka_settings.items() if k not in kafka.CLASSIC_ONLY}
+    else:
+        kafka_settings["partition.assignment.strategy"] = assignor
+    s = replace(settings, group_protocol=protocol, kafka=kafka_settings)
+    conn = sqlite3.connect(sample_db)
+    videos = [r[0] for r in conn.execute("SELECT video_id FROM videos")]
+    conn.close()
+    first = Member("scoring", s, sample_db, until_idle=None)
+    revoked: list[tuple[float, int]] = []  # (when, how many) the first member gave up
+    on_revoke = first.runner._on_revoke
+
+    def recording(consumer, partitions) -> None:
+        revoked.append((time.monotonic(), len(partitions)))
+        on_revoke(consumer, partitions)
+
+    first.runner._on_revoke = recording
+    first.start()
+    wait_for(lambda: len(first.runner.owned) == s.partitions, 30, "the first member to own every partition")
+
+    publishing, samples = threading.Event(), []
+
+    def publish() -> None:  # a steady stream: 20 events every 20 ms
+        i = 0
+        while not publishing.is_set():
+            background_processing([{"video_id": videos[(i + k) % len(videos)]} for k in range(20)], [], sample_db, s)
+            samples.append((time.monotonic(), len(first.runner.owned), first.runner.processed))
+            i += 20
+            time.sleep(0.02)
+
+    publisher = threading.Thread(target=publish)
+    publisher.start()
+    try:
+        time.sleep(2)
+        joined = time.monotonic()
+        second = Member("scoring", s, sample_db, until_idle=None).start()
+        join_all([first, second], s.partitions)
+        time.sleep(2)
+        left = time.monotonic()
+        second.runner.stop()
+        second.join()
+        wait_for(lambda: len(first.runner.owned) == s.partitions, 30, "the first member to take everything back")
+        time.sleep(2)
+    finally:
+        publishing.set()
+        publisher.join()
+    first.runner.stop()
+    first.join()
+
+    def stall(start: float, end: float) -> tuple[float, int]:
+        """The longest time the first member processed nothing, and the most partitions it gave up at once."""
+        window = [(t, owned, done) for t, owned, done in samples if start <= t <= end]
+        longest, since = 0.0, window[0][0]
+        for (_t0, _o0, done0), (t1, _o1, done1) in itertools.pairwise(window):
+            if done1 > done0:
+                since = t1
+            longest = max(longest, t1 - since)
+        return longest, max((n for t, n in revoked if start <= t <= end), default=0)
+
+    join_stall, join_revoked = stall(joined, left)
+    leave_stall, leave_revoked = stall(left, samples[-1][0])
+    print(f"\n{protocol}/{assignor}: stall of the member that stays: join {join_stall:.2f}, leave {leave_stall:.2f} s")
+    if incremental:  # it gives up only what moves to the newcomer, and nothing when the newcomer leaves
+        assert 0 < join_revoked < s.partitions and leave_revoked == 0
+    else:  # eager: everything it owns revoked, at the join (all 6) and at the leave (its 3)
+        assert join_revoked == s.partitions and leave_revoked == s.partitions // 2

@@ -20,7 +20,7 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,6 +37,7 @@ DEFAULT_THUMBNAIL_HOSTS = (
 )
 # Read elsewhere, not settings of this object, but real names all the same.
 OTHER_NAMES = frozenset({"VVV_SCHEMA_DIR"})
+GROUP_PROTOCOLS = ("auto", "consumer", "classic")
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
@@ -145,6 +146,10 @@ def _http_url(value: str) -> str | None:
     return None
 
 
+def _one_of(choices: tuple[str, ...]) -> Callable[[str], str | None]:
+    return lambda value: None if value in choices else f"expected one of {', '.join(choices)}"
+
+
 def _port_or_off(value: int) -> str | None:
     return None if value == 0 or 1 <= value <= 65535 else "expected 0 (off) or a port from 1 to 65535"
 
@@ -169,6 +174,8 @@ class Settings:
     exactly_once: bool = setting(False)  # results, dead letters and offsets in one Kafka transaction per batch
     metrics_port: int = setting(0, check=_port_or_off)  # serve /metrics, /healthz and /readyz here; 0: off
     broker_timeout: float = setting(300.0, 5, 86_400)  # a consumer without a broker this long exits 1
+    # auto: KIP-848's consumer protocol where the broker offers it (see kafka.group_protocol)
+    group_protocol: str = setting("auto", check=_one_of(GROUP_PROTOCOLS))
     stale_hours: float = setting(48.0, 0.01, 87_600)
     # thumbnails
     thumbnail_hosts: tuple[str, ...] = setting(DEFAULT_THUMBNAIL_HOSTS, check=_hosts)

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import socket
+import struct
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -121,8 +123,60 @@ def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     )
 
 
-def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, Any]:
-    return _client_config(
+# Set broker-side under KIP-848's consumer protocol (group.consumer.*); librdkafka refuses them client-side.
+CLASSIC_ONLY = ("session.timeout.ms", "heartbeat.interval.ms", "partition.assignment.strategy")
+CONSUMER_GROUP_HEARTBEAT = 68  # the API key of KIP-848's ConsumerGroupHeartbeat
+
+
+def api_keys(bootstrap: str, timeout: float = 2.0) -> set[int] | None:
+    """The API keys the first answering bootstrap server advertises (ApiVersions v0), None if none answered.
+
+    Over a plain socket: ApiVersions is answered before any authentication, but not through
+    TLS, so callers use it only where the security protocol is plaintext.
+    """
+    request = struct.pack(">hhih", 18, 0, 1, 3) + b"vvv"  # ApiVersions v0, correlation id 1, client id "vvv"
+    for server in bootstrap.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+                sock.settimeout(timeout)
+                sock.sendall(struct.pack(">i", len(request)) + request)
+                size = struct.unpack(">i", _read_exactly(sock, 4))[0]
+                body = _read_exactly(sock, size)
+        except (OSError, ValueError, struct.error):
+            continue
+        _correlation, error, count = struct.unpack_from(">ihi", body)
+        if error == 0:
+            return {struct.unpack_from(">h", body, 10 + 6 * i)[0] for i in range(count)}
+    return None
+
+
+def _read_exactly(sock: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise ValueError("connection closed")
+        data += chunk
+    return data
+
+
+def group_protocol(settings: Settings) -> str:
+    """``consumer`` (KIP-848: incremental, no stop-the-world rebalances) or ``classic``.
+
+    ``auto`` picks by what the broker does: the consumer protocol where the broker advertises
+    ConsumerGroupHeartbeat (Apache Kafka 4), the classic one where it does not (tansu 0.6,
+    older brokers) or cannot be asked over a plain socket (TLS listeners: set it explicitly).
+    """
+    if settings.group_protocol != "auto":
+        return settings.group_protocol
+    plain = settings.kafka.get("security.protocol", "plaintext").lower() in ("plaintext", "sasl_plaintext")
+    keys = api_keys(settings.bootstrap) if plain else None
+    return "consumer" if keys and CONSUMER_GROUP_HEARTBEAT in keys else "classic"
+
+
+def consumer_config(settings: Settings, group: str, protocol: str = "classic", **extra: Any) -> dict[str, Any]:
+    config = _client_config(
         settings,
         {
             "group.id": settings.group_id(group),
@@ -140,6 +194,11 @@ def consumer_config(settings: Settings, group: str, **extra: Any) -> dict[str, A
         },
         "consumer",
     )
+    if protocol == "consumer":
+        for name in CLASSIC_ONLY:
+            config.pop(name, None)
+        config["group.protocol"] = "consumer"
+    return config
 
 
 def admin(settings: Settings) -> AdminClient:

@@ -111,13 +111,20 @@ class GroupRunner:
         client = kafka.check_broker(settings)
         kafka.ensure_project_topics(client, settings, [group.name])
 
+        self._protocol = kafka.group_protocol(settings)
         self._executor = group.executor()
         self._producer = self._new_producer()
         self._consumer: Consumer | None = None
 
         self._subscribe()
         stop_serving = metrics.serve(self.metrics, settings.metrics_port) if settings.metrics_port else None
-        self.log.info("%s: consuming %s as group %s", group.name, topic, settings.group_id(group.name))
+        self.log.info(
+            "%s: consuming %s as group %s (%s group protocol)",
+            group.name,
+            topic,
+            settings.group_id(group.name),
+            self._protocol,
+        )
         try:
             while not self._stopping:
                 if self._resubscribe:
@@ -147,15 +154,21 @@ class GroupRunner:
     def _subscribe(self) -> None:
         """Join the group with a new consumer, also after the input topic was recreated.
 
-        A new consumer, because librdkafka's assignor keeps treating a topic it once saw missing
-        as missing, even after a metadata refresh (seen with tansu restarted empty).
+        A new consumer, because an old one can stay stuck on what it knew: librdkafka's assignor
+        keeps treating a topic it once saw missing as missing (tansu restarted empty), a consumer
+        keeps a recreated topic's old leader epochs, and a KIP-848 member whose group vanished is
+        failed for good (Apache Kafka restarted empty). Every topic it writes to is checked too.
         """
         self._resubscribe = False
         self._joining_since = time.monotonic()
         if getattr(self, "_consumer", None) is not None:
             self.log.warning("%s: joining the group again with a new consumer", self.group.name)
             self._consumer.close()
-        self._consumer = Consumer(kafka.consumer_config(self.settings, self.group.name, error_cb=self._broker.on_error))
+            self._topics_checked = 0.0
+            self._recreate_topics("rejoining")
+        self._consumer = Consumer(
+            kafka.consumer_config(self.settings, self.group.name, self._protocol, error_cb=self._broker.on_error)
+        )
         self._consumer.subscribe(
             [self.group.input_topic()], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -190,10 +203,15 @@ class GroupRunner:
                 if err.code() == KafkaError._PARTITION_EOF:
                     if offsets := self._offsets.get((msg.topic(), msg.partition())):
                         offsets.eof = True
-                elif err.fatal():
-                    raise KafkaException(err)
+                elif err.fatal() or err.code() == KafkaError._FATAL:
+                    # The client is unusable (e.g. its group vanished with a broker restarted empty): a new
+                    # one rejoins; what was not committed is redone.
+                    self.log.warning("%s: consumer failed for good (%s): replacing it", self.group.name, err.str())
+                    self._resubscribe = True
                 elif err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
-                    self._recreate_topics(err.str())
+                    # A recreated topic is a new topic: this consumer may still hold the old one's leader
+                    # epochs and then never fetch from it (seen on Apache Kafka restarted empty).
+                    self._resubscribe = self._recreate_topics(err.str()) or self._resubscribe
                 else:
                     self.log.warning("%s: consumer error: %s", self.group.name, err.str())
                 continue
@@ -341,16 +359,20 @@ class GroupRunner:
             for outcome in batch.outcomes:
                 self._publish(outcome, retry.acknowledge)
 
-    def _recreate_topics(self, why: str) -> None:
-        """A topic is gone (tansu restarted with empty storage, or someone deleted it): make it again."""
+    def _recreate_topics(self, why: str) -> bool:
+        """A topic is gone (a broker restarted with empty storage, or someone deleted it): make it again.
+
+        False when it was tried less than ``TOPIC_CHECK_INTERVAL`` ago.
+        """
         if time.monotonic() - self._topics_checked < TOPIC_CHECK_INTERVAL:
-            return
+            return False
         self._topics_checked = time.monotonic()
         self.log.warning("%s: %s: creating any missing topic of the project again", self.group.name, why)
         try:
             kafka.ensure_project_topics(kafka.admin(self.settings), self.settings, [self.group.name])
         except KafkaException as exc:
             self.log.warning("%s: could not create the topics yet: %s", self.group.name, exc.args[0].str())
+        return True
 
     def _publish(self, outcome: Outcome, on_delivery: Callable[[KafkaError | None, Message], None]) -> None:
         item = outcome.inbound
