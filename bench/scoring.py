@@ -1,6 +1,7 @@
-"""Benchmark of the hook and the scoring group on the embedded broker. Run by hand:
+"""Benchmark of the hook and the scoring group on the embedded broker or Apache Kafka. Run by hand:
 
-    .venv/bin/python bench/scoring.py [--events 100000] [--latency-samples 300] [--profile]
+    .venv/bin/python bench/scoring.py [--broker embedded|kafka] [--fetch-wait-ms 10]
+                                      [--events 100000] [--latency-samples 300] [--profile]
 
 Prints: hook publish cost (10,000 events, cold and warm), scoring throughput end to end
 (events/s from topic to committed SQLite writes, one consumer process, peak RSS), and the
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import pstats
 import random
 import sqlite3
@@ -24,6 +26,7 @@ from common import timed_consumer
 
 from consumers.scoring import ScoringGroup
 from vvv_core import db
+from vvv_core.apache_kafka import ApacheKafka
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import Settings
 from vvv_core.hook import background_processing
@@ -153,23 +156,23 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--latency-samples", type=int, default=300)
     parser.add_argument("--profile", action="store_true", help="profile the consumer in-process instead")
+    parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded")
+    parser.add_argument("--fetch-wait-ms", type=int, default=10, help="the consumers' fetch.wait.max.ms")
     args = parser.parse_args()
-    with EmbeddedBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+    fast = {**FAST_GROUPS, "fetch.wait.max.ms": str(args.fetch_wait_ms)}
+    os.environ["KAFKA_FETCH_WAIT_MAX_MS"] = str(args.fetch_wait_ms)  # for the consumer processes
+    broker = ApacheKafka() if args.broker == "kafka" else EmbeddedBroker()
+    print(f"broker: {args.broker}; consumers' fetch.wait.max.ms={args.fetch_wait_ms}")
+    with broker, tempfile.TemporaryDirectory() as tmp:
         db_path = str(Path(tmp) / "cron.db")
         make_db(db_path, args.events)
         print(f"cron database: {args.events:,} videos, {3 * args.events:,} snapshots, no index on snapshots")
         if args.profile:
-            profile_consumer(
-                Settings(bootstrap=broker.bootstrap, kafka=FAST_GROUPS, namespace="prof"), db_path, args.events
-            )
+            profile_consumer(Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="prof"), db_path, args.events)
             return
         bench_hook(Settings(bootstrap=broker.bootstrap, namespace="hook"), db_path)
-        bench_throughput(
-            Settings(bootstrap=broker.bootstrap, kafka=FAST_GROUPS, namespace="tput"), db_path, args.events
-        )
-        bench_latency(
-            Settings(bootstrap=broker.bootstrap, kafka=FAST_GROUPS, namespace="lat"), db_path, args.latency_samples
-        )
+        bench_throughput(Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="tput"), db_path, args.events)
+        bench_latency(Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="lat"), db_path, args.latency_samples)
 
 
 if __name__ == "__main__":

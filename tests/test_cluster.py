@@ -28,7 +28,7 @@ from vvv_core.hook import background_processing, flush_outbox
 from vvv_core.kafka import read_topic
 from vvv_core.standins import LocalServer, demo_oembed, demo_thumbnails
 
-pytestmark = pytest.mark.apache_kafka_only
+pytestmark = [pytest.mark.apache_kafka_only, pytest.mark.timeout(300)]  # three JVMs start, die and start again
 
 ROUNDS = 40  # hook calls, 0.25 s apart: the kill falls in the middle
 

@@ -378,3 +378,50 @@ def group_members(settings: Settings, group_ids: list[str], timeout: float = 2.0
         members[group_id] = [f"{m.client_id}@{m.host}" for m in future.result().members] or None
 
     return members
+
+
+def offsets_for_time(
+    settings: Settings, topic: str, at_ms: int, marks: Mapping[int, tuple[int, int]], timeout: float = 10.0
+) -> dict[int, int] | None:
+    """The broker's answer (ListOffsets by time) per partition: the first offset at or after ``at_ms``."""
+    consumer = Consumer(_client_config(settings, {"group.id": "vvv-reader", "enable.auto.commit": False}, "consumer"))
+    try:
+        answer = consumer.offsets_for_times([TopicPartition(topic, p, at_ms) for p in marks], timeout=timeout)
+    except KafkaException:
+        return None
+    finally:
+        consumer.close()
+    if any(tp.error is not None for tp in answer):
+        return None
+    return {tp.partition: marks[tp.partition][1] if tp.offset < 0 else tp.offset for tp in answer}
+
+
+def first_at_or_after(
+    settings: Settings, topic: str, at_ms: int, offsets: Mapping[int, int], marks: Mapping[int, tuple[int, int]]
+) -> bool:
+    """Whether each offset is right: its record is at or after ``at_ms``, the one before it earlier."""
+    starts = {p: max(low, offsets[p] - 1) for p, (low, _high) in marks.items() if low < marks[p][1]}
+    if not starts:
+        return True
+    seen: dict[int, list[tuple[int, int]]] = {p: [] for p in starts}
+    consumer, _metadata = _reader(settings, topic, starts, 10.0)
+    try:  # two records of each partition at the most, not the rest of the topic
+        pending, deadline = set(starts), time.monotonic() + 10.0
+        while pending and time.monotonic() < deadline:
+            for msg in consumer.consume(100, 0.2):
+                p = msg.partition()
+                if p not in pending:  # an empty partition (assigned all the same), or one seen enough of
+                    continue
+                if msg.error() is None and len(seen[p]) < 2:
+                    seen[p].append((msg.offset(), msg.timestamp()[1]))
+                if len(seen[p]) == 2 or (msg.error() is not None and msg.error().code() == KafkaError._PARTITION_EOF):
+                    pending.discard(p)
+    finally:
+        consumer.close()
+    if pending:
+        return False
+    for p, records in seen.items():
+        for offset, timestamp in records:
+            if (offset >= offsets[p]) != (timestamp >= at_ms):
+                return False
+    return True

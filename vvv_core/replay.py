@@ -22,13 +22,19 @@ class GroupActive(OperatorError):
 def target_offsets(settings: Settings, topic: str, since: datetime | None) -> dict[int, int]:
     """Per partition, the first offset whose record is at or after ``since`` (None: the beginning).
 
-    Found by reading record timestamps: tansu answers ``offsets_for_times`` wrongly, and a scan
-    is right on every broker (on a large Apache Kafka topic it is slower than asking).
+    The broker's time index is asked first (ListOffsets by time); its answer is used where the
+    records on either side of it agree (Apache Kafka), else every record's timestamp is read
+    (tansu answers by time wrongly).
     """
     marks = kafka.watermarks(settings, topic)
     if since is None:
         return {p: low for p, (low, _high) in marks.items()}
     cutoff = int(since.timestamp() * 1000)
+    asked = kafka.offsets_for_time(settings, topic, cutoff, marks)
+    if asked is not None and kafka.first_at_or_after(settings, topic, cutoff, asked, marks):
+        log.info("offsets for %s from the broker's time index", since.isoformat())
+        return asked
+    log.info("the broker's time index disagrees with the records: reading every record's timestamp instead")
     first: dict[int, int] = {}
     for msg in kafka.read_topic(settings, topic, timeout=60):
         if msg.partition() not in first and msg.timestamp()[1] >= cutoff:

@@ -129,7 +129,10 @@ class GroupRunner:
             while not self._stopping:
                 if self._resubscribe:
                     self._subscribe()
-                self._accept(self._fetch())
+                messages = self._fetch()
+                if self._assignment_changed:
+                    self._take_assignment()
+                self._accept(messages)
                 self._checkpoint()
                 self._backpressure()
                 self._observe()
@@ -160,6 +163,7 @@ class GroupRunner:
         failed for good (Apache Kafka restarted empty). Every topic it writes to is checked too.
         """
         self._resubscribe = False
+        self._assignment_changed = False
         self._joining_since = time.monotonic()
         if getattr(self, "_consumer", None) is not None:
             self.log.warning("%s: joining the group again with a new consumer", self.group.name)
@@ -245,13 +249,17 @@ class GroupRunner:
 
         self._executor.submit(valid)
 
-    def _checkpoint(self, sync: bool = False) -> None:
+    def _checkpoint(self, sync: bool = False, in_callback: bool = False) -> None:
         """Make finished work durable (SQLite, then the broker), then commit past it.
 
         SQLite is written at once; the batch's results and dead letters are then in flight
         to the broker, and its offsets count as finished only when every one of them is
         acknowledged. Meanwhile the loop goes on with the next batch. ``sync`` waits for
-        all acknowledgements and commits synchronously (revocation, shutdown).
+        all acknowledgements and commits synchronously (shutdown), or, ``in_callback`` of the
+        consumer (revocation), asynchronously: librdkafka completes the revocation only after
+        commits under way, and a blocking call on a consumer from inside its own callback
+        leaves confluent-kafka's call state broken (an abort in the next callback of that poll,
+        seen with KIP-848, where one poll can serve several).
         """
         outcomes, self._rejected = self._rejected + self._executor.take_completed(), []
         outcomes = [o for o in outcomes if (o.inbound.topic, o.inbound.partition) in self._offsets]
@@ -278,7 +286,7 @@ class GroupRunner:
                 f"the broker did not acknowledge {sum(b.remaining for b in self._in_delivery)} result messages "
                 f"within {FLUSH_TIMEOUT:g} s: stopping without committing them; they are processed again on restart"
             )
-        self._commit(sync)
+        self._commit(wait=sync and not in_callback)
 
     def _finish_delivered(self) -> None:
         for batch in [b for b in self._in_delivery if b.remaining == 0]:
@@ -402,14 +410,14 @@ class GroupRunner:
             except BufferError:  # local queue full: let the broker catch up
                 self._producer.poll(0.1)
 
-    def _commit(self, sync: bool) -> None:
+    def _commit(self, wait: bool) -> None:
         positions = [(tp, off) for tp, o in self._offsets.items() if (off := o.committable()) is not None]
         if not positions:
             return
         started = time.perf_counter()
         try:
             self._consumer.commit(
-                offsets=[TopicPartition(t, p, off) for (t, p), off in positions], asynchronous=not sync
+                offsets=[TopicPartition(t, p, off) for (t, p), off in positions], asynchronous=not wait
             )
             self.metrics.commit_seconds.labels(self.group.name).observe(time.perf_counter() - started)
         except KafkaException as exc:  # e.g. a rebalance under way: the new owner redoes the work
@@ -527,14 +535,15 @@ class GroupRunner:
         # for backpressure may come back paused. Counting as paused makes the loop resume them all.
         self._paused = True
         self._last_message = time.monotonic()
-        self._count_partitions(consumer)
-        self.group.on_assignment(sorted(p for _t, p in self._offsets), self._total_partitions)
+        self._assignment_changed = True  # counted by the loop: no consumer call from its own callback
         self.log.info("%s: assigned %s", self.group.name, _names(partitions))
 
-    def _count_partitions(self, consumer: Consumer) -> None:
-        """The input topic's partition count, which the group's rate-limit shares divide."""
+    def _take_assignment(self) -> None:
+        """After an assignment: count the input topic's partitions, which the rate-limit shares divide."""
+        self._assignment_changed = False
         topic = self.group.input_topic()
-        self._total_partitions = len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        self._total_partitions = len(self._consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        self.group.on_assignment(sorted(p for _t, p in self._offsets), self._total_partitions)
         if self._total_partitions == 0:
             self._recreate_topics(f"{topic} does not exist")
             self._resubscribe = True
@@ -552,7 +561,8 @@ class GroupRunner:
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if not self._broken:
             try:
-                self._checkpoint(sync=True)  # finished work is committed; unfinished work is the next owner's
+                # finished work is committed; unfinished work is the next owner's
+                self._checkpoint(sync=True, in_callback=True)
             except ConsumerStopped as exc:  # e.g. the broker is away: the next owner redoes what is uncommitted
                 self.log.warning("%s: could not commit before giving up partitions: %s", self.group.name, exc)
                 self._in_delivery.clear()
