@@ -158,9 +158,9 @@ class GroupRunner:
         """Join the group with a new consumer, also after the input topic was recreated.
 
         A new consumer, because an old one can stay stuck on what it knew: librdkafka's assignor
-        keeps treating a topic it once saw missing as missing (tansu restarted empty), a consumer
-        keeps a recreated topic's old leader epochs, and a KIP-848 member whose group vanished is
-        failed for good (Apache Kafka restarted empty). Every topic it writes to is checked too.
+        keeps treating a topic it once saw missing as missing (tansu restarted empty), and a
+        KIP-848 member whose group vanished is failed for good (Apache Kafka restarted empty).
+        Every topic it writes to is checked too.
         """
         self._resubscribe = False
         self._assignment_changed = False
@@ -213,9 +213,7 @@ class GroupRunner:
                     self.log.warning("%s: consumer failed for good (%s): replacing it", self.group.name, err.str())
                     self._resubscribe = True
                 elif err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
-                    # A recreated topic is a new topic: this consumer may still hold the old one's leader
-                    # epochs and then never fetch from it (seen on Apache Kafka restarted empty).
-                    self._resubscribe = self._recreate_topics(err.str()) or self._resubscribe
+                    self._recreate_topics(err.str())
                 else:
                     self.log.warning("%s: consumer error: %s", self.group.name, err.str())
                 continue
