@@ -250,3 +250,15 @@ def test_status_names_members_and_replay_refuses_a_running_group(settings, sampl
     member.runner.stop()
     member.join()
     assert vvv(settings, "replay", "scoring", "--from-beginning").returncode == 0
+
+
+def test_end_offsets_come_from_list_offsets_where_the_broker_answers_it_right(settings, sample_db):
+    """Chosen by what the broker does: Apache Kafka's ListOffsets agrees with what fetches report; tansu's not."""
+    from vvv_core import kafka as kafka_module
+
+    background_processing([{"video_id": f"vid{i:08d}"} for i in range(40)], [], sample_db, settings)
+    kafka_module.LIST_OFFSETS_AGREE.pop(settings.bootstrap, None)
+    first = kafka_module.watermarks(settings, settings.videos_topic)
+    assert sum(high - low for low, high in first.values()) == 40
+    assert kafka_module.LIST_OFFSETS_AGREE[settings.bootstrap] is (BROKER_KIND == "kafka")
+    assert kafka_module.watermarks(settings, settings.videos_topic) == first  # by whichever way was chosen

@@ -337,15 +337,46 @@ def committed_offsets(settings: Settings, group_id: str, topic: str, timeout: fl
         consumer.close()
 
 
+# Per bootstrap: does ListOffsets agree with the high watermarks fetches report? (Apache Kafka: yes; tansu: no)
+LIST_OFFSETS_AGREE: dict[str, bool] = {}
+
+
 def watermarks(
     settings: Settings, topic: str, start: Mapping[int, int] | None = None, timeout: float = 10.0
 ) -> dict[int, tuple[int, int]]:
-    """(low, high) watermark per partition of ``topic``, as a fetch from ``start`` (or the beginning) reports them.
+    """(low, high) watermark per partition of ``topic``; a partition with no answer in time is left out.
 
-    tansu answers ListOffsets "latest" wrongly (``get_watermark_offsets(cached=False)``), but
-    every fetch response carries the right high watermark: fetch once, then read the cache.
-    A partition that gave none within ``timeout`` is left out, never guessed.
+    The standard way is ListOffsets. tansu answers its "latest" wrongly, but every fetch response
+    carries the right high watermark. So the first time for a broker both are asked and
+    compared; from then on ListOffsets alone where they agreed, a fetch where they did not.
     """
+    agree = LIST_OFFSETS_AGREE.get(settings.bootstrap)
+    if agree and start is None:
+        return _listed_offsets(settings, topic, timeout)
+    fetched = _fetched_watermarks(settings, topic, start, timeout)
+    if agree is None and start is None and any(high for _low, high in fetched.values()):
+        LIST_OFFSETS_AGREE[settings.bootstrap] = _listed_offsets(settings, topic, timeout) == fetched
+    return fetched
+
+
+def _listed_offsets(settings: Settings, topic: str, timeout: float) -> dict[int, tuple[int, int]]:
+    """(low, high) per partition as ListOffsets (earliest, latest) answers."""
+    consumer, metadata = _reader(settings, topic, None, timeout)
+    try:
+        found = {}
+        for p in metadata.partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout, cached=False)
+            if high >= 0:
+                found[p] = (max(low, 0), high)
+        return found
+    finally:
+        consumer.close()
+
+
+def _fetched_watermarks(
+    settings: Settings, topic: str, start: Mapping[int, int] | None, timeout: float
+) -> dict[int, tuple[int, int]]:
+    """(low, high) per partition as a fetch from ``start`` (or the beginning) reports them."""
     consumer, metadata = _reader(settings, topic, start, timeout, **{"max.partition.fetch.bytes": 65536})
     partitions = list(metadata.partitions)
     try:
@@ -368,7 +399,8 @@ def group_members(settings: Settings, group_ids: list[str], timeout: float = 2.0
     tansu never reports members and answers DescribeGroups only when the request times out:
     hence one request for all groups and one short deadline.
     """
-    futures = admin(settings).describe_consumer_groups(group_ids, request_timeout=timeout)
+    client = admin(settings)  # kept until the answers are in: a client collected early never completes them
+    futures = client.describe_consumer_groups(group_ids, request_timeout=timeout)
     concurrent.futures.wait(futures.values(), timeout + 0.5)
     members: dict[str, list[str] | None] = {}
     for group_id, future in futures.items():
