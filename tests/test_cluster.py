@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from datetime import UTC, datetime
 
 import pytest
-from conftest import FAST_GROUPS, Member, outbox_count, wait_for
+from conftest import FAST_GROUPS, FAST_KIP848, Member, outbox_count, wait_for
 
 from vvv_core import kafka
 from vvv_core.apache_kafka import ApacheKafka
@@ -54,7 +54,7 @@ def expected_scores(db_path: str) -> dict[str, float]:
 @pytest.mark.parametrize("nodes", [1, 3], ids=["durable restart", "three brokers"])
 def test_killing_the_busiest_leader_loses_nothing(tmp_path, sample_db, schemas, nodes):
     with (
-        ApacheKafka(nodes=nodes, data=tmp_path / "cluster") as cluster,
+        ApacheKafka(nodes=nodes, data=tmp_path / "cluster", properties=FAST_KIP848) as cluster,
         LocalServer(demo_thumbnails()) as thumbs,
         LocalServer(demo_oembed()) as oembed,
     ):
@@ -168,7 +168,7 @@ def test_killing_the_busiest_leader_loses_nothing(tmp_path, sample_db, schemas, 
 
 
 def test_the_restarted_broker_rejoins_the_in_sync_replicas(tmp_path):
-    with ApacheKafka(nodes=3, data=tmp_path / "cluster") as cluster:
+    with ApacheKafka(nodes=3, data=tmp_path / "cluster", properties=FAST_KIP848) as cluster:
         settings = Settings(bootstrap=cluster.bootstrap, namespace="isr", replication_factor=3)
         kafka.ensure_project_topics(kafka.admin(settings), settings, [])
         victim = cluster.nodes[2]

@@ -220,11 +220,11 @@ def test_a_batch_failing_between_produce_and_commit_is_seen_once_by_read_committ
 
     new_producer, commit = GroupRunner._new_producer, GroupRunner._commit
 
-    def commit_failing_once(self, sync: bool) -> None:  # the same point, were exactly-once off
+    def commit_failing_once(self, wait: bool) -> None:  # the same point, were exactly-once off
         if not failures and self.processed:  # results acknowledged, their offsets about to be committed
             failures.append(1)
             raise ConsumerStopped("injected between produce and commit")
-        commit(self, sync)
+        commit(self, wait)
 
     monkeypatch.setattr(GroupRunner, "_new_producer", lambda self: FailingCommits(new_producer(self)))
     monkeypatch.setattr(GroupRunner, "_commit", commit_failing_once)

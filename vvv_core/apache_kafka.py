@@ -17,6 +17,7 @@ import signal
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -79,7 +80,7 @@ class Node:
     def log_file(self) -> Path:
         return self.data / "server.log"
 
-    def write_config(self, shared: str, voters: str, replication: int) -> None:
+    def write_config(self, shared: str, voters: str, replication: int, extra: Mapping[str, str]) -> None:
         self.data.mkdir(parents=True, exist_ok=True)
         min_isr = min(2, replication)
         self.config.write_text(
@@ -96,6 +97,7 @@ class Node:
             f"transaction.state.log.min.isr={min_isr}\n"
             f"share.coordinator.state.topic.replication.factor={replication}\n"
             f"share.coordinator.state.topic.min.isr={min_isr}\n"
+            + "".join(f"{key}={value}\n" for key, value in extra.items())
         )
         (self.data / "log4j2.properties").write_text(LOG4J.format(log=self.log_file))
 
@@ -104,10 +106,17 @@ class ApacheKafka:
     """``nodes`` KRaft nodes on 127.0.0.1; a context manager that always stops them.
 
     ``data``: where the nodes keep their logs (kept across ``kill``/``start``, so a restart is
-    durable); a temporary folder under ``kafka/`` when not given.
+    durable); a temporary folder when not given. ``properties``: broker settings added to the shared ones.
     """
 
-    def __init__(self, nodes: int = 1, data: Path | None = None, lib: Path | None = None, port: int | None = None):
+    def __init__(
+        self,
+        nodes: int = 1,
+        data: Path | None = None,
+        lib: Path | None = None,
+        port: int | None = None,
+        properties: Mapping[str, str] | None = None,
+    ):
         self.lib = find_jars(lib)
         if java_major() < 17:
             raise KafkaNotInstalled("Apache Kafka 4 needs Java 17 or later")
@@ -118,7 +127,7 @@ class ApacheKafka:
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
         shared = (KAFKA_DIR / "broker.properties").read_text()
         for node in self.nodes:
-            node.write_config(shared, voters, replication=min(3, nodes))
+            node.write_config(shared, voters, replication=min(3, nodes), extra=properties or {})
         self._cluster = cluster_id()
 
     @property

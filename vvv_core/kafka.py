@@ -394,10 +394,9 @@ def _fetched_watermarks(
 
 
 def group_members(settings: Settings, group_ids: list[str], timeout: float = 2.0) -> dict[str, list[str] | None]:
-    """The members of each group, as ``client_id@host``; None where the broker did not say in time.
+    """The members of each group, as ``client_id@host``; None where the broker named none or did not answer.
 
-    tansu never reports members and answers DescribeGroups only when the request times out:
-    hence one request for all groups and one short deadline.
+    Apache Kafka names them; tansu answers at once but never names any.
     """
     client = admin(settings)  # kept until the answers are in: a client collected early never completes them
     futures = client.describe_consumer_groups(group_ids, request_timeout=timeout)
