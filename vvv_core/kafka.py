@@ -1,19 +1,22 @@
-"""Kafka client settings and topic set-up: the one place that knows how brokers differ.
+"""Kafka client settings and topic set-up: where the brokers' differences are handled.
 
-Workarounds for the embedded broker (tansu 0.6, see DEVELOPERS.md) live here and in
-``end_offsets`` below, nowhere else. Each is harmless on Apache Kafka:
+Every branch is chosen by what the broker does, not by its name (the README's broker table
+has each difference as measured on both). Settings the embedded broker (tansu 0.6) needs,
+harmless on Apache Kafka:
 
 - ``fetch.wait.max.ms=10``: tansu holds every fetch for the full wait even when data is
   there, so a larger value is added to every event's latency. Apache Kafka answers as soon
   as data arrives; there the low value only means more fetch requests while idle.
 - ``session.timeout.ms=6000``: tansu completes a group join only after half the session
   timeout. 6 s is the smallest session Apache Kafka allows by default
-  (``group.min.session.timeout.ms``), so a join takes 3 s on tansu.
+  (``group.min.session.timeout.ms``), so a join takes 3 s on tansu. Classic protocol only.
 - ``partition.assignment.strategy=roundrobin``: cooperative-sticky stalls on tansu when a
-  member joins late. On Apache Kafka set ``KAFKA_PARTITION_ASSIGNMENT_STRATEGY=cooperative-sticky``
-  (docker-compose.yml does) for incremental rebalancing; the runtime handles both.
-- End offsets must come from the high watermark a fetch returns, never from ListOffsets
-  "latest", which tansu answers wrongly.
+  member joins late. Classic protocol only: a broker that offers KIP-848 gets that instead
+  (``group_protocol``).
+
+Chosen by behaviour: the group protocol (``group_protocol``: what ApiVersions advertises),
+end offsets (``watermarks``: ListOffsets where it agrees with fetches), offsets by time
+(``offsets_for_time`` checked by ``first_at_or_after``).
 
 One tansu fault has no client-side workaround: a member that leaves while its group
 rebalances can leave the group wedged for good (every JoinGroup answers with the departed
