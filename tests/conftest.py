@@ -280,3 +280,23 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
 def vvv(settings: Settings, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     """Run the `vvv` command as a user would, against this test's broker and namespace."""
     return subprocess.run([*VVV, *args], capture_output=True, text=True, timeout=timeout, env=cli_env(settings))
+
+
+_exit_status = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """End the process once pytest is done, with its status.
+
+    Clients the tests leave to the garbage collector (the hook's cached producers, admin clients)
+    are destroyed at interpreter exit, when every test broker is gone; seen once in a full Apache
+    Kafka run, a consumer's rd_kafka_destroy then waited for ever, after all tests had passed.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status)

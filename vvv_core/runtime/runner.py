@@ -111,13 +111,15 @@ class GroupRunner:
         client = kafka.check_broker(settings)
         kafka.ensure_project_topics(client, settings, [group.name])
 
+        # First what can fail without leaving anything behind (a port in use): a consumer that is
+        # never closed blocks the interpreter's exit (rd_kafka_destroy from the garbage collector).
+        stop_serving = metrics.serve(self.metrics, settings.metrics_port) if settings.metrics_port else None
         self._protocol = kafka.group_protocol(settings)
         self._executor = group.executor()
         self._producer = self._new_producer()
         self._consumer: Consumer | None = None
 
         self._subscribe()
-        stop_serving = metrics.serve(self.metrics, settings.metrics_port) if settings.metrics_port else None
         self.log.info(
             "%s: consuming %s as group %s (%s group protocol)",
             group.name,
