@@ -4,10 +4,9 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY vvv_core ./vvv_core
 COPY consumers ./consumers
-COPY schemas ./schemas
 RUN pip install --no-cache-dir . && useradd --uid 10001 --no-create-home vvv
-# The package is installed into site-packages; its Avro schemas stay here.
-ENV VVV_SCHEMA_DIR=/app/schemas PYTHONUNBUFFERED=1
+# The Avro schemas are package data, installed with the package.
+ENV PYTHONUNBUFFERED=1
 USER vvv
 ENTRYPOINT ["vvv"]
 CMD ["--help"]

@@ -82,13 +82,13 @@ def test_environment_names_are_the_configurations():
 
 def test_dockerfile_entry_point_is_the_cli():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert 'ENTRYPOINT ["vvv"]' in dockerfile and "VVV_SCHEMA_DIR=/app/schemas" in dockerfile
+    assert 'ENTRYPOINT ["vvv"]' in dockerfile and "VVV_SCHEMA_DIR" not in dockerfile
     for copied in copied_into_image():
         assert (ROOT / copied).exists(), f"Dockerfile copies {copied}, which does not exist"
 
 
 def test_the_installed_package_runs_as_the_image_runs_it(tmp_path):
-    """A plain (non-editable) install, as the image has it, with the schemas where the image puts them."""
+    """A plain (non-editable) install, as the image has it, run from another folder with no VVV_* paths."""
     source, target = tmp_path / "src", tmp_path / "site"
     source.mkdir()
     for copied in copied_into_image():  # exactly what the image gets
@@ -108,7 +108,7 @@ def test_the_installed_package_runs_as_the_image_runs_it(tmp_path):
         check=True,
         timeout=300,
     )
-    env = {**os.environ, "PYTHONPATH": str(target), "VVV_SCHEMA_DIR": str(ROOT / "schemas")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VVV_")} | {"PYTHONPATH": str(target)}
 
     def installed(code: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -119,5 +119,8 @@ def test_the_installed_package_runs_as_the_image_runs_it(tmp_path):
     assert where.stdout.startswith(str(target))  # the installed copy, not this checkout
     done = installed("from vvv_core.cli import main; import sys; sys.exit(main(sys.argv[1:]))", "--help")
     assert done.returncode == 0 and "consume" in done.stdout
-    schemas = installed("from vvv_core.avro import SchemaStore; SchemaStore()")
+    schemas = installed(
+        "from vvv_core.avro import DEFAULT_SCHEMA_DIR, SchemaStore; SchemaStore(); print(DEFAULT_SCHEMA_DIR)"
+    )
     assert schemas.returncode == 0, schemas.stderr
+    assert schemas.stdout.startswith(str(target))  # the installed package's own schemas

@@ -12,6 +12,8 @@ import io
 import json
 import os
 from collections.abc import Iterable
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +23,10 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
 
-# The repository's schemas/; VVV_SCHEMA_DIR points elsewhere (e.g. in the container image).
-DEFAULT_SCHEMA_DIR = Path(os.environ.get("VVV_SCHEMA_DIR", Path(__file__).resolve().parent.parent / "schemas"))
+# The package's own schemas (package data, wherever it is installed); VVV_SCHEMA_DIR points elsewhere.
+DEFAULT_SCHEMA_DIR: Traversable = (
+    Path(os.environ["VVV_SCHEMA_DIR"]) if os.environ.get("VVV_SCHEMA_DIR") else files("vvv_core") / "schemas"
+)
 
 
 class DecodeError(ValueError):
@@ -43,10 +47,10 @@ class SchemaStore:
     record goes in ``history``, never in place of the current one.
     """
 
-    def __init__(self, directory: Path = DEFAULT_SCHEMA_DIR, history: Iterable[Path | dict] = ()) -> None:
+    def __init__(self, directory: Traversable = DEFAULT_SCHEMA_DIR, history: Iterable[Path | dict] = ()) -> None:
         self._current: dict[str, dict[str, Any]] = {}
         self._writers: dict[bytes, dict[str, Any]] = {}
-        paths = sorted(Path(directory).glob("*.avsc"))
+        paths = sorted((p for p in directory.iterdir() if p.name.endswith(".avsc")), key=lambda p: p.name)
         if not paths:
             raise FileNotFoundError(f"no Avro schemas (*.avsc) in {directory}")
         for path in paths:
