@@ -237,7 +237,7 @@ class Fetcher:
         deadline = time.monotonic() + self.timeout
         for _hop in range(MAX_REDIRECTS + 1):
             target, address = self.policy.check(url)
-            _status, location, fetched = self._exchange(method, target, address, deadline)
+            location, fetched = self._exchange(method, target, address, deadline)
             if location is None:
                 return fetched
             try:
@@ -256,7 +256,7 @@ class Fetcher:
                 raise
         return sock
 
-    def _exchange(self, method: str, target: Target, address: str, deadline: float) -> tuple[int, str | None, Fetched]:
+    def _exchange(self, method: str, target: Target, address: str, deadline: float) -> tuple[str | None, Fetched]:
         if self._closed:
             raise Transient("stopping")
         try:
@@ -277,8 +277,8 @@ class Fetcher:
                 connection.endheaders()
                 response = connection.getresponse()
                 if response.status in (301, 302, 303, 307, 308) and response.getheader("location"):
-                    return response.status, response.getheader("location"), Fetched(response.status, b"")
-                return response.status, None, self._read(method, response, deadline)
+                    return response.getheader("location"), Fetched(response.status, b"")
+                return None, self._read(method, response, deadline)
         except (OSError, http.client.HTTPException, ValueError) as exc:
             if self._closed:
                 raise Transient("stopping") from None
