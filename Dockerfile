@@ -3,7 +3,6 @@ FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY vvv_core ./vvv_core
-COPY consumers ./consumers
 RUN pip install --no-cache-dir . && useradd --uid 10001 --no-create-home vvv
 # The Avro schemas are package data, installed with the package.
 ENV PYTHONUNBUFFERED=1

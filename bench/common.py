@@ -11,10 +11,10 @@ import sys
 import time
 from dataclasses import dataclass
 
+from vvv_core.kafka import QUICK_JOIN
 from vvv_core.sample import CRON_SCHEMA
 
-# tansu completes a group join after session.timeout.ms / 2: keep joins at 1 s here too.
-FAST_GROUPS = {"KAFKA_SESSION_TIMEOUT_MS": "2000", "KAFKA_HEARTBEAT_INTERVAL_MS": "500"}
+FAST_GROUPS = {f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in QUICK_JOIN.items()}  # as the CLI reads them
 IDLE = 1.0  # --until-idle of the timed consumer, subtracted from its busy time
 
 

@@ -24,17 +24,16 @@ from pathlib import Path
 
 from common import timed_consumer
 
-from consumers.scoring import ScoringGroup
 from vvv_core import db
 from vvv_core.apache_kafka import ApacheKafka
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import Settings
+from vvv_core.domain.regions import REGIONS
+from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.hook import background_processing
+from vvv_core.kafka import QUICK_JOIN
 from vvv_core.runtime import GroupRunner
 from vvv_core.sample import CRON_SCHEMA
-
-REGIONS = ("PL", "NL", "SE", "NO", "AT", "GB", "US")
-FAST_GROUPS = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "500"}
 
 
 def make_db(path: str, videos: int) -> None:
@@ -159,7 +158,7 @@ def main() -> None:
     parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded")
     parser.add_argument("--fetch-wait-ms", type=int, default=10, help="the consumers' fetch.wait.max.ms")
     args = parser.parse_args()
-    fast = {**FAST_GROUPS, "fetch.wait.max.ms": str(args.fetch_wait_ms)}
+    fast = {**QUICK_JOIN, "fetch.wait.max.ms": str(args.fetch_wait_ms)}
     os.environ["KAFKA_FETCH_WAIT_MAX_MS"] = str(args.fetch_wait_ms)  # for the consumer processes
     broker = ApacheKafka() if args.broker == "kafka" else EmbeddedBroker()
     print(f"broker: {args.broker}; consumers' fetch.wait.max.ms={args.fetch_wait_ms}")

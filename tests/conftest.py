@@ -22,19 +22,18 @@ from typing import ClassVar
 
 import pytest
 
-from consumers import GROUPS
 from vvv_core import db
 from vvv_core.apache_kafka import ApacheKafka
 from vvv_core.avro import SchemaStore
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import Settings
-from vvv_core.kafka import read_topic
+from vvv_core.groups import GROUPS
+from vvv_core.kafka import QUICK_JOIN, read_topic
 from vvv_core.outbox import Spool, outbox_dir
 from vvv_core.runtime import GroupRunner
 from vvv_core.sample import CRON_SCHEMA, build_sample_db
 
-# tansu completes a group join after session.timeout.ms / 2: keep joins at 1 s in tests.
-FAST_GROUPS = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "500"}
+FAST_GROUPS = QUICK_JOIN  # joins in 1 s on tansu
 
 
 BROKER_KIND = os.environ.get("TEST_BROKER", "embedded")

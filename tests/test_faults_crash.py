@@ -20,7 +20,7 @@ from vvv_core import db, kafka
 from vvv_core.broker import free_port
 from vvv_core.hook import background_processing, flush_outbox
 from vvv_core.kafka import read_topic
-from vvv_core.runtime.brokerwatch import BrokerLost
+from vvv_core.runtime.backends.brokerwatch import BrokerLost
 from vvv_core.standins import LocalServer, Reply, image_bytes
 
 

@@ -13,10 +13,10 @@ from conftest import Member, results, vvv
 
 from vvv_core import kafka
 from vvv_core.avro import DEFAULT_SCHEMA_DIR, SchemaStore
+from vvv_core.dlq import list_dead_letters
 from vvv_core.events import now_ms
 from vvv_core.kafka import read_topic
 from vvv_core.runtime import ConsumerStopped
-from vvv_core.runtime.deadletter import list_dead_letters
 
 GOOD_IDS = ["J78aPJ3VyNs", "9nidKH8cM38", "M9Pmf9AB4Mo"]
 

@@ -11,9 +11,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from conftest import Member, join_all, results, run_group, stop_one_by_one, wait_for
 
-from consumers.liveness import LivenessGroup
 from vvv_core import db
 from vvv_core.broker import free_port
+from vvv_core.groups.liveness import LivenessGroup
 from vvv_core.hook import background_processing
 from vvv_core.standins import LocalServer, Reply
 

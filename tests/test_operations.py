@@ -17,7 +17,7 @@ from conftest import BROKER_KIND, Member, cli_env, results, run_group, vvv, wait
 
 from vvv_core import kafka
 from vvv_core.hook import background_processing, publish_new
-from vvv_core.runtime import runner
+from vvv_core.runtime import loop as runner
 
 
 def test_status_shows_lag_before_and_none_after(settings, sample_db):

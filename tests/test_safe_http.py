@@ -12,8 +12,9 @@ from conftest import Trickle
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from vvv_core.errors import Transient
 from vvv_core.memory import MemoryBudget
-from vvv_core.safe_http import Fetcher, Refused, Transient, UrlPolicy
+from vvv_core.safe_http import Fetcher, Refused, UrlPolicy
 from vvv_core.standins import LocalServer, Reply, image_bytes
 
 JPEG = image_bytes(320, 180)

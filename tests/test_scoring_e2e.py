@@ -9,13 +9,15 @@ import time
 from dataclasses import replace
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import Producer
 from conftest import Member, add_video, join_all, results, run_group, stop_one_by_one, wait_for
 
 from vvv_core import kafka
+from vvv_core.domain.regions import REGIONS
 from vvv_core.hook import background_processing, publish_new
 from vvv_core.kafka import read_topic
-from vvv_core.runtime import ConsumerStopped, GroupRunner
+from vvv_core.runtime import ConsumerStopped
+from vvv_core.runtime.backends.kafka import KafkaBackend
 from vvv_core.runtime.deadletter import read_headers
 
 
@@ -52,7 +54,7 @@ def test_real_sample_is_scored_into_sqlite_and_results(settings, schemas, sample
     assert sum(d["reason"] == "insufficient data" for d in by_video.values()) == 28
     for video_id, score in scored.items():
         assert by_video[video_id]["score"] == score and by_video[video_id]["reason"] is None
-    assert {d["region"] for d in by_video.values()} == {"PL", "NL", "SE", "NO", "AT", "GB", "US"}
+    assert {d["region"] for d in by_video.values()} == set(REGIONS)
     assert committed(settings, "scoring") == end_offsets(settings, settings.videos_topic)
 
 
@@ -193,41 +195,24 @@ def test_a_batch_failing_between_produce_and_commit_is_seen_once_by_read_committ
     eos = replace(settings, exactly_once=True)
     publish_new(sample_db, eos)
     failures = []
+    commit_transaction, commit = KafkaBackend.commit_transaction, KafkaBackend.commit
 
-    def fail_once(original):
-        def failing(*args, **kwargs):
-            if not failures:
-                failures.append(1)
-                raise KafkaException(KafkaError(KafkaError._FAIL, "injected between produce and commit"))
-            return original(*args, **kwargs)
+    def failing_transaction(self, offsets):
+        if failures:
+            return commit_transaction(self, offsets)
+        failures.append(1)
+        self._producer.flush(10)  # the results are in the log, uncommitted, when the failure comes
+        self.abort_transaction()
+        raise ConsumerStopped("injected between produce and commit")
 
-        return failing
+    def failing_commit(self, offsets, wait):  # the same point, were exactly-once off
+        if failures:
+            return commit(self, offsets, wait)
+        failures.append(1)
+        raise ConsumerStopped("injected between produce and commit")
 
-    class FailingCommits:  # the transactional producer, failing its first offset commit
-        def __init__(self, producer) -> None:
-            self._producer = producer
-            self.send_offsets_to_transaction = self._flush_then(fail_once(producer.send_offsets_to_transaction))
-
-        def _flush_then(self, call):
-            def flushed(*args, **kwargs):
-                self._producer.flush(10)  # the results are in the log, uncommitted, when the failure comes
-                return call(*args, **kwargs)
-
-            return flushed
-
-        def __getattr__(self, name):
-            return getattr(self._producer, name)
-
-    new_producer, commit = GroupRunner._new_producer, GroupRunner._commit
-
-    def commit_failing_once(self, wait: bool) -> None:  # the same point, were exactly-once off
-        if not failures and self.processed:  # results acknowledged, their offsets about to be committed
-            failures.append(1)
-            raise ConsumerStopped("injected between produce and commit")
-        commit(self, wait)
-
-    monkeypatch.setattr(GroupRunner, "_new_producer", lambda self: FailingCommits(new_producer(self)))
-    monkeypatch.setattr(GroupRunner, "_commit", commit_failing_once)
+    monkeypatch.setattr(KafkaBackend, "commit_transaction", failing_transaction)
+    monkeypatch.setattr(KafkaBackend, "commit", failing_commit)
     with pytest.raises(ConsumerStopped):
         run_group("scoring", eos, sample_db)
     assert failures
@@ -258,13 +243,13 @@ def test_a_member_joining_and_leaving_under_load(settings, sample_db, protocol, 
     conn.close()
     first = Member("scoring", s, sample_db, until_idle=None)
     revoked: list[tuple[float, int]] = []  # (when, how many) the first member gave up
-    on_revoke = first.runner._on_revoke
+    on_revoke = first.runner.revoked
 
-    def recording(consumer, partitions) -> None:
+    def recording(partitions) -> None:
         revoked.append((time.monotonic(), len(partitions)))
-        on_revoke(consumer, partitions)
+        on_revoke(partitions)
 
-    first.runner._on_revoke = recording
+    first.runner.revoked = recording
     first.start()
     wait_for(lambda: len(first.runner.owned) == s.partitions, 30, "the first member to own every partition")
 

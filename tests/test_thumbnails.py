@@ -14,8 +14,8 @@ import pytest
 from conftest import results, run_group
 from PIL import Image
 
-from consumers.thumbnails import ThumbnailGroup
 from vvv_core import db
+from vvv_core.groups.thumbnails import ThumbnailGroup
 from vvv_core.hook import background_processing
 from vvv_core.safe_http import Refused, UrlPolicy
 from vvv_core.standins import LocalServer, Reply, image_bytes

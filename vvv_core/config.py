@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from vvv_core.errors import InvalidInput
+
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 DEFAULT_THUMBNAIL_HOSTS = (
     "i.ytimg.com",
@@ -42,7 +44,7 @@ TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
 
 
-class ConfigError(ValueError):
+class ConfigError(InvalidInput):
     """A setting that cannot be used; the message names it, its value and what is allowed."""
 
 
@@ -171,7 +173,8 @@ class Settings:
     max_in_flight: int = setting(10_000, 1, 1_000_000)  # unfinished events per process before fetching pauses
     dlq_max_ratio: float = setting(0.5, 0.001, 1)  # dead-lettered share of recent events that stops a consumer
     max_message_bytes: int = setting(16 * 1024 * 1024, 1024, 512 * 1024 * 1024)  # largest dead letter kept whole
-    exactly_once: bool = setting(False)  # results, dead letters and offsets in one Kafka transaction per batch
+    exactly_once: bool = setting(False)  # results, dead letters and offsets in one Kafka transaction per commit
+    commit_interval: float = setting(1.0, 0, 3600)  # seconds between offset commits while work flows; 0: every turn
     metrics_port: int = setting(0, check=_port_or_off)  # serve /metrics, /healthz and /readyz here; 0: off
     broker_timeout: float = setting(300.0, 5, 86_400)  # a consumer without a broker this long exits 1
     # auto: KIP-848's consumer protocol where the broker offers it (see kafka.group_protocol)
@@ -213,6 +216,10 @@ class Settings:
     @property
     def results_topic(self) -> str:
         return self.topic_results or f"{self.namespace}.results"
+
+    def topic(self, name: str) -> str:
+        """One of the project's topics by its short name: videos, stale or results."""
+        return {"videos": self.videos_topic, "stale": self.stale_topic, "results": self.results_topic}[name]
 
     def group_id(self, group: str) -> str:
         return f"{self.namespace}.{group}"

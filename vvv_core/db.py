@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from vvv_core.errors import OperatorError
+from vvv_core.errors import Fatal
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ CRON_TABLES = ("videos", "video_snapshots")
 T = TypeVar("T")
 
 
-class DatabaseError(OperatorError):
+class DatabaseError(Fatal):
     """The database cannot be used as it is; the message says what to do."""
 
 

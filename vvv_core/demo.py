@@ -12,30 +12,30 @@ from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 
-from consumers import GROUPS
 from vvv_core import db, kafka
 from vvv_core.avro import SchemaStore
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import Settings
+from vvv_core.domain.regions import in_order
 from vvv_core.domain.scoring import label
 from vvv_core.hook import publish_new
-from vvv_core.runtime import GroupRunner
+from vvv_core.runtime import GroupRunner, Groups
 from vvv_core.sample import build_sample_db
 from vvv_core.standins import LocalServer, demo_oembed, demo_thumbnails
 
 log = logging.getLogger(__name__)
-REGIONS = ("PL", "NL", "SE", "NO", "AT", "GB", "US")
+
 DEMO_LIVENESS_RATE = 1200  # per minute, against the local stand-in; YouTube's real endpoint gets 20
 
 
-def _run_groups(settings: Settings, db_path: str, until_idle: float) -> dict[str, BaseException | None]:
+def _run_groups(settings: Settings, groups: Groups, db_path: str, until_idle: float) -> dict[str, BaseException | None]:
     """One member of every group, each in its own thread, until all are idle."""
     errors: dict[str, BaseException | None] = {}
 
     def member(name: str) -> None:
         conn = db.connect(db_path)
         try:
-            GroupRunner(GROUPS[name](settings, conn), settings, until_idle=until_idle).run()
+            GroupRunner(groups[name](settings, conn), settings, until_idle=until_idle).run()
             errors[name] = None
         except BaseException as exc:
             errors[name] = exc
@@ -43,7 +43,7 @@ def _run_groups(settings: Settings, db_path: str, until_idle: float) -> dict[str
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=member, args=(name,), name=name) for name in GROUPS]
+    threads = [threading.Thread(target=member, args=(name,), name=name) for name in groups]
     for t in threads:
         t.start()
     for t in threads:
@@ -77,7 +77,7 @@ def _summary(db_path: str, settings: Settings) -> str:
     ]
     lines.append("")
     lines.append(f"{'region':<7}{'videos':>7}{'scored':>8}{'VIRAL':>7}{'TRENDING':>10}{'NORMAL':>8}")
-    for region in sorted({r[0] for r in rows}, key=lambda r: (REGIONS.index(r) if r in REGIONS else 99, r)):
+    for region in in_order({r[0] for r in rows}):
         scored = [r[3] for r in rows if r[0] == region and r[3] is not None]
         labels = Counter(label(s) for s in scored)
         lines.append(
@@ -94,7 +94,7 @@ def _summary(db_path: str, settings: Settings) -> str:
     return "\n".join(lines)
 
 
-def run_demo(settings: Settings, *, db_path: str | None = None, until_idle: float = 2.0) -> int:
+def run_demo(settings: Settings, groups: Groups, *, db_path: str | None = None, until_idle: float = 2.0) -> int:
     started = time.monotonic()
     with ExitStack() as stack:
         broker = stack.enter_context(EmbeddedBroker())
@@ -122,8 +122,8 @@ def run_demo(settings: Settings, *, db_path: str | None = None, until_idle: floa
             print(f"2. cron database {db_path}", flush=True)
         report = publish_new(db_path, settings)
         print(f"3. hook published: {report}", flush=True)
-        print(f"4. consumer groups {', '.join(GROUPS)} running until idle...", flush=True)
-        errors = _run_groups(settings, db_path, until_idle)
+        print(f"4. consumer groups {', '.join(groups)} running until idle...", flush=True)
+        errors = _run_groups(settings, groups, db_path, until_idle)
         print(f"5. done in {time.monotonic() - started:.1f} s\n", flush=True)
         print(_summary(db_path, settings))
         failed = {name: exc for name, exc in errors.items() if exc is not None}

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from vvv_core.errors import InvalidInput
+
 VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # YouTube's are 11 of these; room for other platforms
 REGION = re.compile(r"[A-Z]{2}")
 MAX_COUNT = 10**13  # above any real view count; 2**63-1 is a glitch, not a video
@@ -21,7 +23,7 @@ EARLIEST = datetime(2005, 1, 1, tzinfo=UTC)  # YouTube's first year
 MAX_TEXT = 2048
 
 
-class InvalidEvent(ValueError):
+class InvalidEvent(InvalidInput):
     """A decodable record that is not a valid event; the message is the dead-letter reason."""
 
 

@@ -38,7 +38,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
 
 from vvv_core.config import Settings
-from vvv_core.errors import OperatorError
+from vvv_core.errors import Fatal, Transient
 from vvv_core.logs import OncePerInterval
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,14 @@ librdkafka_log = logging.getLogger("librdkafka")
 librdkafka_log.addFilter(OncePerInterval(60.0))  # a broker that is away is said once a minute, not 20 times a second
 
 
-class TopicMissing(OperatorError):
+class TopicMissing(Fatal):
     """A topic the command needs is not on the broker."""
 
     def __init__(self, topic: str, bootstrap: str) -> None:
         super().__init__(f"topic {topic} does not exist on {bootstrap}: create the project's topics with `vvv topics`")
 
 
-class BrokerUnavailable(OperatorError):
+class BrokerUnavailable(Fatal):
     """No broker answered at the configured address."""
 
     def __init__(self, bootstrap: str, detail: str = "") -> None:
@@ -63,6 +63,10 @@ class BrokerUnavailable(OperatorError):
             "start the embedded one with `vvv broker`, or point --bootstrap / KAFKA_BOOTSTRAP_SERVERS at yours"
         )
 
+
+# For short-lived local runs (tests, benchmarks): tansu completes a classic group join only after
+# session.timeout.ms / 2, so joins take 1 s instead of 3.
+QUICK_JOIN = {"session.timeout.ms": "2000", "heartbeat.interval.ms": "500"}
 
 # Passed-through settings that only one kind of client understands: librdkafka warns about
 # the others, so each client gets the settings meant for it (and every general one).
@@ -296,7 +300,7 @@ def read_topic(
         deadline = time.monotonic() + timeout
         while pending:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end within {timeout} s")
+                raise Transient(f"could not read {topic} to its end within {timeout} s")
             for msg in consumer.consume(1000, 0.2):
                 if msg.error() is None:
                     records.append(msg)

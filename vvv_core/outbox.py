@@ -33,7 +33,7 @@ from confluent_kafka import KafkaException, Producer
 
 from vvv_core import kafka
 from vvv_core.config import Settings
-from vvv_core.errors import OperatorError
+from vvv_core.errors import Fatal
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Acknowledgements:
         return on_delivery
 
 
-class OutboxError(OperatorError):
+class OutboxError(Fatal):
     """The outbox folder cannot be written: events that were not delivered could not be kept."""
 
 

@@ -7,15 +7,15 @@ from datetime import datetime
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 
-from consumers import GROUPS
 from vvv_core import kafka
-from vvv_core.config import ConfigError, Settings
-from vvv_core.errors import OperatorError
+from vvv_core.config import Settings
+from vvv_core.errors import Fatal
+from vvv_core.runtime.group import ConsumerGroup
 
 log = logging.getLogger(__name__)
 
 
-class GroupActive(OperatorError):
+class GroupActive(Fatal):
     """The group has members: offsets may only be reset while it is stopped."""
 
 
@@ -42,12 +42,10 @@ def target_offsets(settings: Settings, topic: str, since: datetime | None) -> di
     return {p: first.get(p, high) for p, (_low, high) in marks.items()}
 
 
-def replay(settings: Settings, group: str, since: datetime | None) -> dict[int, tuple[int | None, int]]:
+def replay(settings: Settings, group: type[ConsumerGroup], since: datetime | None) -> dict[int, tuple[int | None, int]]:
     """Reset ``group``'s offsets; return {partition: (old committed, new)}."""
-    if group not in GROUPS:
-        raise ConfigError(f"unknown group {group!r}: one of {', '.join(GROUPS)}")
     client = kafka.check_broker(settings)
-    group_id = settings.group_id(group)
+    group_id = settings.group_id(group.name)
     members = kafka.group_members(settings, [group_id])[group_id]
     if members:
         raise GroupActive(
@@ -56,7 +54,7 @@ def replay(settings: Settings, group: str, since: datetime | None) -> dict[int, 
         )
     if members is None:  # Apache Kafka answers; the embedded broker never reports members
         log.warning("the broker did not report %s's members: make sure no member is running", group_id)
-    topic = GROUPS[group](settings, None).input_topic()
+    topic = group.input_topic(settings)
     old = kafka.committed_offsets(settings, group_id, topic)
     new = target_offsets(settings, topic, since)
     request = ConsumerGroupTopicPartitions(group_id, [TopicPartition(topic, p, o) for p, o in sorted(new.items())])

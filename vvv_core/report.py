@@ -12,9 +12,9 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from vvv_core import db
+from vvv_core.domain.regions import in_order
 from vvv_core.domain.scoring import label
 
-REGIONS = ("PL", "NL", "SE", "NO", "AT", "GB", "US")
 BINS = 10  # score histogram: 0-10, ..., 90-100
 COLOURS = {
     "VIRAL": "#c0392b",
@@ -95,7 +95,7 @@ def build_report(db_path: str, lag: list[dict] | None, lag_error: str | None = N
         )
     finally:
         conn.close()
-    regions = sorted({r[0] for r in scored}, key=lambda r: (REGIONS.index(r) if r in REGIONS else 99, r))
+    regions = in_order({r[0] for r in scored})
     out = [
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>ViralVidVault report</title>"
         f"<style>{STYLE}</style></head><body>",

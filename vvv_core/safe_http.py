@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+from vvv_core.errors import InvalidInput, Transient
 from vvv_core.memory import BudgetBusy, MemoryBudget
 
 MAX_REDIRECTS = 5
@@ -46,12 +47,8 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 Resolver = Callable[[str, int], list[str]]
 
 
-class Refused(Exception):
+class Refused(InvalidInput):
     """The URL may not be fetched; nothing was requested."""
-
-
-class Transient(Exception):
-    """A failure another attempt may cure (timeout, connection error)."""
 
 
 def resolve(host: str, port: int) -> list[str]:

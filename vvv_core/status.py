@@ -6,11 +6,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
-from consumers import GROUPS
 from vvv_core import db, kafka
 from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
 from vvv_core.domain.scoring import label
+from vvv_core.runtime.group import Groups
 
 RESULTS_TAIL = 200  # results read from the end of each partition to find each group's latest
 
@@ -51,13 +51,13 @@ def _last_results(settings: Settings) -> dict[str, datetime]:
     return latest
 
 
-def group_status(settings: Settings) -> list[GroupStatus]:
+def group_status(settings: Settings, groups: Groups) -> list[GroupStatus]:
     kafka.check_broker(settings)
     last = _last_results(settings)
-    members = kafka.group_members(settings, [settings.group_id(name) for name in GROUPS])
+    members = kafka.group_members(settings, [settings.group_id(name) for name in groups])
     statuses = []
-    for name, group_class in GROUPS.items():
-        topic = group_class(settings, None).input_topic()
+    for name, group_class in groups.items():
+        topic = group_class.input_topic(settings)
         group_id = settings.group_id(name)
         committed = kafka.committed_offsets(settings, group_id, topic)
         ends = kafka.watermarks(settings, topic, start=committed)

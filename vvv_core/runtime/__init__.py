@@ -1,9 +1,19 @@
-"""The consumer runtime, written once and shared by every consumer group."""
+"""The consumer runtime, written once and shared by every consumer group.
+
+- ``loop.py`` drives a member: poll, decode, work, checkpoint;
+- ``checkpoint.py`` owns the commit order (SQLite → results → acknowledgements → offsets),
+  exactly-once included;
+- ``deadletter.py`` owns the dead-letter policy;
+- ``backends/`` hide the client: ``kafka.py`` holds every broker workaround, ``memory.py``
+  runs the runtime without a broker;
+- ``executors.py`` runs the work (a batch at once, or concurrent checks with retries, each
+  video's events in order); ``group.py`` is what a group declares.
+"""
 
 from vvv_core.runtime.executors import BatchExecutor, ConcurrentExecutor, Executor
-from vvv_core.runtime.group import ConsumerGroup
-from vvv_core.runtime.model import Checked, Failure, Inbound, Outcome
-from vvv_core.runtime.runner import ConsumerStopped, GroupRunner
+from vvv_core.runtime.group import ConsumerGroup, Groups
+from vvv_core.runtime.loop import GroupRunner
+from vvv_core.runtime.model import Checked, ConsumerStopped, Failure, Inbound, Outcome
 
 __all__ = [
     "BatchExecutor",
@@ -14,6 +24,7 @@ __all__ = [
     "Executor",
     "Failure",
     "GroupRunner",
+    "Groups",
     "Inbound",
     "Outcome",
 ]

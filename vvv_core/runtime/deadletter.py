@@ -1,24 +1,33 @@
-"""Dead letters: the original key and value untouched, the reason in headers; listing and replay."""
+"""Dead-letter policy: what a dead letter holds, and when too many of them stop the consumer.
+
+A dead letter is the source message's key and value untouched, with the reason in headers
+(``vvv.dlq.*``); a value too large to keep whole is left on the source topic, named in the
+headers. A consumer whose recent events are mostly dead letters stops instead: a producer
+writing the wrong format would otherwise empty the topic into the dead-letter topic.
+"""
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
-
-from vvv_core import kafka
-from vvv_core.config import Settings
-from vvv_core.runtime.model import Failure, Inbound
+from vvv_core.runtime.model import ConsumerStopped, Failure, Inbound
 
 HEADER_PREFIX = "vvv.dlq."
+WINDOW = 1000  # recent events the ratio is taken over
+MIN_SAMPLE = 100  # events seen before the ratio can stop the consumer
+
+
+class TooManyDeadLetters(ConsumerStopped):
+    """Most recent events were dead letters: a producer is probably writing the wrong format."""
 
 
 def dead_letter_headers(group: str, item: Inbound, failure: Failure) -> list[tuple[str, bytes]]:
     """The source message's own headers, then ours (``vvv.dlq.*``), all UTF-8."""
     ours = {
         "group": group,
+        "error.kind": failure.kind,
         "error.class": failure.error_class,
         "error.message": failure.message[:2000],
         "source.topic": item.topic,
@@ -40,72 +49,39 @@ def read_headers(headers: list[tuple[str, bytes]] | None) -> dict[str, str]:
     }
 
 
-@dataclass(frozen=True)
-class DeadLetter:
-    offset: int  # in the dead-letter topic
-    partition: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
+class DeadLetterPolicy:
+    def __init__(self, group: str, topic: str, input_topic: str, max_ratio: float, max_bytes: int) -> None:
+        self.group = group
+        self.topic = topic
+        self._input_topic = input_topic
+        self._max_ratio = max_ratio
+        self._max_bytes = max_bytes
+        self._recent: deque[bool] = deque(maxlen=WINDOW)
+        self._recent_dead = 0  # how many of _recent are True, kept as the window slides
 
-    @property
-    def why(self) -> dict[str, str]:
-        return read_headers(self.headers)
+    def message(self, item: Inbound, failure: Failure) -> tuple[bytes | None, list[tuple[str, bytes]]]:
+        """The dead letter's value and headers."""
+        headers = dead_letter_headers(self.group, item, failure)
+        value = item.value
+        if value is not None and len(value) > self._max_bytes:
+            headers.append((f"{HEADER_PREFIX}value.omitted", str(len(value)).encode()))
+            value = None
+        return value, headers
 
-
-def list_dead_letters(settings: Settings, group: str) -> list[DeadLetter]:
-    topic = settings.dead_letter_topic(group)
-    return [
-        DeadLetter(m.offset(), m.partition(), m.key(), m.value(), m.headers() or [])
-        for m in kafka.read_topic(settings, topic)
-    ]
-
-
-def replay(settings: Settings, group: str, timeout: float = 30.0) -> int:
-    """Send every dead letter not replayed yet back to its source topic, untouched; return how many.
-
-    How far replay got is kept as the committed offsets of ``<group id>.dlq-replay`` on the
-    dead-letter topic, so each dead letter is replayed once, and a replay that fails midway
-    resumes where it stopped.
-    """
-    topic = settings.dead_letter_topic(group)
-    replay_group = f"{settings.group_id(group)}.dlq-replay"
-    consumer = Consumer(kafka.consumer_config(settings, group, **{"group.id": replay_group}))
-    producer = Producer(kafka.producer_config(settings))
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        consumer.assign(
-            [TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING) for tp in committed]
-        )
-        pending, positions, sent = set(partitions), {}, 0
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for msg in consumer.consume(500, 0.2):
-                if msg.error() is not None:
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition())
-                        continue
-                    raise KafkaException(msg.error())
-                headers = msg.headers() or []
-                source = read_headers(headers).get("source.topic")
-                if not source:
-                    raise ValueError(f"{topic}[{msg.partition()}]@{msg.offset()} names no source topic")
-                own = [(k, v) for k, v in headers if not k.startswith(HEADER_PREFIX)]
-                producer.produce(
-                    source,
-                    msg.value(),
-                    msg.key(),
-                    headers=[*own, ("vvv.replayed.from", f"{topic}/{msg.partition()}/{msg.offset()}".encode())],
-                )
-                positions[msg.partition()] = msg.offset() + 1
-                sent += 1
-        if pending:
-            raise TimeoutError(f"could not read {topic} to its end within {timeout:g} s")
-        if producer.flush(timeout):
-            raise TimeoutError("the broker did not take the replayed events")
-        if positions:
-            consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in positions.items()], asynchronous=False)
-        return sent
-    finally:
-        consumer.close()
+    def judge(self, dead: Iterable[bool]) -> None:
+        """Count events as dead letters or not; raise before publishing them when too many are."""
+        window = self._recent
+        for is_dead in dead:
+            if len(window) == window.maxlen:
+                self._recent_dead -= window[0]
+            window.append(is_dead)
+            self._recent_dead += is_dead
+        if len(window) < MIN_SAMPLE:
+            return
+        ratio = self._recent_dead / len(window)
+        if ratio > self._max_ratio:
+            raise TooManyDeadLetters(
+                f"{ratio:.0%} of the last {len(window)} events were dead-lettered "
+                f"(limit VVV_DLQ_MAX_RATIO={self._max_ratio:g}): is a producer writing the wrong "
+                f"format to {self._input_topic}? See `vvv dlq list {self.group}`"
+            )

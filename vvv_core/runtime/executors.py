@@ -13,27 +13,30 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
-from vvv_core.runtime.model import Checked, Failure, Inbound, Outcome
+from vvv_core.errors import Fatal, Transient
+from vvv_core.runtime.model import Checked, Failure, Inbound, Outcome, Partition
 from vvv_core.runtime.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
-Partition = tuple[str, int]
+
+class TimeLimitExceeded(Transient):
+    """An attempt ran past the time limit and was abandoned; its thread's late answer is ignored."""
 
 
 class Executor(Protocol):
+    retries: int  # attempts scheduled again, ever (read by the metrics at scrape time)
+    rate_limit_waited: float  # seconds workers waited for a rate-limit slot, ever
+
     def submit(self, items: list[Inbound]) -> None: ...
     def take_completed(self) -> list[Outcome]: ...
     def in_flight(self) -> int: ...
     def running(self) -> int: ...
-
-    retries: int
-    rate_limit_waited: float
-
     def forget(self, partitions: set[Partition]) -> None: ...
     def close(self) -> None: ...
 
@@ -72,12 +75,14 @@ class BatchExecutor:
 class ConcurrentExecutor:
     """Runs ``check(event, attempt)`` for many events at once on a thread pool (IO-bound work).
 
-    A transient verdict is retried after ``retry_delay`` seconds, up to ``attempts`` in all,
-    without holding up other events: the retry waits in a timer heap, not in a thread.
-    With a ``limiter``, every attempt (retries included) at an event that is ``limited`` first
-    waits for a slot, in the worker.
-    An attempt that runs past ``time_limit`` seconds (waiting for a slot does not count) is
-    abandoned: it counts as a transient failure, and its thread's late answer is ignored.
+    One video's events take effect in offset order: an event starts only when the one before it
+    with the same key has finished, retries included; other videos keep flowing meanwhile.
+    A transient verdict (``Checked.transient``, or a ``Transient`` raised) is retried after
+    ``retry_delay`` seconds, up to ``attempts`` in all, waiting in a timer heap, not a thread.
+    ``InvalidInput`` and any unexpected exception dead-letter the event; ``Fatal`` stops the member.
+    With a ``limiter``, every attempt at an event that is ``limited`` first waits for a slot, in
+    the worker. An attempt running past ``time_limit`` seconds (waiting for a slot does not count)
+    is abandoned as transient.
     """
 
     def __init__(
@@ -105,9 +110,11 @@ class ConcurrentExecutor:
         self._live: dict[int, tuple[Inbound, int]] = {}  # ticket -> (item, attempt): queued, waiting or running
         self._started: dict[int, float] = {}  # ticket -> when its check began (written by workers)
         self._waiting: list[tuple[float, int, Inbound, int]] = []  # retries: (due, ticket, item, attempt) heap
+        self._behind: dict[bytes | None, deque[Inbound]] = {}  # key with an event live -> its later events
+        self._queued = 0  # events in _behind
         self._finished: queue.SimpleQueue[tuple[int, Checked | BaseException]] = queue.SimpleQueue()
         self._closed = threading.Event()
-        self.retries = 0  # attempts scheduled again, for metrics
+        self.retries = 0
 
     @property
     def rate_limit_waited(self) -> float:
@@ -115,7 +122,12 @@ class ConcurrentExecutor:
 
     def submit(self, items: Iterable[Inbound]) -> None:
         for item in items:
-            self._start(next(self._tickets), item, 1)
+            if (later := self._behind.get(item.key)) is not None:
+                later.append(item)  # an earlier event of this video is not finished: it waits its turn
+                self._queued += 1
+            else:
+                self._behind[item.key] = deque()
+                self._start(next(self._tickets), item, 1)
 
     def _start(self, ticket: int, item: Inbound, attempt: int) -> None:
         self._live[ticket] = (item, attempt)
@@ -150,48 +162,64 @@ class ConcurrentExecutor:
                 item, attempt = self._live.pop(ticket)
                 reason = f"time limit of {self._time_limit:g} s exceeded"
                 log.warning("abandoned %s/%d@%d: %s", item.topic, item.partition, item.offset, reason)
-                self._conclude(item, attempt, TimeoutError(reason), completed, now)
+                self._conclude(item, attempt, TimeLimitExceeded(reason), completed, now)
         while self._waiting and self._waiting[0][0] <= now:
             _due, ticket, item, attempt = heapq.heappop(self._waiting)
             self._start(ticket, item, attempt)
         return completed
 
     def _conclude(self, item: Inbound, attempt: int, answer: Checked | BaseException, out: list, now: float) -> None:
-        if isinstance(answer, TimeoutError):
-            transient_reason = str(answer)
-        elif isinstance(answer, BaseException):
-            out.append(Outcome(item, failure=Failure.of(answer, attempt)))
-            return
-        elif answer.transient:
-            transient_reason = answer.detail.get("reason") or "transient failure"
+        if isinstance(answer, Fatal):
+            raise answer
+        if isinstance(answer, Checked):
+            if not answer.transient or attempt >= self._attempts:
+                return self._final(Outcome(item, detail=answer.detail), out)
+        elif not isinstance(answer, Transient):  # invalid input, or a bug: another attempt would not help
+            return self._final(Outcome(item, failure=Failure.of(answer, attempt)), out)
+        elif attempt >= self._attempts:
+            return self._final(Outcome(item, detail=self._on_give_up(item.event, str(answer), attempt)), out)
+        self.retries += 1
+        ticket = next(self._tickets)
+        self._live[ticket] = (item, attempt + 1)
+        heapq.heappush(self._waiting, (now + self._retry_delay, ticket, item, attempt + 1))
+
+    def _final(self, outcome: Outcome, out: list[Outcome]) -> None:
+        """An event is done: release it, and start the next event of the same video."""
+        out.append(outcome)
+        self._next_of(outcome.inbound.key)
+
+    def _next_of(self, key: bytes | None) -> None:
+        later = self._behind[key]
+        if later:
+            self._queued -= 1
+            self._start(next(self._tickets), later.popleft(), 1)
         else:
-            out.append(Outcome(item, detail=answer.detail))
-            return
-        if attempt < self._attempts:
-            self.retries += 1
-            ticket = next(self._tickets)
-            self._live[ticket] = (item, attempt + 1)
-            heapq.heappush(self._waiting, (now + self._retry_delay, ticket, item, attempt + 1))
-        elif isinstance(answer, Checked):
-            out.append(Outcome(item, detail=answer.detail))
-        else:
-            out.append(Outcome(item, detail=self._on_give_up(item.event, transient_reason, attempt)))
+            del self._behind[key]
 
     def in_flight(self) -> int:
-        """Events not finished yet: queued, waiting for a retry or a rate-limit slot, or running."""
-        return len(self._live)
+        """Events not finished yet: queued, waiting their turn, a retry or a rate-limit slot, or running."""
+        return len(self._live) + self._queued
 
     def running(self) -> int:
         """Checks under way in a worker now."""
         return len(self._started)
 
     def forget(self, partitions: set[Partition]) -> None:
+        live_keys = set()
         for ticket, (item, _attempt) in list(self._live.items()):
             if (item.topic, item.partition) in partitions:
                 del self._live[ticket]
                 self._started.pop(ticket, None)
+            else:
+                live_keys.add(item.key)
         self._waiting = [w for w in self._waiting if w[1] in self._live]
         heapq.heapify(self._waiting)
+        for key, later in list(self._behind.items()):
+            kept = deque(i for i in later if (i.topic, i.partition) not in partitions)
+            self._queued -= len(later) - len(kept)
+            self._behind[key] = kept
+            if key not in live_keys:  # its live event was forgotten
+                self._next_of(key)
 
     def close(self) -> None:
         self._closed.set()

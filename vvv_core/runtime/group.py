@@ -1,10 +1,10 @@
-"""What a consumer group declares; the runtime (``runner.py``) does the rest."""
+"""What a consumer group declares; the runtime (``loop.py``) does the rest."""
 
 from __future__ import annotations
 
 import sqlite3
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from vvv_core.config import Settings
@@ -15,11 +15,13 @@ from vvv_core.runtime.model import Outcome
 class ConsumerGroup(ABC):
     """One consumer group: what it reads, how it works, where its results go.
 
-    ``store`` runs inside the batch's write transaction; the runtime then publishes each
-    detail as a ``Result`` on the results topic and commits offsets. Subclasses stay short.
+    The class attributes are the declaration; ``store`` runs inside the turn's write
+    transaction, after which the runtime publishes each detail as a ``Result`` on the results
+    topic and commits offsets. Subclasses stay short.
     """
 
-    name: ClassVar[str]  # "scoring": the group id is "<namespace>.<name>"
+    name: ClassVar[str]  # "scoring": the group id is "<namespace>.<name>", and its metrics' label
+    reads: ClassVar[str]  # which of the project's topics it consumes: "videos" or "stale"
     event_schema: ClassVar[str]  # the Avro record name read from the input topic
     detail_schema: ClassVar[str]  # the Avro record name of this group's result detail
     parse_event: ClassVar[Callable[[dict[str, Any]], Any]]  # validates a decoded record
@@ -28,8 +30,9 @@ class ConsumerGroup(ABC):
         self.settings = settings
         self.conn = conn
 
-    @abstractmethod
-    def input_topic(self) -> str: ...
+    @classmethod
+    def input_topic(cls, settings: Settings) -> str:
+        return settings.topic(cls.reads)
 
     @abstractmethod
     def prepare(self) -> None:
@@ -51,3 +54,6 @@ class ConsumerGroup(ABC):
 
     def on_assignment(self, owned: list[int], total: int) -> None:  # noqa: B027 - optional hook
         """Called after every rebalance with the input partitions this member owns, of ``total``."""
+
+
+Groups = Mapping[str, type[ConsumerGroup]]  # the registry the command line hands to the core, by name

@@ -7,14 +7,18 @@ processing (readiness probe).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
-from vvv_core.errors import OperatorError
+from vvv_core.errors import Fatal
+from vvv_core.runtime.executors import Executor
 
 STALE_LOOP = 30.0  # seconds without a loop turn after which /healthz fails
 
@@ -30,7 +34,6 @@ class Metrics:
             labelnames=["group", "outcome"],
             registry=self.registry,
         )
-        self.retries = Counter("vvv_retries", "Attempts scheduled again after a transient failure", **labels)
         self.dead_lettered = Counter("vvv_dead_lettered", "Events sent to the dead-letter topic", **labels)
         self.batch_seconds = Histogram(
             "vvv_batch_seconds", "Time to store and publish one checkpoint's outcomes", **labels
@@ -43,12 +46,35 @@ class Metrics:
             labelnames=["group", "partition"],
             registry=self.registry,
         )
-        self.rate_limit_wait = Counter(
-            "vvv_rate_limit_wait_seconds", "Time workers waited for a rate-limit slot", **labels
-        )
         self.group = group
         self.last_loop = time.monotonic()
         self.ready = False
+
+    def watch(self, executor: Executor) -> None:
+        """The executor's own running totals, read when scraped: nothing to copy across on every turn."""
+        group = self.group
+
+        class Totals(Collector):
+            def collect(self) -> Iterator[CounterMetricFamily]:
+                for name, what, value in (
+                    ("vvv_retries", "Attempts scheduled again after a transient failure", executor.retries),
+                    (
+                        "vvv_rate_limit_wait_seconds",
+                        "Time workers waited for a rate-limit slot",
+                        executor.rate_limit_waited,
+                    ),
+                ):
+                    family = CounterMetricFamily(name, what, labels=["group"])
+                    family.add_metric([group], value)
+                    yield family
+
+        self.registry.register(Totals())
+
+    def forget_partitions(self, partitions: list[int]) -> None:
+        """Series of partitions this member gave up: another member reports them now."""
+        for partition in partitions:
+            with contextlib.suppress(KeyError):
+                self.lag.remove(self.group, str(partition))
 
     def count_outcomes(self, outcomes: Mapping[str, int]) -> None:
         """One batch's outcomes by name ("dead_letter" for dead letters): one increment per name."""
@@ -86,7 +112,7 @@ def serve(metrics: Metrics, port: int, host: str = "0.0.0.0") -> Callable[[], No
     try:
         server = ThreadingHTTPServer((host, port), Handler)
     except OSError as exc:
-        raise OperatorError(f"cannot serve metrics on port {port} (--metrics-port, VVV_METRICS_PORT): {exc}") from None
+        raise Fatal(f"cannot serve metrics on port {port} (--metrics-port, VVV_METRICS_PORT): {exc}") from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True, name="metrics").start()
 

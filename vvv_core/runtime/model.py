@@ -5,6 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from vvv_core.errors import Fatal, kind_of
+
+Partition = tuple[str, int]  # (topic, partition)
+
+
+class ConsumerStopped(Fatal):
+    """The consumer stopped because continuing would lose or corrupt work; the message says why."""
+
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
@@ -21,15 +29,16 @@ class Inbound:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """Why an event is dead-lettered."""
+    """Why an event is dead-lettered: the error's kind in the taxonomy (``vvv_core.errors``), class and text."""
 
+    kind: str
     error_class: str
     message: str
     attempts: int = 1
 
     @classmethod
     def of(cls, exc: BaseException, attempts: int = 1) -> Failure:
-        return cls(type(exc).__name__, str(exc) or repr(exc), attempts)
+        return cls(kind_of(exc), type(exc).__name__, str(exc) or repr(exc), attempts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from confluent_kafka import KafkaError, KafkaException
 
-from vvv_core.errors import OperatorError
+from vvv_core.errors import Fatal
 
 PROBE_EVERY = 2.0  # seconds between metadata requests while the broker is away
 PROBE_TIMEOUT = 1.0
@@ -20,7 +20,7 @@ REPORT_EVERY = 30.0  # seconds between "still unreachable" lines
 DOWN = {KafkaError._ALL_BROKERS_DOWN}
 
 
-class BrokerLost(OperatorError):
+class BrokerLost(Fatal):
     """No broker answered for longer than the consumer may wait."""
 
 

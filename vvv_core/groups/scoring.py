@@ -21,12 +21,10 @@ UNIX_EPOCH_JULIAN_DAY = 2440587.5
 
 class ScoringGroup(ConsumerGroup):
     name = "scoring"
+    reads = "videos"
     event_schema = "VideoEvent"
     detail_schema = "ScoreDetail"
     parse_event = staticmethod(events.video_event)
-
-    def input_topic(self) -> str:
-        return self.settings.videos_topic
 
     def prepare(self) -> None:
         db.require_table(self.conn, "videos")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import sqlite3
-from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from vvv_core import events
 from vvv_core.domain.liveness import LivenessVerdict, failed, invalid_id, judge, oembed_url
+from vvv_core.errors import Transient
 from vvv_core.events import StaleCheckEvent
-from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerGroup, Outcome
+from vvv_core.groups.urlcheck import UrlCheckGroup
 from vvv_core.runtime.ratelimit import RateLimiter
-from vvv_core.safe_http import Fetcher, Refused, Transient, UrlPolicy
+from vvv_core.safe_http import Fetcher, Refused, UrlPolicy
 
 DDL = """
 CREATE TABLE IF NOT EXISTS video_liveness (
@@ -36,25 +35,22 @@ ON CONFLICT (video_id) DO UPDATE SET
 WHERE excluded.status != 'unknown' OR video_liveness.status = 'unknown'"""
 
 
-class LivenessGroup(ConsumerGroup):
+class LivenessGroup(UrlCheckGroup):
     name = "liveness"
+    reads = "stale"
     event_schema = "StaleCheckEvent"
     detail_schema = "LivenessDetail"
     parse_event = staticmethod(events.stale_check_event)
-
-    def input_topic(self) -> str:
-        return self.settings.stale_topic
+    ddl, upsert, settings_prefix = DDL, UPSERT, "liveness"
+    gave_up = staticmethod(failed)
 
     def prepare(self) -> None:
-        self.conn.execute(DDL)
+        super().prepare()
         self.limiter = RateLimiter(self.settings.liveness_rate)
         # The endpoint is the operator's (so it may be internal); redirects may not leave its host.
         host = [urlsplit(self.settings.oembed_url).hostname or ""]
         policy = UrlPolicy(host, operator_hosts=host)
         self.fetcher = Fetcher(policy, timeout=self.settings.liveness_timeout, max_bytes=0)
-
-    def close(self) -> None:
-        self.fetcher.close()
 
     def max_in_flight(self) -> int:
         return 4 * self.settings.liveness_concurrency  # at 20 requests a minute, fetch only a little ahead
@@ -62,23 +58,11 @@ class LivenessGroup(ConsumerGroup):
     def on_assignment(self, owned: list[int], total: int) -> None:
         self.limiter.set_partitions(owned, total)
 
-    def executor(self) -> ConcurrentExecutor:
-        s = self.settings
-        return ConcurrentExecutor(
-            self.check,
-            concurrency=s.liveness_concurrency,
-            attempts=s.liveness_attempts,
-            retry_delay=s.liveness_retry_delay,
-            time_limit=s.time_limit,
-            limiter=self.limiter,
-            limited=lambda event: invalid_id(event.video_id) is None,
-            on_give_up=lambda _event, reason, attempts: failed(reason).detail(attempts),
-            name="liveness",
-        )
+    def target(self, event: StaleCheckEvent) -> str:
+        return event.video_id
 
-    def check(self, event: StaleCheckEvent, attempt: int) -> Checked:
-        verdict = self.verdict(event.video_id)
-        return Checked(verdict.detail(attempt), transient=verdict.transient)
+    def limited(self, event: StaleCheckEvent) -> bool:
+        return invalid_id(event.video_id) is None  # an impossible id is answered without a request
 
     def verdict(self, video_id: str) -> LivenessVerdict:
         """HEAD the oEmbed endpoint; an impossible id is answered without a request (or a rate-limit slot)."""
@@ -90,9 +74,3 @@ class LivenessGroup(ConsumerGroup):
             return LivenessVerdict("unknown", reason=f"refused: {exc}")
         except Transient as exc:
             return failed(str(exc))
-
-    def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        conn.executemany(
-            UPSERT, [{**o.detail, "video_id": o.inbound.event.video_id, "checked_at": now} for o in outcomes]
-        )

@@ -7,17 +7,16 @@ and images being decoded hold at most ``VVV_THUMBNAIL_MEMORY`` at once, half eac
 
 from __future__ import annotations
 
-import sqlite3
 import time
-from datetime import UTC, datetime
 
 from vvv_core import events
 from vvv_core.config import DEFAULT_THUMBNAIL_HOSTS
 from vvv_core.domain.thumbnail import ThumbnailVerdict, failed, judge, refused
+from vvv_core.errors import Transient
 from vvv_core.events import VideoEvent
+from vvv_core.groups.urlcheck import UrlCheckGroup
 from vvv_core.memory import MemoryBudget, return_large_frees_to_the_os
-from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerGroup, Outcome
-from vvv_core.safe_http import Fetcher, Refused, Transient, UrlPolicy
+from vvv_core.safe_http import Fetcher, Refused, UrlPolicy
 
 DDL = """
 CREATE TABLE IF NOT EXISTS thumbnail_checks (
@@ -30,19 +29,26 @@ CREATE TABLE IF NOT EXISTS thumbnail_checks (
     attempts INTEGER NOT NULL,
     checked_at TEXT NOT NULL
 )"""
+UPSERT = """
+INSERT INTO thumbnail_checks (video_id, status, width, height, http_status, reason, attempts, checked_at)
+VALUES (:video_id, :status, :width, :height, :http_status, :reason, :attempts, :checked_at)
+ON CONFLICT (video_id) DO UPDATE SET
+    status = excluded.status, width = excluded.width, height = excluded.height,
+    http_status = excluded.http_status, reason = excluded.reason,
+    attempts = excluded.attempts, checked_at = excluded.checked_at"""
 
 
-class ThumbnailGroup(ConsumerGroup):
+class ThumbnailGroup(UrlCheckGroup):
     name = "thumbnails"
+    reads = "videos"
     event_schema = "VideoEvent"
     detail_schema = "ThumbnailDetail"
     parse_event = staticmethod(events.video_event)
-
-    def input_topic(self) -> str:
-        return self.settings.videos_topic
+    ddl, upsert, settings_prefix = DDL, UPSERT, "thumbnail"
+    gave_up = staticmethod(failed)
 
     def prepare(self) -> None:
-        self.conn.execute(DDL)
+        super().prepare()
         s = self.settings
         policy = UrlPolicy(s.thumbnail_hosts, operator_hosts=set(s.thumbnail_hosts) - set(DEFAULT_THUMBNAIL_HOSTS))
         # half for bodies, half for decoding: a check holding its body never waits on another's body
@@ -52,25 +58,12 @@ class ThumbnailGroup(ConsumerGroup):
         self.fetcher = Fetcher(policy, timeout=s.thumbnail_timeout, max_bytes=s.thumbnail_max_bytes, budget=self.bodies)
 
     def close(self) -> None:
-        self.fetcher.close()
+        super().close()
         self.bodies.close()
         self.pixels.close()
 
-    def executor(self) -> ConcurrentExecutor:
-        s = self.settings
-        return ConcurrentExecutor(
-            self.check,
-            concurrency=s.thumbnail_concurrency,
-            attempts=s.thumbnail_attempts,
-            retry_delay=s.thumbnail_retry_delay,
-            time_limit=s.time_limit,
-            on_give_up=lambda _event, reason, attempts: failed(reason).detail(attempts),
-            name="thumbnail",
-        )
-
-    def check(self, event: VideoEvent, attempt: int) -> Checked:
-        verdict = self.verdict(event.thumbnail_url)
-        return Checked(verdict.detail(attempt), transient=verdict.transient)
+    def target(self, event: VideoEvent) -> str | None:
+        return event.thumbnail_url
 
     def verdict(self, url: str | None) -> ThumbnailVerdict:
         if not url:
@@ -88,16 +81,3 @@ class ThumbnailGroup(ConsumerGroup):
             )
         finally:
             self.bodies.release(fetched.reservation)
-
-    def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
-        now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        conn.executemany(
-            """INSERT INTO thumbnail_checks
-                   (video_id, status, width, height, http_status, reason, attempts, checked_at)
-               VALUES (:video_id, :status, :width, :height, :http_status, :reason, :attempts, :checked_at)
-               ON CONFLICT (video_id) DO UPDATE SET
-                   status = excluded.status, width = excluded.width, height = excluded.height,
-                   http_status = excluded.http_status, reason = excluded.reason,
-                   attempts = excluded.attempts, checked_at = excluded.checked_at""",
-            [{**o.detail, "video_id": o.inbound.event.video_id, "checked_at": now} for o in outcomes],
-        )

@@ -1,0 +1,266 @@
+"""The runtime on confluent-kafka (librdkafka), with every broker and client workaround in one place.
+
+- A consumer that failed for good, or whose input topic vanished, is replaced by a new one that
+  joins again: an old one can stay stuck on what it knew (librdkafka's assignor keeps treating a
+  topic it once saw missing as missing, as after tansu restarted empty), and a KIP-848 member
+  whose group vanished is failed for good (Apache Kafka restarted empty).
+- A producer whose messages were refused is replaced: an idempotent producer never recovers once
+  the broker has forgotten its producer id (tansu after a restart) or fenced it.
+- Missing topics are created again, at most every ``TOPIC_CHECK_INTERVAL``, never auto-created
+  by the broker with its own partition count.
+- No blocking consumer call runs inside a consumer callback: a commit there is asynchronous
+  (librdkafka completes the revocation after commits under way), and partitions are counted
+  after ``poll`` returns. A blocking call from inside a callback leaves confluent-kafka's call
+  state broken (an abort in the next callback of the same poll, seen with KIP-848).
+- librdkafka keeps a partition's pause flag through revoke and re-assign: every assignment is
+  set explicitly to the paused state the runtime asked for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+
+from vvv_core import kafka
+from vvv_core.config import Settings
+from vvv_core.runtime.backends import Headers, OnDelivery, Polled, Rebalance
+from vvv_core.runtime.backends.brokerwatch import BrokerWatch
+from vvv_core.runtime.model import ConsumerStopped, Inbound, Partition
+
+FLUSH_TIMEOUT = 10.0  # seconds the broker may take to acknowledge messages
+TOPIC_CHECK_INTERVAL = 5.0  # seconds between attempts to recreate a vanished topic
+
+
+class KafkaBackend:
+    def __init__(self, settings: Settings, group: str, log: logging.LoggerAdapter, *, exactly_once: bool) -> None:
+        self.settings = settings
+        self.group = group
+        self.log = log
+        self.exactly_once = exactly_once
+        self._broker = BrokerWatch(settings.bootstrap, settings.broker_timeout, log)
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self._topic = ""
+        self._listener: Rebalance | None = None
+        self._new: list[Partition] | None = None  # assigned in a callback (maybe nothing), announced after poll
+        self._in_callback = False
+        self._resubscribe = False
+        self._paused = False
+        self._topics_checked = 0.0
+
+    @property
+    def reachable(self) -> bool:
+        return self._broker.reachable
+
+    def subscribe(self, topic: str, listener: Rebalance) -> None:
+        kafka.ensure_project_topics(kafka.check_broker(self.settings), self.settings, [self.group])
+        self._protocol = kafka.group_protocol(self.settings)
+        self._topic, self._listener = topic, listener
+        self._producer = self._new_producer()
+        self._join()
+        self.log.info(
+            "%s: consuming %s as group %s (%s group protocol)",
+            self.group,
+            topic,
+            self.settings.group_id(self.group),
+            self._protocol,
+        )
+
+    def _join(self) -> None:
+        self._resubscribe = False
+        if self._consumer is not None:
+            self.log.warning("%s: joining the group again with a new consumer", self.group)
+            self._consumer.close()
+            self._topics_checked = 0.0
+            self._recreate_topics("rejoining")
+        self._consumer = Consumer(
+            kafka.consumer_config(self.settings, self.group, self._protocol, error_cb=self._broker.on_error)
+        )
+        self._consumer.subscribe(
+            [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
+    def _new_producer(self) -> Producer:
+        extra = {
+            "message.timeout.ms": int(FLUSH_TIMEOUT * 1000),
+            "message.max.bytes": self.settings.max_message_bytes + 64 * 1024,  # room for headers
+            "error_cb": self._broker.on_error,
+        }
+        if not self.exactly_once:
+            return Producer(kafka.producer_config(self.settings, **extra))
+        # One transactional id per member: zombies are fenced by the group's generation (KIP-447).
+        extra["transactional.id"] = f"{self.settings.group_id(self.group)}-{uuid.uuid4().hex[:12]}"
+        producer = Producer(kafka.producer_config(self.settings, **extra))
+        producer.init_transactions(FLUSH_TIMEOUT)
+        return producer
+
+    # -- consuming ------------------------------------------------------------------------
+
+    def poll(self, max_records: int, timeout: float) -> Polled:
+        if self._resubscribe:
+            self._join()
+        first = self._consumer.poll(timeout)
+        messages = [] if first is None else [first, *self._consumer.consume(max_records - 1, 0)]
+        if self._new is not None:
+            self._announce()
+        polled = Polled([])
+        for msg in messages:
+            err = msg.error()
+            if err is None:
+                polled.records.append(
+                    Inbound(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), msg.headers())
+                )
+                polled.eof.discard((msg.topic(), msg.partition()))  # more arrived after the end was reported
+            elif err.code() == KafkaError._PARTITION_EOF:
+                polled.eof.add((msg.topic(), msg.partition()))
+            elif err.fatal() or err.code() == KafkaError._FATAL:
+                # The client is unusable (e.g. its group vanished with a broker restarted empty): a new
+                # one rejoins; what was not committed is redone.
+                self.log.warning("%s: consumer failed for good (%s): replacing it", self.group, err.str())
+                self._resubscribe = True
+            elif err.code() in kafka.MISSING:
+                self._recreate_topics(err.str())
+            else:
+                self.log.warning("%s: consumer error: %s", self.group, err.str())
+        return polled
+
+    def _announce(self) -> None:
+        """After an assignment, outside the callback: count the topic's partitions, set the pause flags."""
+        new, self._new = self._new, None
+        topic = self._topic
+        total = len(self._consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        if total == 0:
+            self._recreate_topics(f"{topic} does not exist")
+            self._resubscribe = True
+        elif total != self.settings.partitions:
+            self.log.warning(
+                "%s: %s has %d partitions, not the configured %d: created by the broker itself (tansu does so "
+                "when it restarts empty and a client writes)? Each video's events stay in order from here on",
+                self.group,
+                topic,
+                total,
+                self.settings.partitions,
+            )
+        partitions = [TopicPartition(t, p) for t, p in new]
+        (self._consumer.pause if self._paused else self._consumer.resume)(partitions)
+        self._listener.assigned(new, total)
+
+    def pause(self, paused: bool) -> None:
+        if paused != self._paused:
+            assignment = self._consumer.assignment()
+            (self._consumer.pause if paused else self._consumer.resume)(assignment)
+            self._paused = paused
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._new = [*(self._new or []), *((tp.topic, tp.partition) for tp in partitions)]
+        self.log.info("%s: assigned %s", self.group, _names(partitions))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._in_callback = True
+        try:
+            self._listener.revoked(self._forget_unannounced(partitions))
+        finally:
+            self._in_callback = False
+        self.log.info("%s: revoked %s", self.group, _names(partitions))
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._listener.lost(self._forget_unannounced(partitions))
+        self.log.warning("%s: lost %s", self.group, _names(partitions))
+
+    def _forget_unannounced(self, partitions: list[TopicPartition]) -> list[Partition]:
+        gone = [(tp.topic, tp.partition) for tp in partitions]
+        if self._new is not None:
+            self._new = [p for p in self._new if p not in gone]
+        return gone
+
+    def commit(self, offsets: dict[Partition, int], wait: bool) -> bool:
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                asynchronous=not wait or self._in_callback,
+            )
+        except KafkaException as exc:  # e.g. a rebalance under way: the new owner redoes the work
+            self.log.warning("%s: commit failed: %s", self.group, exc.args[0].str())
+            return False
+        return True
+
+    def high_watermark(self, partition: Partition) -> int | None:
+        _low, high = self._consumer.get_watermark_offsets(TopicPartition(*partition), cached=True)
+        return high if high >= 0 else None
+
+    def watch(self) -> None:
+        self._broker.check(lambda timeout: self._consumer.list_topics(timeout=timeout))
+
+    # -- producing ------------------------------------------------------------------------
+
+    def produce(
+        self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, on_delivery: OnDelivery
+    ) -> None:
+        def report(err: KafkaError | None, _msg: Message) -> None:
+            on_delivery(None if err is None else err.str())
+
+        while True:
+            try:
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=report)
+                return
+            except BufferError:  # local queue full: let the broker catch up
+                self._producer.poll(0.1)
+
+    def deliver(self, timeout: float) -> None:
+        if timeout:
+            self._producer.flush(timeout)
+        else:
+            self._producer.poll(0)
+
+    def begin_transaction(self) -> None:
+        self._producer.begin_transaction()
+
+    def commit_transaction(self, offsets: dict[Partition, int]) -> None:
+        try:
+            if offsets:
+                self._producer.send_offsets_to_transaction(
+                    [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
+                    self._consumer.consumer_group_metadata(),
+                    FLUSH_TIMEOUT,
+                )
+            self._producer.commit_transaction(FLUSH_TIMEOUT)
+        except KafkaException as exc:
+            self.abort_transaction()
+            raise ConsumerStopped(
+                f"transaction failed ({exc.args[0].str()}): stopping; the batch is processed again on restart"
+            ) from None
+
+    def abort_transaction(self) -> None:
+        with contextlib.suppress(KafkaException):
+            self._producer.abort_transaction(FLUSH_TIMEOUT)
+
+    def replace_producer(self, why: str) -> None:
+        self._recreate_topics(why)  # perhaps the topics are gone
+        old, self._producer = self._producer, self._new_producer()
+        old.purge(in_queue=True, in_flight=True)
+        old.poll(0)  # its late reports reach batches no longer watched
+
+    def _recreate_topics(self, why: str) -> None:
+        """A topic is gone (a broker restarted with empty storage, or someone deleted it): make it again."""
+        if time.monotonic() - self._topics_checked < TOPIC_CHECK_INTERVAL:
+            return
+        self._topics_checked = time.monotonic()
+        self.log.warning("%s: %s: creating any missing topic of the project again", self.group, why)
+        try:
+            kafka.ensure_project_topics(kafka.admin(self.settings), self.settings, [self.group])
+        except KafkaException as exc:
+            self.log.warning("%s: could not create the topics yet: %s", self.group, exc.args[0].str())
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()  # leaves the group at once, so the others take over without waiting
+        if self._producer is not None:
+            self._producer.flush(5)
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

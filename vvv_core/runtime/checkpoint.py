@@ -1,0 +1,246 @@
+"""The commit order, in one place: SQLite effects → results and dead letters → acknowledgements → offsets.
+
+``advance`` runs once per loop turn:
+
+1. the outcomes finished since the last turn have their SQLite effects written, in one
+   transaction, and their results (or dead letters) handed to the producer;
+2. an outcome's offset counts as finished only once the broker has acknowledged every message
+   of its batch; a refused batch is sent again, by a new producer;
+3. on the commit policy (every ``VVV_COMMIT_INTERVAL`` seconds or ``COMMIT_EVERY`` outcomes), and
+   always before partitions are given up or the member stops, each owned partition's offset is
+   committed up to its first unfinished event.
+
+With exactly-once the same steps run inside a Kafka transaction opened at the first message
+after a commit: step 3 commits the offsets within it, so results, dead letters and offsets
+become visible together or not at all, and a refused message aborts it (the member stops).
+
+A crash anywhere repeats work since the last commit and never skips an event: the SQLite
+writes are idempotent upserts, and each result carries its source event's id.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from vvv_core import db
+from vvv_core.events import now_ms
+from vvv_core.runtime.backends import Backend
+from vvv_core.runtime.deadletter import DeadLetterPolicy
+from vvv_core.runtime.group import ConsumerGroup
+from vvv_core.runtime.metrics import Metrics
+from vvv_core.runtime.model import ConsumerStopped, Outcome, Partition
+from vvv_core.runtime.offsets import PartitionOffsets
+
+FLUSH_TIMEOUT = 10.0  # seconds the broker may take to acknowledge a checkpoint's messages
+DELIVERY_ATTEMPTS = 5  # a batch the broker refused is sent again, by a new producer, this often
+COMMIT_EVERY = 10_000  # outcomes finished that make a commit due sooner
+RESULT_NAMESPACE = "com.viralvidvault.results"
+
+log = logging.getLogger(__name__)
+
+
+class _InDelivery:
+    """One turn's outcomes whose messages the broker has not all answered yet."""
+
+    __slots__ = ("attempt", "error", "outcomes", "remaining")
+
+    def __init__(self, outcomes: list[Outcome], attempt: int = 1) -> None:
+        self.outcomes = outcomes
+        self.remaining = len(outcomes)
+        self.attempt = attempt
+        self.error: str | None = None
+
+    def answer(self, error: str | None) -> None:
+        self.remaining -= 1
+        if error is not None and self.error is None:
+            self.error = error
+
+
+class Checkpoint:
+    def __init__(
+        self,
+        backend: Backend,
+        group: ConsumerGroup,
+        dead_letters: DeadLetterPolicy,
+        metrics: Metrics,
+        encode_result: Callable[[dict[str, Any]], bytes],
+        *,
+        exactly_once: bool,
+        commit_interval: float,
+        results_topic: str,
+        stopping: Callable[[], bool],
+        log: logging.LoggerAdapter,
+    ) -> None:
+        self.backend = backend
+        self.group = group
+        self.dead_letters = dead_letters
+        self.metrics = metrics
+        self.exactly_once = exactly_once
+        self.commit_interval = commit_interval
+        self.partitions: dict[Partition, PartitionOffsets] = {}  # for one assignment: made on assign, dropped on revoke
+        self._encode_result = encode_result
+        self._detail_type = f"{RESULT_NAMESPACE}.{group.detail_schema}"
+        self._results_topic = results_topic
+        self._stopping = stopping
+        self.log = log
+        self._finished: list[Outcome] = []  # since the last turn
+        self._in_delivery: list[_InDelivery] = []
+        self._in_transaction = False
+        self._last_commit = time.monotonic()
+        self._since_commit = 0
+        self.processed = 0
+        self.dead_lettered = 0
+
+    # -- the assignment -------------------------------------------------------------------
+
+    def assign(self, partitions: list[Partition]) -> None:
+        for tp in partitions:
+            self.partitions[tp] = PartitionOffsets()
+
+    def release(self, partitions: list[Partition]) -> None:
+        for tp in partitions:
+            self.partitions.pop(tp, None)
+
+    def take(self, partition: Partition, offset: int) -> bool:
+        """An event taken from ``partition``; False if it was revoked since the event was fetched."""
+        offsets = self.partitions.get(partition)
+        if offsets is None:
+            return False
+        offsets.take(offset)
+        return True
+
+    def add(self, outcomes: list[Outcome]) -> None:
+        """Finished events, dead letters included; judged by the dead-letter policy before anything is sent."""
+        if outcomes:
+            self.dead_letters.judge(o.failure is not None for o in outcomes)
+            self._finished.extend(outcomes)
+
+    @property
+    def delivering(self) -> bool:
+        return bool(self._in_delivery)
+
+    # -- the order ------------------------------------------------------------------------
+
+    def advance(self, sync: bool = False) -> None:
+        """One turn; ``sync`` (revocation, stop) waits for every acknowledgement and commits now."""
+        self._write_and_send()
+        self.backend.deliver(FLUSH_TIMEOUT if sync else 0)
+        self._settle()
+        if sync and self._in_delivery:
+            raise ConsumerStopped(
+                f"the broker did not acknowledge {sum(b.remaining for b in self._in_delivery)} result messages "
+                f"within {FLUSH_TIMEOUT:g} s: stopping without committing them; they are processed again on restart"
+            )
+        if sync or self._commit_due():
+            self._commit(wait=sync)
+
+    def abandon_deliveries(self) -> None:
+        """Forget what the broker never answered (the next owner redoes it)."""
+        self._in_delivery.clear()
+
+    def _write_and_send(self) -> None:
+        outcomes = [o for o in self._finished if (o.inbound.topic, o.inbound.partition) in self.partitions]
+        self._finished = []
+        if not outcomes:
+            return
+        started = time.perf_counter()
+        results = [o for o in outcomes if o.failure is None]
+        if results:
+            db.write_with_retry(self.group.conn, self.group.store, results, stopping=self._stopping)
+        self._send(_InDelivery(outcomes))
+        self.metrics.batch_seconds.labels(self.group.name).observe(time.perf_counter() - started)
+
+    def _send(self, batch: _InDelivery) -> None:
+        if self.exactly_once and not self._in_transaction:
+            self.backend.begin_transaction()
+            self._in_transaction = True
+        self._in_delivery.append(batch)
+        for outcome in batch.outcomes:
+            item = outcome.inbound
+            if outcome.failure is not None:
+                value, headers = self.dead_letters.message(item, outcome.failure)
+                self.backend.produce(self.dead_letters.topic, value, item.key, headers, batch.answer)
+                continue
+            result = {
+                "event_id": item.event.event_id,
+                "group": self.group.name,
+                "video_id": item.event.video_id,
+                "processed_at": now_ms(),
+                "detail": (self._detail_type, outcome.detail),
+            }
+            self.backend.produce(self._results_topic, self._encode_result(result), item.key, None, batch.answer)
+
+    def _settle(self) -> None:
+        """Batches the broker answered in full: finish their offsets, or send them again if refused."""
+        for batch in [b for b in self._in_delivery if b.remaining == 0]:
+            self._in_delivery.remove(batch)
+            if batch.error is not None:
+                self._send_again(batch)  # replaces every batch in flight
+                return
+            for outcome in batch.outcomes:
+                if offsets := self.partitions.get((outcome.inbound.topic, outcome.inbound.partition)):
+                    offsets.finish(outcome.inbound.offset)
+            self._count(batch.outcomes)
+
+    def _send_again(self, failed: _InDelivery) -> None:
+        """After a refused batch, send everything still in flight again with a new producer.
+
+        SQLite effects are already durable; a repeated result is harmless. In a transaction
+        there is nothing to repeat: it is aborted, and the member stops.
+        """
+        if self.exactly_once:
+            self.backend.abort_transaction()
+            raise ConsumerStopped(f"the broker refused result messages ({failed.error}): transaction aborted")
+        if failed.attempt >= DELIVERY_ATTEMPTS:
+            raise ConsumerStopped(
+                f"the broker refused result messages {failed.attempt} times ({failed.error}): stopping without "
+                "committing them; they are processed again on restart"
+            )
+        pending, self._in_delivery = [failed, *self._in_delivery], []
+        self.log.warning(
+            "%s: the broker refused result messages (%s): sending %d again with a new producer",
+            self.group.name,
+            failed.error,
+            sum(len(b.outcomes) for b in pending),
+        )
+        self.backend.replace_producer(f"result messages refused ({failed.error})")
+        for batch in pending:
+            self._send(_InDelivery(batch.outcomes, failed.attempt + 1))
+
+    def _commit_due(self) -> bool:
+        return self._since_commit >= COMMIT_EVERY or time.monotonic() - self._last_commit >= self.commit_interval
+
+    def _commit(self, wait: bool) -> None:
+        if self.exactly_once and self._in_transaction:
+            self.backend.deliver(FLUSH_TIMEOUT)  # every message of the transaction answered, its offsets finished
+            self._settle()
+            if self._in_delivery:
+                self.backend.abort_transaction()
+                raise ConsumerStopped("the broker did not acknowledge a transaction's messages: aborted")
+        positions = {tp: off for tp, o in self.partitions.items() if (off := o.committable()) is not None}
+        self._last_commit, self._since_commit = time.monotonic(), 0
+        started = time.perf_counter()
+        if self.exactly_once:
+            if not self._in_transaction:
+                return
+            self._in_transaction = False
+            self.backend.commit_transaction(positions)
+        elif not positions or not self.backend.commit(positions, wait):
+            return
+        self.metrics.commit_seconds.labels(self.group.name).observe(time.perf_counter() - started)
+        for tp, off in positions.items():
+            self.partitions[tp].committed = off
+
+    def _count(self, outcomes: list[Outcome]) -> None:
+        self.processed += len(outcomes)
+        self._since_commit += len(outcomes)
+        self.dead_lettered += sum(o.failure is not None for o in outcomes)
+        self.metrics.count_outcomes(
+            Counter(
+                "dead_letter" if o.failure else str(o.detail.get("status") or o.detail.get("label")) for o in outcomes
+            )
+        )

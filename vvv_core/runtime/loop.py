@@ -1,0 +1,247 @@
+"""The loop that drives one member of a consumer group: poll, decode, work, checkpoint.
+
+Each turn: take a batch from the backend; decode and validate it (what fails becomes a dead
+letter); hand valid events to the group's executor; give finished outcomes to the checkpoint,
+which owns the commit order (``checkpoint.py``); pause fetching while too much is unfinished.
+The backend (``backends/``) owns the client and every broker workaround; the dead-letter policy
+(``deadletter.py``) owns what a dead letter holds and when too many stop the member.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from vvv_core import db, logs
+from vvv_core.avro import SchemaStore
+from vvv_core.config import Settings
+from vvv_core.errors import InvalidInput
+from vvv_core.events import InvalidEvent
+from vvv_core.runtime import metrics
+from vvv_core.runtime.backends import Backend, Polled
+from vvv_core.runtime.backends.kafka import KafkaBackend
+from vvv_core.runtime.checkpoint import Checkpoint
+from vvv_core.runtime.deadletter import DeadLetterPolicy
+from vvv_core.runtime.group import ConsumerGroup
+from vvv_core.runtime.model import ConsumerStopped, Failure, Inbound, Outcome, Partition
+
+log = logging.getLogger(__name__)
+
+POLL_TIMEOUT = 0.1  # seconds; also how often retries and time limits are looked at
+OBSERVE_INTERVAL = 1.0  # seconds between refreshes of the lag and other gauges
+STALLED_JOIN = 60.0  # seconds waiting for an assignment before the log calls the group stuck
+
+
+class GroupRunner:
+    def __init__(
+        self,
+        group: ConsumerGroup,
+        settings: Settings,
+        *,
+        until_idle: float | None = None,
+        schemas: SchemaStore | None = None,
+        backend: Backend | None = None,
+    ) -> None:
+        self.group = group
+        self.settings = settings
+        self.until_idle = until_idle
+        self.schemas = schemas or SchemaStore()
+        self.metrics = metrics.Metrics(group.name)
+        self.log = logs.ContextLog(log, {"group": group.name})
+        self.backend = backend or KafkaBackend(settings, group.name, self.log, exactly_once=settings.exactly_once)
+        self.checkpoint = Checkpoint(
+            self.backend,
+            group,
+            DeadLetterPolicy(
+                group.name,
+                settings.dead_letter_topic(group.name),
+                group.input_topic(settings),
+                settings.dlq_max_ratio,
+                settings.max_message_bytes,
+            ),
+            self.metrics,
+            self.schemas.encoder("Result"),
+            exactly_once=settings.exactly_once,
+            commit_interval=settings.commit_interval,
+            results_topic=settings.results_topic,
+            stopping=lambda: self._stopping,
+            log=self.log,
+        )
+        self._stopping = False
+        self._broken = False  # after a failure nothing more is committed: what was not, is redelivered
+        self._total_partitions = settings.partitions
+        self._joining_since: float | None = time.monotonic()  # waiting for an assignment since then
+        self._last_message = time.monotonic()
+        self._observed = 0.0
+        self._paused = False
+
+    def stop(self) -> None:
+        """Ask the loop to stop gracefully (safe from a signal handler or another thread)."""
+        self._stopping = True
+
+    @property
+    def owned(self) -> list[Partition]:
+        return list(self.checkpoint.partitions)
+
+    @property
+    def processed(self) -> int:
+        return self.checkpoint.processed
+
+    @property
+    def dead_lettered(self) -> int:
+        return self.checkpoint.dead_lettered
+
+    def run(self) -> None:
+        group, settings = self.group, self.settings
+        db.wait_out_lock(group.prepare, "creating tables", lambda: self._stopping)
+        # First what can fail without leaving a client behind (a port in use): a consumer that is
+        # never closed blocks the interpreter's exit (rd_kafka_destroy from the garbage collector).
+        stop_serving = metrics.serve(self.metrics, settings.metrics_port) if settings.metrics_port else None
+        self.executor = group.executor()
+        self.metrics.watch(self.executor)
+        try:
+            self.backend.subscribe(group.input_topic(settings), self)
+            while not self._stopping:
+                self._accept(self.backend.poll(settings.batch_size, POLL_TIMEOUT))
+                self.checkpoint.add(self.executor.take_completed())
+                self.checkpoint.advance()
+                self._backpressure()
+                self._observe()
+                self.backend.watch()
+                if self._idle():
+                    self.log.info("%s: idle for %.1f s with everything consumed: stopping", group.name, self.until_idle)
+                    break
+            self.metrics.ready = False
+            self._drain()
+        except BaseException:
+            self._broken = True
+            raise
+        finally:
+            if stop_serving is not None:
+                stop_serving()
+            self.executor.close()
+            group.close()
+            self.backend.close()
+        self.log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
+
+    def _accept(self, polled: Polled) -> None:
+        valid, rejected = [], []
+        for item in polled.records:
+            if not self.checkpoint.take((item.topic, item.partition), item.offset):
+                continue  # from a partition revoked since it was fetched
+            try:
+                event = self.group.parse_event(self.schemas.decode(item.value, self.group.event_schema))
+                if item.key != event.video_id.encode():
+                    raise InvalidEvent(f"key {item.key!r:.40} does not match video_id {event.video_id!r}")
+            except InvalidInput as exc:
+                self.log.warning(
+                    "%s: dead-lettering %s/%d@%d: %s",
+                    self.group.name,
+                    item.topic,
+                    item.partition,
+                    item.offset,
+                    exc,
+                    extra=logs.where(self.group.name, item.topic, item.partition, item.offset),
+                )
+                rejected.append(Outcome(item, failure=Failure.of(exc)))
+                continue
+            valid.append(Inbound(item.topic, item.partition, item.offset, item.key, item.value, item.headers, event))
+        for tp in polled.eof:  # after the records: taking one clears its partition's flag
+            if offsets := self.checkpoint.partitions.get(tp):
+                offsets.eof = True
+        if polled.records:
+            self._last_message = time.monotonic()
+            self.metrics.consumed.labels(self.group.name).inc(len(polled.records))
+        self.checkpoint.add(rejected)
+        self.executor.submit(valid)
+
+    def _backpressure(self) -> None:
+        """Pause fetching while too much is unfinished; resume once enough has finished."""
+        busy = self.executor.in_flight() >= self.group.max_in_flight()
+        if busy == self._paused:
+            return
+        self.backend.pause(busy)
+        self._paused = busy
+        if busy:
+            for offsets in self.checkpoint.partitions.values():
+                offsets.eof = False  # unknown while paused: the fetch after resuming tells again
+        else:
+            self._last_message = time.monotonic()
+
+    def _observe(self) -> None:
+        """Loop-level metrics: alive, ready, partitions, lag."""
+        now = time.monotonic()
+        m, name = self.metrics, self.group.name
+        m.last_loop = now
+        m.ready = bool(self.checkpoint.partitions) and self.backend.reachable
+        if now - self._observed < OBSERVE_INTERVAL:
+            return
+        self._observed = now
+        if self._joining_since is not None and now - self._joining_since >= STALLED_JOIN:
+            self.log.warning(
+                "%s: no assignment for %.0f s: the group's rebalance does not complete. On the embedded broker "
+                "(tansu) members that leave while their group rebalances can wedge the group for good: restart "
+                "the broker",
+                name,
+                now - self._joining_since,
+            )
+            self._joining_since = now  # said again in a minute, if still waiting
+        m.partitions.labels(name).set(len(self.checkpoint.partitions))
+        for tp, offsets in self.checkpoint.partitions.items():
+            high = self.backend.high_watermark(tp)
+            position = offsets.position if offsets.position is not None else offsets.committed
+            if high is not None and position is not None:  # no fetch yet: no figure rather than a wrong one
+                m.lag.labels(name, str(tp[1])).set(max(0, high - position))
+
+    def _idle(self) -> bool:
+        if self.until_idle is None or not self.checkpoint.partitions:
+            return False
+        if self.executor.in_flight() or self.checkpoint.delivering:
+            return False
+        if not all(o.eof and not o.unfinished for o in self.checkpoint.partitions.values()):
+            return False
+        return time.monotonic() - self._last_message >= self.until_idle
+
+    def _drain(self) -> None:
+        """Graceful stop: fetch nothing new, let running work finish within the stop timeout, commit."""
+        deadline = time.monotonic() + self.settings.stop_timeout
+        self.backend.pause(True)
+        while self.executor.running() and time.monotonic() < deadline:
+            self.backend.poll(self.settings.batch_size, POLL_TIMEOUT)  # heartbeats go on; nothing arrives
+            self.checkpoint.add(self.executor.take_completed())
+            self.checkpoint.advance()
+        self.checkpoint.add(self.executor.take_completed())
+        self.checkpoint.advance(sync=True)
+        if self.executor.in_flight():
+            self.log.info(
+                "%s: abandoned %d unfinished events; they are redelivered on restart",
+                self.group.name,
+                self.executor.in_flight(),
+            )
+
+    # -- rebalancing (called by the backend from inside poll) -----------------------------
+
+    def assigned(self, partitions: list[Partition], total: int) -> None:
+        self.checkpoint.assign(partitions)
+        self._total_partitions = total
+        self._joining_since = None
+        self._last_message = time.monotonic()
+        self.group.on_assignment(sorted(p for _t, p in self.checkpoint.partitions), total)
+
+    def revoked(self, partitions: list[Partition]) -> None:
+        if not self._broken:
+            try:
+                self.checkpoint.advance(sync=True)  # finished work is committed; unfinished work is the next owner's
+            except ConsumerStopped as exc:  # e.g. the broker is away: the next owner redoes what is uncommitted
+                self.log.warning("%s: could not commit before giving up partitions: %s", self.group.name, exc)
+                self.checkpoint.abandon_deliveries()
+        self.lost(partitions)
+
+    def lost(self, partitions: list[Partition]) -> None:
+        """Drop the partitions' work and state; commit nothing (another member may own them already)."""
+        self.executor.forget(set(partitions))
+        self.checkpoint.release(partitions)
+        self.metrics.forget_partitions([p for _t, p in partitions])
+        if not self.checkpoint.partitions:  # a rebalance is under way: waiting for the next assignment
+            self._joining_since = time.monotonic()
+        self.group.on_assignment(sorted(p for _t, p in self.checkpoint.partitions), self._total_partitions)
