@@ -16,15 +16,17 @@ $(KAFKA_JARS): kafka/pom.xml
 	mvn -q -B -f kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=lib
 	touch $(KAFKA_JARS)
 
-.PHONY: demo test test-embedded test-kafka kafka lint bench
+.PHONY: demo test test-embedded test-kafka breaks kafka lint bench
 demo: $(STAMP)
 	$(VENV)/bin/vvv demo
 
 kafka: $(KAFKA_JARS)
 
-# The whole suite on the embedded broker, then again on Apache Kafka.
+# Lint, the deliberate breaks of the runtime, then the whole suite on the embedded broker and
+# again on Apache Kafka.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(MAKE) --no-print-directory breaks
 	$(MAKE) --no-print-directory test-embedded
 	$(MAKE) --no-print-directory test-kafka
 
@@ -40,6 +42,10 @@ test-kafka: $(STAMP)
 	else \
 		echo "test-kafka: skipped, needs Java 17+ and Maven (the embedded-broker run above still counts)"; \
 	fi
+
+# Each guarantee of the runtime broken on purpose in a copy of the tree: a test must go red.
+breaks: $(STAMP)
+	$(VENV)/bin/python scripts/breaks.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

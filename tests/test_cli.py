@@ -10,9 +10,12 @@ import subprocess
 import time
 
 import psutil
-from conftest import VVV, cli_env
+from conftest import VVV, Trickle, cli_env, wait_for
 
+from vvv_core import kafka
 from vvv_core.broker import free_port
+from vvv_core.domain.regions import REGIONS
+from vvv_core.hook import background_processing
 from vvv_core.kafka import read_topic
 
 
@@ -62,19 +65,35 @@ def test_publish_then_consume_until_idle(settings, schemas, sample_db):
     assert len(read_topic(settings, settings.results_topic)) == 308
 
 
-def test_sigterm_stops_gracefully_with_exit_0(settings, sample_db):
+def test_sigterm_lets_running_checks_finish_commits_them_and_exits_0(settings, cron_db):
+    """SIGTERM while three checks run (each answer takes about 1.5 s): the member drains them, stores and
+    commits them, then exits 0."""
+    server = Trickle("body", interval=0.0015)
+    videos = ["J78aPJ3VyNs", "9nidKH8cM38", "M9Pmf9AB4Mo"]
+    background_processing(
+        [{"video_id": v, "thumbnail_url": f"http://127.0.0.1:{server.port}/{v}.jpg"} for v in videos],
+        [],
+        cron_db,
+        settings,
+    )
     process = subprocess.Popen(
-        [*VVV, "consume", "scoring", "--db", sample_db],
+        [*VVV, "consume", "thumbnails", "--db", cron_db],
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap, "VVV_NAMESPACE": settings.namespace},
+        env=cli_env(settings, VVV_THUMBNAIL_HOSTS="127.0.0.1"),
     )
-    time.sleep(2)
-    started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    assert process.wait(15) == 0
-    assert time.monotonic() - started < 10
+    try:
+        wait_for(lambda: len(server.threads) == 3, 30, "the three checks to be running")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(15) == 0
+    finally:
+        process.kill()
+        server.close()
     assert "stopping gracefully" in process.stderr.read()
+    conn = sqlite3.connect(cron_db)
+    assert conn.execute("SELECT count(*) FROM thumbnail_checks").fetchone() == (3,)
+    committed = kafka.committed_offsets(settings, settings.group_id("thumbnails"), settings.videos_topic)
+    assert sum(committed.values()) == 3
 
 
 def test_demo_runs_offline_and_leaves_nothing_behind():
@@ -83,7 +102,7 @@ def test_demo_runs_offline_and_leaves_nothing_behind():
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
     assert "sample cron database" in out and "delivered 401" in out
-    for region in ("PL", "NL", "SE", "NO", "AT", "GB", "US"):
+    for region in REGIONS:
         assert f"\n{region} " in out
     assert "top videos:" in out and "result messages on vvv.results: liveness 93, scoring 308, thumbnails 308" in out
     checked = re.search(r"stale videos checked: (.*)", out).group(1)
