@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from vvv_core.kafka import QUICK_JOIN
 from vvv_core.sample import CRON_SCHEMA
 
-FAST_GROUPS = {f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in QUICK_JOIN.items()}  # as the CLI reads them
+FAST_GROUPS = {f"VVV_KAFKA_{k.upper().replace('.', '_')}": v for k, v in QUICK_JOIN.items()}  # as the CLI reads them
 IDLE = 1.0  # --until-idle of the timed consumer, subtracted from its busy time
 
 

@@ -159,7 +159,7 @@ def main() -> None:
     parser.add_argument("--fetch-wait-ms", type=int, default=10, help="the consumers' fetch.wait.max.ms")
     args = parser.parse_args()
     fast = {**QUICK_JOIN, "fetch.wait.max.ms": str(args.fetch_wait_ms)}
-    os.environ["KAFKA_FETCH_WAIT_MAX_MS"] = str(args.fetch_wait_ms)  # for the consumer processes
+    os.environ["VVV_KAFKA_FETCH_WAIT_MAX_MS"] = str(args.fetch_wait_ms)  # for the consumer processes
     broker = ApacheKafka() if args.broker == "kafka" else EmbeddedBroker()
     print(f"broker: {args.broker}; consumers' fetch.wait.max.ms={args.fetch_wait_ms}")
     with broker, tempfile.TemporaryDirectory() as tmp:

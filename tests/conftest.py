@@ -30,7 +30,8 @@ from vvv_core.config import Settings
 from vvv_core.groups import GROUPS
 from vvv_core.kafka import QUICK_JOIN, read_topic
 from vvv_core.outbox import Spool, outbox_dir
-from vvv_core.runtime import GroupRunner
+from vvv_core.runtime import ConsumerGroup, GroupRunner
+from vvv_core.runtime.backends import Backend
 from vvv_core.sample import CRON_SCHEMA, build_sample_db
 
 FAST_GROUPS = QUICK_JOIN  # joins in 1 s on tansu
@@ -185,9 +186,19 @@ class Member:
 
     started: ClassVar[list[Member]] = []  # stopped after each test, passed or failed (see stop_members)
 
-    def __init__(self, group: str, settings: Settings, db_path: str, until_idle: float | None = 1.0) -> None:
-        self.conn = db.connect(db_path)
-        self.runner = GroupRunner(GROUPS[group](settings, self.conn), settings, until_idle=until_idle)
+    def __init__(
+        self,
+        group: str | ConsumerGroup,
+        settings: Settings,
+        db_path: str | None = None,
+        until_idle: float | None = 1.0,
+        backend: Backend | None = None,
+    ) -> None:
+        """``group``: a group's name (its database opened from ``db_path``), or a group made by the test."""
+        if isinstance(group, str):
+            group = GROUPS[group](settings, db.connect(db_path))
+        self.conn = group.conn
+        self.runner = GroupRunner(group, settings, until_idle=until_idle, backend=backend)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
 
@@ -271,7 +282,7 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap,
         "VVV_NAMESPACE": settings.namespace,
-        **{f"KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()},
+        **{f"VVV_KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()},
         **extra,
     }
 

@@ -103,10 +103,99 @@ def test_bad_flags_are_one_line_and_exit_2(capsys, args, says):
     assert exit_.value.code == 2 and says in capsys.readouterr().err
 
 
-def test_an_unknown_librdkafka_property_is_one_line(no_broker, capsys, sample_db):
-    assert cli.main(["status", "-X", "nosuch.property=1"]) == 2
+@pytest.mark.parametrize(
+    ("where", "args"),
+    [("flag", ["-X", "nosuch.property=1"]), ("environment", []), ("properties file", ["--kafka-config", "FILE"])],
+)
+def test_an_unknown_librdkafka_property_is_one_line_naming_where_settings_come_from(
+    no_broker, monkeypatch, capsys, tmp_path, where, args
+):
+    if where == "environment":
+        monkeypatch.setenv("VVV_KAFKA_NOSUCH_PROPERTY", "1")
+    file = tmp_path / "client.properties"
+    file.write_text("# as every Kafka tool writes it\nnosuch.property = 1\n")
+    assert cli.main(["status", *[str(file) if a == "FILE" else a for a in args]]) == 2
     err = capsys.readouterr().err
-    assert err == 'vvv: error: Kafka client: No such configuration property: "nosuch.property"\n'
+    assert err.startswith('vvv: error: No such configuration property: "nosuch.property" (librdkafka settings: ')
+    assert err.count("\n") == 1
+
+
+def test_what_an_orchestrator_injects_never_reaches_the_client(no_broker, monkeypatch, capsys, sample_db):
+    """A Kubernetes Service named kafka injects KAFKA_PORT, KAFKA_SERVICE_HOST ...; other tools set KAFKA_HOME."""
+    for name, value in {
+        "KAFKA_PORT": "tcp://10.0.0.1:9092",
+        "KAFKA_PORT_9092_TCP": "tcp://10.0.0.1:9092",
+        "KAFKA_SERVICE_HOST": "10.0.0.1",
+        "KAFKA_SERVICE_PORT": "9092",
+        "KAFKA_HOME": "/opt/kafka",
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert Settings.from_env().kafka == {}
+    assert cli.main(["status"]) == 1  # no broker at the address: that, and not a setting, is the error
+    assert "no Kafka broker reachable" in capsys.readouterr().err
+
+
+def test_librdkafka_settings_from_a_properties_file_the_environment_secret_files_and_flags(tmp_path, monkeypatch):
+    """Later wins: the file, then VVV_KAFKA_* (a *_FILE one read from its file), then -X."""
+    file = tmp_path / "client.properties"
+    file.write_text(
+        "security.protocol=SASL_SSL\n! Java comments too\nsasl.mechanism: PLAIN\n"
+        "sasl.username = from-file\nssl.ca.location=/etc/ssl/a\\\n  b.pem\n"
+    )
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    env = {
+        "VVV_KAFKA_CONFIG": str(file),
+        "VVV_KAFKA_SASL_USERNAME": "from-env",
+        "VVV_KAFKA_SASL_PASSWORD_FILE": str(secret),
+    }
+    assert Settings.from_env(env).kafka == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "PLAIN",
+        "sasl.username": "from-env",
+        "ssl.ca.location": "/etc/ssl/ab.pem",
+        "sasl.password": "s3cret",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = cli.build_parser().parse_args(["-X", "sasl.username=from-flag", "status"])
+    for name, default in cli.GLOBAL_DEFAULTS.items():
+        args.__dict__.setdefault(name, default)
+    assert cli._settings(args).kafka["sasl.username"] == "from-flag"
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"VVV_KAFKA_SASL_PASSWORD_FILE": "/no/such/file"}, "VVV_KAFKA_SASL_PASSWORD_FILE=/no/such/file: cannot read"),
+        ({"VVV_KAFKA_CONFIG": "/no/such/file"}, "VVV_KAFKA_CONFIG / --kafka-config /no/such/file: cannot read"),
+    ],
+)
+def test_unreadable_kafka_setting_files_are_one_line(no_broker, monkeypatch, capsys, env, says):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["status"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"vvv: error: {says}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_global_flags_go_before_or_after_the_command(no_broker, capsys, where):
+    flags = ["-v", "--bootstrap", "127.0.0.1:1"]
+    assert cli.main([*flags, "status"] if where == "before" else ["status", *flags]) == 1
+    assert "no Kafka broker reachable at 127.0.0.1:1" in capsys.readouterr().err
+
+
+def test_help_describes_every_command_and_flag_with_its_default():
+    parser = cli.build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, sub in commands.items():
+        assert sub.description, f"{name} has no description"
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+    consume = commands["consume"].format_help()
+    assert "VVV_STOP_TIMEOUT [10]" in consume and "VVV_KAFKA_<NAME>[_FILE]" in consume  # the epilog
+    assert "(default: 9092)" in commands["broker"].format_help()
 
 
 def test_ports_in_use_are_one_line(settings, capsys, monkeypatch, sample_db):

@@ -15,7 +15,7 @@ from confluent_kafka import Consumer, Producer
 
 from vvv_core import kafka
 from vvv_core.cli import build_parser
-from vvv_core.config import OTHER_NAMES, Settings
+from vvv_core.config import KAFKA_PREFIX, OTHER_NAMES, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -73,9 +73,9 @@ def test_environment_names_are_the_configurations():
     for name, service in PROJECT_SERVICES.items():
         env = {k: str(v) for k, v in service["environment"].items()}
         for variable in env:
-            assert variable in known or variable.startswith("KAFKA_"), f"{name}: {variable} is read by nothing"
+            assert variable in known or variable.startswith(KAFKA_PREFIX), f"{name}: {variable} is read by nothing"
         settings = Settings.from_env(env)
-        # every KAFKA_* passes through to librdkafka, which rejects a setting it does not know
+        # every VVV_KAFKA_* passes through to librdkafka, which rejects a setting it does not know
         Consumer(kafka.consumer_config(settings, name)).close()
         Producer(kafka.producer_config(settings)).flush(0)
 

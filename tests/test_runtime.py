@@ -11,14 +11,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from conftest import wait_for
+from conftest import Member, wait_for
 
 from vvv_core import db, events
 from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
 from vvv_core.domain.thumbnail import ThumbnailVerdict
 from vvv_core.errors import InvalidInput
-from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerGroup, ConsumerStopped, GroupRunner, Outcome
+from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerGroup, ConsumerStopped, Outcome
 from vvv_core.runtime.backends.memory import MemoryBackend, MemoryBroker
 from vvv_core.runtime.deadletter import read_headers
 
@@ -80,18 +80,15 @@ class Pipeline:
                 conn.execute(f"CREATE TABLE {table} (video_id TEXT)")
         group_class = type("Echo", (EchoGroup,), {"check": staticmethod(check)})
         self.group = group_class(self.settings, db.connect(self.path))
-        self.runner = GroupRunner(self.group, self.settings, backend=self.backend)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.member = Member(self.group, self.settings, until_idle=None, backend=self.backend)
+        self.runner, self.thread = self.member.runner, self.member.thread
 
-    def _run(self) -> None:
-        try:
-            self.runner.run()
-        except BaseException as exc:
-            self.error = exc
+    @property
+    def error(self) -> BaseException | None:
+        return self.member.error
 
     def start(self, assign: bool = True) -> Pipeline:
-        self.thread.start()
+        self.member.start()
         wait_for(lambda: self.backend._listener is not None, 5, "the member to subscribe")
         if assign:
             self.backend.assign(range(self.broker.partitions))

@@ -9,18 +9,20 @@ import math
 import os
 import signal
 import sys
+import textwrap
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
 
 from vvv_core import db, kafka, logs
 from vvv_core.broker import EmbeddedBroker
-from vvv_core.config import DEFAULT_BOOTSTRAP, ConfigError, Settings
-from vvv_core.errors import Fatal
+from vvv_core.config import DEFAULT_BOOTSTRAP, KAFKA_SOURCES, ConfigError, Settings, environment_help
+from vvv_core.errors import Fatal, VvvError
 from vvv_core.groups import GROUPS
 from vvv_core.runtime import GroupRunner
 
@@ -46,13 +48,14 @@ def port(text: str) -> int:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = Settings.from_env()
+    env = {**os.environ, "VVV_KAFKA_CONFIG": args.kafka_config_file} if args.kafka_config_file else None
+    settings = Settings.from_env(env)
     changes: dict = {}
     if args.bootstrap:
         changes["bootstrap"] = args.bootstrap
-    if args.kafka_config:
+    if args.kafka_set:
         extra = {}
-        for item in args.kafka_config:
+        for item in args.kafka_set:
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise ConfigError(f"-X {item!r}: expected key=value, e.g. -X security.protocol=SSL")
@@ -239,119 +242,231 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     return run_demo(settings, GROUPS, db_path=args.db, until_idle=args.until_idle)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--bootstrap", help=f"Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or {DEFAULT_BOOTSTRAP})"
+class _Help(argparse.RawDescriptionHelpFormatter):
+    """Each flag's default after its help (where it has one to show); the epilog's lines kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and "default" not in text
+        return f"{text} (default: %(default)s)" if shown else text
+
+
+GLOBAL_DEFAULTS = {"bootstrap": None, "kafka_config_file": None, "kafka_set": [], "verbose": False, "log_json": False}
+
+
+def _global_options(parser: argparse.ArgumentParser) -> None:
+    """Flags every command takes, before or after the command's name (``vvv -v status``, ``vvv status -v``).
+
+    Declared on the top parser and on each command with no default, so that a value given in one
+    place is not overwritten by the other's default; ``main`` fills in the defaults.
+    """
+    group = parser.add_argument_group("global options (before or after the command)")
+    group.add_argument(
+        "--bootstrap",
+        default=argparse.SUPPRESS,
+        help=f"Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else {DEFAULT_BOOTSTRAP})",
     )
-    common.add_argument(
+    group.add_argument(
+        "--kafka-config",
+        dest="kafka_config_file",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="librdkafka settings from a client.properties file, in the Java format (default: $VVV_KAFKA_CONFIG)",
+    )
+    group.add_argument(
         "-X",
-        dest="kafka_config",
+        dest="kafka_set",
         action="append",
         metavar="KEY=VALUE",
-        help="a librdkafka setting, e.g. -X security.protocol=SASL_SSL (repeatable)",
+        default=argparse.SUPPRESS,
+        help="one librdkafka setting, over any from the environment or --kafka-config; repeatable",
     )
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    common.add_argument("--log-json", action="store_true", help="log one JSON object per line (for collectors)")
+    group.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging")
+    group.add_argument(
+        "--log-json", action="store_true", default=argparse.SUPPRESS, help="one JSON object per log line (collectors)"
+    )
 
-    parser = argparse.ArgumentParser(prog="vvv", description="ViralVidVault stream processing on Kafka")
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vvv",
+        description=textwrap.fill(
+            "ViralVidVault stream processing on Kafka: the cron's hook, the consumer groups "
+            f"({', '.join(GROUPS)}), and the tools to run and watch them.",
+            100,
+        ),
+        epilog=environment_help(),
+        formatter_class=_Help,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def sub_parser(name: str, help: str) -> argparse.ArgumentParser:
-        return commands.add_parser(name, help=help, parents=[common])
+    def command(name: str, summary: str, description: str, parent=commands) -> argparse.ArgumentParser:
+        sub = parent.add_parser(
+            name,
+            help=summary,
+            description=textwrap.fill(description, 100),
+            epilog=environment_help(),
+            formatter_class=_Help,
+        )
+        _global_options(sub)
+        return sub
 
-    p = sub_parser("broker", help="run a broker in the foreground: the embedded one, or Apache Kafka")
-    p.add_argument("--port", type=port, default=9092, help="the port to listen on, on 127.0.0.1 (default 9092)")
-    p.add_argument(
-        "--kafka", action="store_true", help="run Apache Kafka (jars fetched by `make kafka`, Java 17+) instead"
+    p = command(
+        "broker",
+        "run a broker in the foreground: the embedded one, or Apache Kafka",
+        "Run a Kafka broker on 127.0.0.1 until Ctrl-C and create the project's topics: the embedded "
+        "one (tansu, memory only, no install), or with --kafka a one-node Apache Kafka from its jars.",
     )
-    p.add_argument("--data", default=".vvv-kafka", help="with --kafka: where it keeps its data (default .vvv-kafka)")
+    p.add_argument("--port", type=port, default=9092, help="the port to listen on, on 127.0.0.1")
+    p.add_argument("--kafka", action="store_true", help="run Apache Kafka (jars fetched by `make kafka`; Java 17+)")
+    p.add_argument("--data", default=".vvv-kafka", help="with --kafka: the folder it keeps its data in")
     p.set_defaults(func=cmd_broker)
 
-    p = sub_parser("topics", help="create the project's topics where missing (idempotent)")
+    p = command(
+        "topics",
+        "create the project's topics where missing",
+        "Create every topic of the project that is missing (idempotent), with VVV_PARTITIONS partitions.",
+    )
     p.set_defaults(func=cmd_topics)
 
-    p = sub_parser("publish", help="publish new and stale videos from the cron database (the hook's CLI)")
-
-    p.add_argument("--db", required=True)
+    p = command(
+        "publish",
+        "publish new and stale videos from the cron database (the hook's CLI)",
+        "Find what the cron database holds that was not published yet (videos with a new snapshot, videos "
+        "gone stale) and publish an event for each. Exit 1 when anything was rejected or not delivered.",
+    )
+    p.add_argument("--db", required=True, help="the cron's SQLite database")
     p.set_defaults(func=cmd_publish)
 
-    p = sub_parser("outbox", help="events kept while the broker was unreachable")
-    outbox = p.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")
-    q = outbox.add_parser("flush", help="deliver the outbox now", parents=[common])
-    q.add_argument("--db", required=True)
+    p = command("outbox", "events kept while the broker was unreachable", "Events the hook could not deliver in time.")
+    outbox = p.add_subparsers(dest="outbox_command", required=True, metavar="ACTION", help="what to do")
+    q = command(
+        "flush",
+        "deliver the outbox now",
+        "Deliver every event waiting in the outbox beside the cron database, in order.",
+        outbox,
+    )
+    q.add_argument("--db", required=True, help="the cron's SQLite database (the outbox is beside it)")
     q.set_defaults(func=cmd_outbox_flush)
 
-    p = sub_parser("consume", help="run one member of a consumer group")
-    p.add_argument("group", choices=sorted(GROUPS))
-    p.add_argument("--db", required=True)
+    p = command(
+        "consume",
+        "run one member of a consumer group",
+        "Run one member of a consumer group until SIGTERM/SIGINT (graceful: running work finishes "
+        "within VVV_STOP_TIMEOUT and is committed). Start more members, here or on other hosts, to "
+        "share the partitions.",
+    )
+    p.add_argument("group", choices=sorted(GROUPS), help="the group to join")
+    p.add_argument("--db", required=True, help="the cron's SQLite database, where results are stored")
     p.add_argument(
         "--until-idle",
         type=seconds,
         metavar="SECONDS",
-        help="exit 0 once everything is consumed and nothing new arrived for SECONDS",
+        help="exit 0 once everything is consumed and nothing new arrived for SECONDS (default: run until stopped)",
     )
     p.add_argument(
         "--metrics-port",
         type=port,
         metavar="PORT",
-        help="serve /metrics, /healthz and /readyz on PORT (default $VVV_METRICS_PORT, else off)",
+        help="serve /metrics, /healthz and /readyz on PORT (default: $VVV_METRICS_PORT, else off)",
     )
     p.set_defaults(func=cmd_consume)
 
-    p = sub_parser("dlq", help="dead letters: events a group could not process")
-    dlq = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    q = dlq.add_parser("list", help="show a group's dead letters and why", parents=[common])
-    q.add_argument("group", choices=sorted(GROUPS))
-    q.add_argument("--json", action="store_true", help="one JSON object per line")
+    p = command("dlq", "dead letters: events a group could not process", "A group's dead-letter topic.")
+    dlq = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION", help="what to do")
+    q = command("list", "show a group's dead letters and why", "List a group's dead letters with their reasons.", dlq)
+    q.add_argument("group", choices=sorted(GROUPS), help="the group")
+    q.add_argument("--json", action="store_true", help="one JSON object per line, for scripts")
     q.set_defaults(func=cmd_dlq_list)
-    q = dlq.add_parser("replay", help="send dead letters back to their topic for another try", parents=[common])
-    q.add_argument("group", choices=sorted(GROUPS))
+    q = command(
+        "replay",
+        "send dead letters back to their topic for another try",
+        "Send each dead letter not replayed yet back to its source topic, untouched (each is replayed once).",
+        dlq,
+    )
+    q.add_argument("group", choices=sorted(GROUPS), help="the group")
     q.set_defaults(func=cmd_dlq_replay)
 
-    p = sub_parser("status", help="lag, dead letters and results of every consumer group")
+    p = command(
+        "status",
+        "lag, members, dead letters and results of every consumer group",
+        "Is the background work keeping up? Per group: members, committed offsets and lag per "
+        "partition, dead letters, the time of the last result.",
+    )
     p.add_argument("--db", help="also summarise the results in this cron database")
-    p.add_argument("--json", action="store_true", help="for scripts")
+    p.add_argument("--json", action="store_true", help="JSON, for scripts")
     p.set_defaults(func=cmd_status)
 
-    p = sub_parser("report", help="an HTML page of viral videos, scores, thumbnails, dead videos and lag")
-    p.add_argument("--db", required=True)
-    p.add_argument("--out", default="report.html")
+    p = command(
+        "report",
+        "an HTML page of viral videos, scores, thumbnails, dead videos and lag",
+        "Write a static HTML report from the cron database (and the lag, if a broker answers).",
+    )
+    p.add_argument("--db", required=True, help="the cron's SQLite database")
+    p.add_argument("--out", default="report.html", help="the HTML file to write")
     p.set_defaults(func=cmd_report)
 
-    p = sub_parser("replay", help="process a stopped group's history again, from a time or the beginning")
-    p.add_argument("group", choices=sorted(GROUPS))
+    p = command(
+        "replay",
+        "process a stopped group's history again, from a time or the beginning",
+        "Move a stopped group's committed offsets back, so that its next start processes history again.",
+    )
+    p.add_argument("group", choices=sorted(GROUPS), help="the group (its members must be stopped)")
     when = p.add_mutually_exclusive_group(required=True)
     when.add_argument("--from", dest="since", metavar="TIMESTAMP", help="ISO time, e.g. 2026-11-29T06:00:00Z")
-    when.add_argument("--from-beginning", action="store_true")
+    when.add_argument("--from-beginning", action="store_true", help="from the oldest event kept")
     p.set_defaults(func=cmd_replay)
 
-    p = sub_parser("sample", help="build a sample cron database from real trending data")
-    p.add_argument("--db", required=True)
+    p = command(
+        "sample",
+        "build a sample cron database from real trending data",
+        "Build a cron database from the packaged excerpt of real YouTube trending data.",
+    )
+    p.add_argument("--db", required=True, help="the database file to create")
     p.set_defaults(func=cmd_sample)
 
-    p = sub_parser("demo", help="the whole pipeline on the embedded broker and sample data, offline")
+    p = command(
+        "demo",
+        "the whole pipeline on the embedded broker and sample data, offline",
+        "Start the embedded broker and local stand-ins for YouTube, build a sample database, publish, run "
+        "every group until idle, and print what they found. Needs no network.",
+    )
     p.add_argument("--db", help="use this cron database instead of a fresh sample one")
     p.add_argument("--until-idle", type=seconds, default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_demo)
     return parser
 
 
+def _version() -> str:
+    try:
+        return version("viralvidvault-streams")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    for name, default in GLOBAL_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
     logs.configure(args.verbose, args.log_json)
     try:
         return args.func(args, _settings(args))
-    except ConfigError as exc:  # nothing was connected to: correct the setting
+    except VvvError as exc:  # the taxonomy's exit code: 2 for invalid input (a setting), else 1
         print(f"vvv: error: {exc}", file=sys.stderr)
-        return 2
-    except (Fatal, FileNotFoundError) as exc:
+        return exc.exit_code
+    except FileNotFoundError as exc:
         print(f"vvv: error: {exc}", file=sys.stderr)
         return 1
     except KafkaException as exc:
         err: KafkaError = exc.args[0]
+        if err.code() == KafkaError._INVALID_ARG:  # a setting librdkafka does not take
+            print(f"vvv: error: {err.str()} (librdkafka settings: {KAFKA_SOURCES})", file=sys.stderr)
+            return 2
         print(f"vvv: error: Kafka client: {err.str()}", file=sys.stderr)
-        return 2 if err.code() == KafkaError._INVALID_ARG else 1
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -8,8 +8,13 @@ name is an error too, naming the closest real one.
 Hand-written rather than pydantic-settings: that import alone costs ~125 ms, more than the
 cron hook's whole budget in a fresh process.
 
-Kafka client settings pass through untouched: ``KAFKA_SECURITY_PROTOCOL=SASL_SSL`` becomes
-librdkafka's ``security.protocol``; ``vvv -X key=value`` does the same on the command line.
+Kafka client settings pass through to librdkafka, from (later wins) a ``client.properties``
+file in the Java format every Kafka tool reads (``VVV_KAFKA_CONFIG``, ``--kafka-config``),
+``VVV_KAFKA_<NAME>`` variables (``VVV_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` is
+``security.protocol``; ``VVV_KAFKA_SASL_PASSWORD_FILE=/run/secrets/pw`` reads the value from a
+file) and ``vvv -X key=value``. Only ``KAFKA_BOOTSTRAP_SERVERS`` is read without the prefix:
+orchestrators inject ``KAFKA_*`` variables of their own (a Kubernetes Service named ``kafka``
+sets ``KAFKA_PORT=tcp://...``), which must not reach the client.
 """
 
 from __future__ import annotations
@@ -39,6 +44,9 @@ DEFAULT_THUMBNAIL_HOSTS = (
 )
 # Read elsewhere, not settings of this object, but real names all the same.
 OTHER_NAMES = frozenset({"VVV_SCHEMA_DIR"})
+KAFKA_PREFIX = "VVV_KAFKA_"  # VVV_KAFKA_SECURITY_PROTOCOL -> librdkafka's security.protocol
+KAFKA_SOURCES = "VVV_KAFKA_<NAME>[_FILE] variables, VVV_KAFKA_CONFIG or --kafka-config, and -X"
+SECRET_SUFFIX = "_FILE"  # VVV_KAFKA_SASL_PASSWORD_FILE: sasl.password, read from that file
 GROUP_PROTOCOLS = ("auto", "consumer", "classic")
 TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,200}")
 HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
@@ -159,7 +167,8 @@ def _port_or_off(value: int) -> str | None:
 @dataclass(frozen=True)
 class Settings:
     bootstrap: str = setting(DEFAULT_BOOTSTRAP, env="KAFKA_BOOTSTRAP_SERVERS", check=_bootstrap)
-    kafka: Mapping[str, str] = setting({}, env="KAFKA_*")  # librdkafka settings, passed through
+    kafka: Mapping[str, str] = setting({}, env="VVV_KAFKA_*")  # librdkafka settings, passed through
+    kafka_config: str = setting("")  # a client.properties file (Java format) of librdkafka settings
     namespace: str = setting("vvv", check=lambda v: _topic(v) if v else "must not be empty")  # topics and groups
     partitions: int = setting(6, 1, 1000)
     replication_factor: int = setting(1, 1, 16)
@@ -236,6 +245,10 @@ class Settings:
         """Environment name -> field name, for every setting read from one variable."""
         return {_env_name(f): f.name for f in dataclasses.fields(cls) if f.name != "kafka"}
 
+    def with_kafka_config(self, path: str) -> Settings:
+        """These settings with librdkafka settings from a properties file under the ones already set."""
+        return dataclasses.replace(self, kafka_config=path, kafka={**read_properties(path), **self.kafka})
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
@@ -247,22 +260,72 @@ class Settings:
             if (raw := env.get(env_name, "")) != "":
                 values[field_name] = _parse(fields[field_name], raw)
                 _validate(fields[field_name], values[field_name], raw)
-        return cls(kafka=kafka_overrides_from_env(env), **values)
+        settings = cls(kafka=kafka_overrides_from_env(env, names), **values)
+        return settings.with_kafka_config(settings.kafka_config) if settings.kafka_config else settings
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, int | float):
+        return _number(value)
+    if isinstance(value, tuple):
+        return f"{value[0]},... ({len(value)} hosts)"
+    return value or "none"
+
+
+def environment_help() -> str:
+    """Every variable the settings read, with its default: the command line's epilog."""
+    lines = ["environment (default in brackets; the README's configuration table says more):"]
+    for f in dataclasses.fields(Settings):
+        if f.name == "kafka":
+            lines.append("  VVV_KAFKA_<NAME>[_FILE]  a librdkafka setting (e.g. VVV_KAFKA_SECURITY_PROTOCOL=SASL_SSL)")
+            continue
+        lines.append(f"  {_env_name(f)} [{_shown(f.default)}]")
+    lines.append("  VVV_SCHEMA_DIR [the package's schemas]")
+    return "\n".join(lines)
 
 
 def unknown_names(env: Mapping[str, str], names: Mapping[str, str]) -> None:
     """ConfigError for a ``VVV_*`` variable no setting reads (a typo would otherwise be ignored)."""
     known = set(names) | OTHER_NAMES
-    for name in sorted(n for n in env if n.startswith("VVV_") and n not in known):
+    for name in sorted(n for n in env if n.startswith("VVV_") and n not in known and not n.startswith(KAFKA_PREFIX)):
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         raise ConfigError(f"{name} is not a setting{hint} (see the README's configuration table)")
 
 
-def kafka_overrides_from_env(env: Mapping[str, str]) -> dict[str, str]:
-    """``KAFKA_FOO_BAR=x`` -> ``{"foo.bar": "x"}`` for every KAFKA_* variable but the bootstrap one."""
-    return {
-        name[len("KAFKA_") :].lower().replace("_", "."): value
-        for name, value in env.items()
-        if name.startswith("KAFKA_") and name != "KAFKA_BOOTSTRAP_SERVERS"
-    }
+def kafka_overrides_from_env(env: Mapping[str, str], names: Mapping[str, str]) -> dict[str, str]:
+    """``VVV_KAFKA_FOO_BAR=x`` -> ``{"foo.bar": "x"}``; ``VVV_KAFKA_FOO_FILE=path`` -> foo from that file."""
+    overrides = {}
+    for name, value in env.items():
+        if not name.startswith(KAFKA_PREFIX) or name in names:
+            continue
+        key = name[len(KAFKA_PREFIX) :]
+        if key.endswith(SECRET_SUFFIX):
+            key, value = key.removesuffix(SECRET_SUFFIX), _read_secret(name, value)
+        overrides[key.lower().replace("_", ".")] = value
+    return overrides
+
+
+def _read_secret(name: str, path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read().rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{name}={path}: cannot read the secret: {exc.strerror}") from None
+
+
+def read_properties(path: str) -> dict[str, str]:
+    """A Java ``.properties`` file (``client.properties``) as librdkafka settings."""
+    from jproperties import Properties  # only when a file is configured
+
+    properties = Properties()
+    try:
+        with open(path, "rb") as file:
+            properties.load(file, "utf-8")
+    except OSError as exc:
+        raise ConfigError(f"VVV_KAFKA_CONFIG / --kafka-config {path}: cannot read it: {exc.strerror}") from None
+    except Exception as exc:  # jproperties' own parse errors
+        raise ConfigError(f"VVV_KAFKA_CONFIG / --kafka-config {path}: not a properties file: {exc}") from None
+    return {key: value for key, (value, _meta) in properties.items()}
