@@ -32,7 +32,7 @@ from vvv_core.domain.regions import REGIONS
 from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.hook import background_processing
 from vvv_core.kafka import QUICK_JOIN
-from vvv_core.runtime import GroupRunner
+from vvv_core.runtime.loop import GroupRunner
 from vvv_core.sample import CRON_SCHEMA
 
 

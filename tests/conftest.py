@@ -30,8 +30,9 @@ from vvv_core.config import Settings
 from vvv_core.groups import GROUPS
 from vvv_core.kafka import QUICK_JOIN, read_topic
 from vvv_core.outbox import Spool, outbox_dir
-from vvv_core.runtime import ConsumerGroup, GroupRunner
+from vvv_core.runtime import ConsumerGroup
 from vvv_core.runtime.backends import Backend
+from vvv_core.runtime.loop import GroupRunner
 from vvv_core.sample import CRON_SCHEMA, build_sample_db
 
 FAST_GROUPS = QUICK_JOIN  # joins in 1 s on tansu
@@ -162,7 +163,7 @@ class Trickle:
 def outbox_count(db_path: str) -> int:
     """Events waiting in the outbox beside ``db_path``."""
     spool = Spool(outbox_dir(db_path))
-    return sum(len(spool.read(segment)) for segment in spool.segments())
+    return sum(len(spool.read(segment, lambda kept: kept["new"] + kept["stale"])) for segment in spool.segments())
 
 
 def add_video(path: str, video_id: str, region: str | None, snapshots: list[tuple[int, int, int, str]]) -> None:

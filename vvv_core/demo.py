@@ -19,7 +19,8 @@ from vvv_core.config import Settings
 from vvv_core.domain.regions import in_order
 from vvv_core.domain.scoring import label
 from vvv_core.hook import publish_new
-from vvv_core.runtime import GroupRunner, Groups
+from vvv_core.runtime import Groups
+from vvv_core.runtime.loop import GroupRunner
 from vvv_core.sample import build_sample_db
 from vvv_core.standins import LocalServer, demo_oembed, demo_thumbnails
 

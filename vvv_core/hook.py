@@ -13,28 +13,18 @@ import logging
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from vvv_core import db
 from vvv_core.avro import SchemaStore
 from vvv_core.config import ConfigError, Settings
-from vvv_core.events import InvalidEvent, stale_record, video_record
-from vvv_core.outbox import Message, OutboxPublisher, outbox_dir
+from vvv_core.errors import InvalidInput
+from vvv_core.events import stale_record, video_record
+from vvv_core.outbox import Encode, Message, OutboxPublisher, Spool, outbox_dir
+from vvv_core.published import PublishedRecord, fingerprint
 
 log = logging.getLogger(__name__)
-
-PUBLISHED_DDL = """
-CREATE TABLE IF NOT EXISTS vvv_published (
-    video_id TEXT PRIMARY KEY,
-    snapshot_rowid INTEGER NOT NULL,  -- the newest snapshot when the video was last published
-    published_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-)"""
-
-STALE_PUBLISHED_DDL = """
-CREATE TABLE IF NOT EXISTS vvv_stale_published (
-    video_id TEXT PRIMARY KEY,
-    published_at REAL NOT NULL  -- julianday, to compare with the stale age
-)"""
 
 
 @dataclass
@@ -51,6 +41,17 @@ class PublishReport:
     def __str__(self) -> str:
         text = f"delivered {self.delivered}, kept in outbox {self.queued}, rejected {len(self.rejected)}"
         return text + (f" ({self.error})" if self.error else "")
+
+
+@dataclass
+class Records:
+    """Valid events as Avro records, before encoding: what the outbox keeps when encoding fails."""
+
+    new: list[dict[str, Any]] = field(default_factory=list)
+    stale: list[dict[str, Any]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.new) + len(self.stale)
 
 
 _schemas: SchemaStore | None = None
@@ -70,25 +71,26 @@ def _encoders() -> SchemaStore:
     return _schemas
 
 
-def build_messages(
-    settings: Settings, new_videos: Iterable[dict[str, Any]], stale_ids: Iterable[str], report: PublishReport
-) -> list[Message]:
-    """Encoded messages for valid items; invalid ones are listed in ``report.rejected``."""
-    store = _encoders()
-    encode_video, encode_stale = store.encoder("VideoEvent"), store.encoder("StaleCheckEvent")
-    messages = []
-    for topic, items, make, encode in (
-        (settings.videos_topic, new_videos, video_record, encode_video),
-        (settings.stale_topic, stale_ids, stale_record, encode_stale),
-    ):
+def validate(new_videos: Iterable[dict[str, Any]], stale_ids: Iterable[str], report: PublishReport) -> Records:
+    """The records of the valid items; each invalid one is listed in ``report.rejected`` with why."""
+    records = Records()
+    for items, make, into in ((new_videos, video_record, records.new), (stale_ids, stale_record, records.stale)):
         for item in items:
             try:
-                record = make(item)
-            except (InvalidEvent, AttributeError) as exc:
-                report.rejected[repr(item)[:80]] = str(exc) if isinstance(exc, InvalidEvent) else "not a dict"
-                continue
-            messages.append(Message(topic, record["video_id"].encode(), encode(record)))
-    return messages
+                into.append(make(item))
+            except (InvalidInput, AttributeError) as exc:
+                report.rejected[repr(item)[:80]] = str(exc) if isinstance(exc, InvalidInput) else "not a dict"
+    return records
+
+
+def encode(settings: Settings, records: Records) -> list[Message]:
+    """The messages for ``records``; raises if the settings or schemas are unusable."""
+    store = _encoders()
+    encode_video, encode_stale = store.encoder("VideoEvent"), store.encoder("StaleCheckEvent")
+    return [
+        *(Message(settings.videos_topic, r["video_id"].encode(), encode_video(r)) for r in records.new),
+        *(Message(settings.stale_topic, r["video_id"].encode(), encode_stale(r)) for r in records.stale),
+    ]
 
 
 def background_processing(
@@ -97,29 +99,55 @@ def background_processing(
     """Publish one event per new video and one per stale id; return within the hook timeout.
 
     ``db_path`` is the cron database, beside which the outbox lives; the hook never opens it.
-    Never raises: problems are logged and described in the returned report.
+    Never raises, and never loses a valid event: whatever fails after the items are validated
+    (the settings, the schemas, encoding, the broker), each valid event is delivered or kept in
+    the outbox, and the returned report says which.
     """
     report = PublishReport()
+    records = validate(new_videos, stale_ids, report)
+    for item, reason in report.rejected.items():
+        log.error("hook: rejected %s: %s", item, reason)
     try:
-        settings = settings or Settings.from_env()
-        messages = build_messages(settings, new_videos, stale_ids, report)
-        _deliver(settings, db_path, messages, report)
-    except ConfigError as exc:
-        log.error("hook: configuration error: %s", exc)
-        report.error = f"configuration error: {exc}"
+        _publish(records, db_path, settings, report)
     except Exception as exc:  # the cron must go on whatever happens here
         log.exception("background_processing failed")
         report.error = f"{type(exc).__name__}: {exc}"
-    for item, reason in report.rejected.items():
-        log.error("hook: rejected %s: %s", item, reason)
     return report
 
 
-def _deliver(settings: Settings, db_path: str, messages: list[Message], report: PublishReport) -> None:
-    delivery = _publisher(settings).deliver(outbox_dir(db_path), messages, settings.hook_timeout)
+def _publish(records: Records, db_path: str, settings: Settings | None, report: PublishReport) -> None:
+    folder = outbox_dir(db_path)
+    try:
+        settings = settings or Settings.from_env()
+        messages = encode(settings, records)
+    except Exception as exc:  # nothing can be sent now: keep the records themselves, in their place in the order
+        kind = "configuration error" if isinstance(exc, ConfigError) else f"cannot encode events ({type(exc).__name__})"
+        log.error("hook: %s: %s; keeping %d events in the outbox %s", kind, exc, len(records), folder)
+        report.error = f"{kind}: {exc}"
+        if records:
+            Spool(folder).write_records({"new": records.new, "stale": records.stale})
+            report.queued = len(records)
+            _note(folder, records)
+        return
+    delivery = _publisher(settings).deliver(folder, messages, settings.hook_timeout, _encode_kept(settings))
     report.delivered += delivery.delivered
     report.queued += delivery.queued
     report.error = report.error or delivery.error
+    _note(folder, records)
+
+
+def _encode_kept(settings: Settings) -> Encode:
+    def encode_kept(kept: dict[str, list[dict]]) -> list[Message]:
+        return encode(settings, Records(kept["new"], kept["stale"]))
+
+    return encode_kept
+
+
+def _note(folder: Path, records: Records) -> None:
+    """Delivered or kept, so published: ``vvv publish`` will not send them again."""
+    PublishedRecord(folder).note(
+        ((r["video_id"], fingerprint(r)) for r in records.new), (r["video_id"] for r in records.stale)
+    )
 
 
 def flush_outbox(db_path: str, settings: Settings) -> PublishReport:
@@ -127,8 +155,8 @@ def flush_outbox(db_path: str, settings: Settings) -> PublishReport:
     return background_processing([], [], db_path, settings)
 
 
-def _select_new(conn: sqlite3.Connection) -> list[tuple[dict[str, Any], int]]:
-    """Videos whose newest snapshot was not published yet, with that snapshot's rowid."""
+def _select_new(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every video with what its newest snapshot says, as the hook is handed it."""
     snap = db.columns(conn, "video_snapshots")
     vids = db.columns(conn, "videos")
 
@@ -142,63 +170,53 @@ def _select_new(conn: sqlite3.Connection) -> list[tuple[dict[str, Any], int]]:
                    {col(snap, "s", "comments")} AS comments,
                    row_number() OVER (PARTITION BY video_id ORDER BY julianday(fetched_at) DESC, rowid DESC) AS n
             FROM video_snapshots AS s)
-        SELECT n.video_id, n.snapshot_rowid, coalesce(n.region, {col(vids, "v", "region")}),
+        SELECT n.video_id, coalesce(n.region, {col(vids, "v", "region")}),
                {col(vids, "v", "title")}, {col(vids, "v", "thumbnail_url")}, n.view_count, n.likes, n.comments
         FROM newest AS n
         LEFT JOIN videos AS v ON v.video_id = n.video_id
-        LEFT JOIN vvv_published AS p ON p.video_id = n.video_id
-        WHERE n.n = 1 AND p.snapshot_rowid IS NOT n.snapshot_rowid
+        WHERE n.n = 1
         ORDER BY n.snapshot_rowid""").fetchall()
-    names = ("video_id", "snapshot_rowid", "region", "title", "thumbnail_url", "view_count", "likes", "comments")
-    return [(dict(zip(names, row, strict=True)), row[1]) for row in rows]
+    names = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments")
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def _select_stale(conn: sqlite3.Connection, stale_hours: float) -> list[str]:
-    """Videos whose newest snapshot is older than the stale age, not published in this age window."""
-    window = stale_hours / 24.0
+    """Videos whose newest snapshot is older than the stale age."""
     rows = conn.execute(
         """
-        SELECT s.video_id FROM video_snapshots AS s
-        LEFT JOIN vvv_stale_published AS p ON p.video_id = s.video_id
-        GROUP BY s.video_id
-        HAVING max(julianday(s.fetched_at)) < julianday('now') - :window
-           AND (max(p.published_at) IS NULL OR max(p.published_at) < julianday('now') - :window)
-        ORDER BY s.video_id""",
-        {"window": window},
+        SELECT video_id FROM video_snapshots
+        GROUP BY video_id
+        HAVING max(julianday(fetched_at)) < julianday('now') - :window
+        ORDER BY video_id""",
+        {"window": stale_hours / 24.0},
     ).fetchall()
     return [row[0] for row in rows]
 
 
 def publish_new(db_path: str, settings: Settings) -> PublishReport:
-    """``vvv publish``: every video with an unpublished newest snapshot, and every stale video.
+    """``vvv publish``: every video whose newest snapshot was not published yet, and every stale video.
 
-    A video is marked published once its event was delivered or kept in the outbox, so a
-    rerun publishes nothing new and nothing is lost in between.
+    What was published is the record the hook keeps too (``vvv_core.published``): a snapshot
+    the hook sent is not sent again, nor a stale check within its age window. Rejected rows are
+    not recorded, so they are tried again once the cron's data is fixed.
     """
     conn = db.connect(db_path)
     try:
         db.require_table(conn, "video_snapshots")
         db.require_table(conn, "videos")
-        conn.execute(PUBLISHED_DDL)
-        conn.execute(STALE_PUBLISHED_DDL)
-        new = _select_new(conn)
-        stale = _select_stale(conn, settings.stale_hours)
-        report = PublishReport()
-        messages = build_messages(settings, [item for item, _ in new], stale, report)
-        log.info("publishing %d new videos and %d stale ones", len(new), len(stale))
-        _deliver(settings, db_path, messages, report)
-        with db.transaction(conn):
-            conn.executemany(
-                """INSERT INTO vvv_published (video_id, snapshot_rowid) VALUES (?, ?)
-                   ON CONFLICT (video_id) DO UPDATE SET snapshot_rowid = excluded.snapshot_rowid,
-                                                        published_at = excluded.published_at""",
-                [(item["video_id"], rowid) for item, rowid in new],
-            )
-            conn.executemany(
-                """INSERT INTO vvv_stale_published (video_id, published_at) VALUES (?, julianday('now'))
-                   ON CONFLICT (video_id) DO UPDATE SET published_at = excluded.published_at""",
-                [(video_id,) for video_id in stale],
-            )
-        return report
+        candidates = _select_new(conn)
+        stale_candidates = _select_stale(conn, settings.stale_hours)
     finally:
         conn.close()
+    published = PublishedRecord(outbox_dir(db_path))
+    report = PublishReport()
+    checked = validate(candidates, stale_candidates, report)
+    unpublished = published.unpublished({r["video_id"]: fingerprint(r) for r in checked.new})
+    recent = published.stale_published_within(settings.stale_hours / 24)
+    due = Records(
+        [r for r in checked.new if r["video_id"] in unpublished],
+        [r for r in checked.stale if r["video_id"] not in recent],
+    )
+    log.info("publishing %d new videos and %d stale ones", len(due.new), len(due.stale))
+    _publish(due, db_path, settings, report)
+    return report

@@ -9,6 +9,10 @@ join its end instead of overtaking it: each video's events stay in order. One pr
 at a time (an ``flock`` on the folder's lock file); a process that cannot get the lock before
 its deadline writes its messages as a new segment, behind the others.
 
+Events the hook could not encode (its settings or schemas broken) are kept too, as the
+validated records themselves (``*.records``, JSON): the next delivery that can encode them
+sends them in their place in the order.
+
 A message can be delivered twice (its delivery report lost with a purged in-flight request,
 or a crash between sending and rewriting the spool); consumers are idempotent and results
 carry the event id, so a repeat is harmless. A message is never dropped.
@@ -19,12 +23,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import itertools
+import json
 import logging
 import os
 import struct
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -46,6 +51,7 @@ PROGRESS_EVERY = 50_000  # a large backlog (`vvv publish` after a pause) reports
 LOCK_POLL = 0.01  # seconds between attempts at the drain lock
 MAGIC = b"VVVOUTBOX1\n"
 RECORD = struct.Struct(">HiI")  # topic length, key length (-1: no key), value length
+RECORDS = ".records"  # records kept before they could be encoded: {"new": [...], "stale": [...]}
 _sequence = itertools.count()
 
 
@@ -53,6 +59,9 @@ class Message(NamedTuple):
     topic: str
     key: bytes | None
     value: bytes
+
+
+Encode = Callable[[dict[str, list[dict]]], list[Message]]  # records kept unencoded -> messages, now
 
 
 @dataclass
@@ -103,7 +112,10 @@ class Spool:
         self.folder = folder
 
     def segments(self) -> list[Path]:
-        return sorted(self.folder.glob("*.seg")) if self.folder.is_dir() else []
+        """Segments and kept records, oldest first (their names start with the time they were written)."""
+        if not self.folder.is_dir():
+            return []
+        return sorted([*self.folder.glob("*.seg"), *self.folder.glob(f"*{RECORDS}")], key=lambda p: p.name)
 
     @contextlib.contextmanager
     def drain_lock(self, deadline: float) -> Iterator[bool]:
@@ -124,7 +136,10 @@ class Spool:
         finally:
             os.close(fd)  # releases the lock
 
-    def read(self, segment: Path) -> list[Message]:
+    def read(self, segment: Path, encode: Encode) -> list[Message]:
+        """A segment's messages; kept records are encoded now (which may raise)."""
+        if segment.suffix == RECORDS:
+            return encode(json.loads(segment.read_text(encoding="utf-8")))
         data = segment.read_bytes()
         body, crc = data[len(MAGIC) : -4], data[-4:]
         if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4 or zlib.crc32(body).to_bytes(4, "big") != crc:
@@ -148,11 +163,18 @@ class Spool:
             name = topic.encode()
             parts += [RECORD.pack(len(name), -1 if key is None else len(key), len(value)), name, key or b"", value]
         body = b"".join(parts)
+        return self._write(MAGIC + body + zlib.crc32(body).to_bytes(4, "big"), ".seg", replacing)
+
+    def write_records(self, records: dict[str, list[dict]]) -> Path:
+        """Validated records that cannot be encoded yet, kept whole, durable on return."""
+        return self._write(json.dumps(records).encode(), RECORDS)
+
+    def _write(self, data: bytes, suffix: str, replacing: Path | None = None) -> Path:
         self.folder.mkdir(exist_ok=True)
-        target = replacing or self.folder / f"{time.time_ns():020d}-{os.getpid()}-{next(_sequence)}.seg"
+        target = replacing or self.folder / f"{time.time_ns():020d}-{os.getpid()}-{next(_sequence)}{suffix}"
         tmp = target.with_suffix(".tmp")
         with open(tmp, "wb") as f:
-            f.write(MAGIC + body + zlib.crc32(body).to_bytes(4, "big"))
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -216,7 +238,7 @@ class OutboxPublisher:
             self.close()
         return Delivery(delivered=len(messages) - len(failed), error=acks.error if failed else None, failed=failed)
 
-    def deliver(self, folder: Path, messages: list[Message], timeout: float) -> Delivery:
+    def deliver(self, folder: Path, messages: list[Message], timeout: float, encode: Encode) -> Delivery:
         """Deliver the outbox, then ``messages``, within ``timeout`` seconds; keep the rest in the outbox.
 
         Returns a little after ``timeout`` at the latest: the time to write one spool segment.
@@ -227,20 +249,23 @@ class OutboxPublisher:
             with spool.drain_lock(deadline) as drainer:
                 if not drainer:  # another process is draining: queue behind it
                     return self._keep(spool, Delivery(error="another process is draining the outbox"), messages)
-                return self._drain(spool, messages, deadline)
+                return self._drain(spool, messages, deadline, encode)
         except OSError as exc:
             raise OutboxError(f"cannot keep events in the outbox {folder}: {exc}") from exc
 
-    def _drain(self, spool: Spool, messages: list[Message], deadline: float) -> Delivery:
+    def _drain(self, spool: Spool, messages: list[Message], deadline: float, encode: Encode) -> Delivery:
         backlog: list[Message] = []
         segments = []
         for segment in spool.segments():
             try:
-                backlog += spool.read(segment)
+                backlog += spool.read(segment, encode)
                 segments.append(segment)
             except OutboxError as exc:
                 log.error("%s: set aside as .damaged", exc)
                 spool.set_aside(segment)
+            except Exception as exc:  # kept records that still cannot be encoded: they, and all after them, wait
+                error = f"cannot encode the events kept in {segment.name} yet ({type(exc).__name__}: {exc})"
+                return self._keep(spool, Delivery(error=error), messages)
         try:
             sent = self._send(backlog + messages, deadline)
         except Exception as exc:  # whatever fails while sending, all of it is kept

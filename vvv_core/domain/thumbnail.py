@@ -12,8 +12,6 @@ import contextlib
 import io
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
-
 from vvv_core.memory import BudgetBusy, MemoryBudget
 
 MIN_WIDTH, MIN_HEIGHT = 200, 150  # below either: YouTube's 120x90 grey placeholder and its like
@@ -73,6 +71,8 @@ def judge(
     With a ``budget``, the decoded pixels are reserved from it first, waiting until ``deadline``
     (``time.monotonic()``) at the most.
     """
+    from PIL import Image, UnidentifiedImageError  # the consumers' extra: status tools import this module without it
+
     if is_transient_status(http_status):
         return failed(f"HTTP {http_status}", http_status)
     if http_status != 200:

@@ -8,11 +8,13 @@
   runs the runtime without a broker;
 - ``executors.py`` runs the work (a batch at once, or concurrent checks with retries, each
   video's events in order); ``group.py`` is what a group declares.
+
+What a group declares is exported here; the loop is imported from ``vvv_core.runtime.loop``,
+since it brings the metrics (prometheus-client, part of the ``consumers`` extra) with it.
 """
 
 from vvv_core.runtime.executors import BatchExecutor, ConcurrentExecutor, Executor
 from vvv_core.runtime.group import ConsumerGroup, Groups
-from vvv_core.runtime.loop import GroupRunner
 from vvv_core.runtime.model import Checked, ConsumerStopped, Failure, Inbound, Outcome
 
 __all__ = [
@@ -23,7 +25,6 @@ __all__ = [
     "ConsumerStopped",
     "Executor",
     "Failure",
-    "GroupRunner",
     "Groups",
     "Inbound",
     "Outcome",
