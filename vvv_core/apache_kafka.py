@@ -106,7 +106,8 @@ class ApacheKafka:
     """``nodes`` KRaft nodes on 127.0.0.1; a context manager that always stops them.
 
     ``data``: where the nodes keep their logs (kept across ``kill``/``start``, so a restart is
-    durable); a temporary folder when not given. ``properties``: broker settings added to the shared ones.
+    durable); a temporary folder when not given. ``properties``: broker settings added to the shared ones;
+    ``client``: what a client needs to connect to them (credentials), to tell when they are ready.
     """
 
     def __init__(
@@ -116,12 +117,14 @@ class ApacheKafka:
         lib: Path | None = None,
         port: int | None = None,
         properties: Mapping[str, str] | None = None,
+        client: Mapping[str, str] | None = None,
     ):
         self.lib = find_jars(lib)
         if java_major() < 17:
             raise KafkaNotInstalled("Apache Kafka 4 needs Java 17 or later")
         self.data = data or Path(os.environ.get("TMPDIR", "/tmp")) / f"vvv-kafka-{uuid.uuid4().hex[:8]}"
         self._own_data = data is None
+        self.client = dict(client or {})
         ports = [port or free_port()] + [free_port() for _ in range(nodes - 1)]
         self.nodes = [Node(i + 1, ports[i], free_port(), self.data / f"node{i + 1}") for i in range(nodes)]
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
@@ -180,7 +183,7 @@ class ApacheKafka:
         while not all(listening(n.port) for n in running):
             self._check_alive(deadline)
             time.sleep(0.1)
-        client = AdminClient({"bootstrap.servers": self.bootstrap})
+        client = AdminClient({"bootstrap.servers": self.bootstrap, **self.client})
         while True:
             self._check_alive(deadline)
             try:

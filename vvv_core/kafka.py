@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+import re
 import socket
 import struct
 import time
@@ -62,6 +63,53 @@ class BrokerUnavailable(Fatal):
             f"no Kafka broker reachable at {bootstrap}{f' ({detail})' if detail else ''}: "
             "start the embedded one with `vvv broker`, or point --bootstrap / KAFKA_BOOTSTRAP_SERVERS at yours"
         )
+
+
+class TlsFailed(Fatal):
+    """A broker answered, but the TLS handshake with it failed."""
+
+
+class AuthenticationFailed(Fatal):
+    """A broker answered, but refused the client's credentials."""
+
+
+class NotAuthorised(Fatal):
+    """The broker knows the client, and its ACLs do not allow what was asked."""
+
+
+AUTHORISATION = {
+    KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+    KafkaError.GROUP_AUTHORIZATION_FAILED,
+    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+}
+
+
+def _short(err: KafkaError) -> str:
+    """librdkafka's text without the broker's name before it and the connection state after it."""
+    return re.sub(r"^\S+/\S+: ", "", err.str()).split(" (after ", 1)[0]
+
+
+def connection_error(bootstrap: str, seen: list[KafkaError], final: KafkaError) -> Fatal:
+    """Why a broker could not be used, from what the client's error callback saw: one line each."""
+    codes = {e.code(): e for e in seen}
+    if (err := codes.get(KafkaError._SSL)) is not None:
+        return TlsFailed(
+            f"TLS with the broker at {bootstrap} failed ({_short(err)}): check the ssl.* settings "
+            "(e.g. VVV_KAFKA_SSL_CA_LOCATION) and that this listener speaks TLS"
+        )
+    if (err := codes.get(KafkaError._AUTHENTICATION) or codes.get(KafkaError.SASL_AUTHENTICATION_FAILED)) is not None:
+        return AuthenticationFailed(
+            f"the broker at {bootstrap} refused the client's credentials ({_short(err)}): check the sasl.* "
+            "settings (e.g. VVV_KAFKA_SASL_USERNAME, VVV_KAFKA_SASL_PASSWORD_FILE)"
+        )
+    if (err := codes.get(KafkaError._TRANSPORT)) is not None:
+        return BrokerUnavailable(bootstrap, _short(err))
+    return BrokerUnavailable(bootstrap, final.str())
+
+
+def not_authorised(err: KafkaError, what: str) -> NotAuthorised:
+    return NotAuthorised(f"not authorised to {what} ({err.str()}): the broker's ACLs must allow it for this client")
 
 
 # For short-lived local runs (tests, benchmarks): tansu completes a classic group join only after
@@ -208,17 +256,20 @@ def consumer_config(settings: Settings, group: str, protocol: str = "classic", *
     return config
 
 
-def admin(settings: Settings) -> AdminClient:
-    return AdminClient(_client_config(settings, {}))
+def admin(settings: Settings, **extra: Any) -> AdminClient:
+    return AdminClient(_client_config(settings, extra))
 
 
 def check_broker(settings: Settings, timeout: float = 5.0) -> AdminClient:
-    """An admin client for a broker known to answer, or BrokerUnavailable."""
-    client = admin(settings)
+    """An admin client for a broker known to answer, or the reason it cannot be used (one line)."""
+    seen: list[KafkaError] = []
+    # librdkafka's own log line would say the same as the one error raised here, less clearly
+    client = admin(settings, error_cb=seen.append, log_level=2)
     try:
         client.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise BrokerUnavailable(settings.bootstrap, exc.args[0].str()) from None
+        client.poll(0.2)  # serves the error callback, which says why
+        raise connection_error(settings.bootstrap, seen, exc.args[0]) from None
     return client
 
 
@@ -247,6 +298,8 @@ def ensure_topics(
             future.result(timeout)
             log.info("created topic %s with %d partitions", topic, settings.partitions)
         except KafkaException as exc:
+            if exc.args[0].code() in AUTHORISATION:
+                raise not_authorised(exc.args[0], f"create topic {topic}") from None
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
 
@@ -295,6 +348,8 @@ def read_topic(
         if metadata.error is not None:
             if metadata.error.code() in MISSING:
                 raise TopicMissing(topic, settings.bootstrap)
+            if metadata.error.code() in AUTHORISATION:
+                raise not_authorised(metadata.error, f"read topic {topic}")
             raise KafkaException(metadata.error)
         pending, records = set(metadata.partitions), []
         deadline = time.monotonic() + timeout

@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from confluent_kafka import KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from vvv_core import kafka
-from vvv_core.config import Settings
+from vvv_core.config import KAFKA_SOURCES, Settings
 from vvv_core.errors import Fatal
 
 log = logging.getLogger(__name__)
@@ -213,8 +213,13 @@ class OutboxPublisher:
             return Delivery()
         try:
             producer = self._ensure_ready(deadline)
-        except (kafka.BrokerUnavailable, KafkaException) as exc:
+        except Fatal as exc:  # no broker, TLS or authentication failed, not authorised: said as such
             return Delivery(error=str(exc), failed=list(messages))
+        except KafkaException as exc:
+            err = exc.args[0]
+            if err.code() == KafkaError._INVALID_ARG:  # a librdkafka setting it does not take
+                return Delivery(error=f"configuration error: {err.str()} ({KAFKA_SOURCES})", failed=list(messages))
+            return Delivery(error=err.str(), failed=list(messages))
         acks = Acknowledgements(len(messages))
         for i, (topic, key, value) in enumerate(messages):
             if i and i % PROGRESS_EVERY == 0:
