@@ -59,6 +59,8 @@ def test_each_group_is_a_scalable_restarting_service(name):
     assert service["restart"] == "on-failure" and service["stop_signal"] == "SIGTERM"
     assert "container_name" not in service and "ports" not in service  # --scale needs neither
     assert "cron-db:/data" in service["volumes"]
+    port = service["environment"]["VVV_METRICS_PORT"]
+    assert f"http://127.0.0.1:{port}/healthz" in " ".join(service["healthcheck"]["test"])
     assert service["depends_on"]["topics"]["condition"] == "service_completed_successfully"
 
 

@@ -86,7 +86,7 @@ def test_metrics_and_health_endpoints_of_a_consumer(settings, sample_db):
 
     port = free_port()
     publish_new(sample_db, settings)
-    env = cli_env(settings)
+    env = cli_env(settings, VVV_KAFKA_STATISTICS_INTERVAL_MS="500")
     process = subprocess.Popen(
         [sys.executable, "-m", "vvv_core.cli", "consume", "scoring", "--db", sample_db, "--metrics-port", str(port)],
         env=env,
@@ -115,6 +115,10 @@ def test_metrics_and_health_endpoints_of_a_consumer(settings, sample_db):
         assert 'vvv_partitions_owned{group="scoring"} 6.0' in text
 
         assert "vvv_batch_seconds_count" in text and "vvv_commit_seconds_count" in text
+        assert 'vvv_committed_lag{group="scoring",partition="0"} 0.0' in text  # the lag the broker sees
+        assert 'vvv_librdkafka_received_messages{client="consumer",group="scoring"}' in text  # librdkafka's own
+        assert 'vvv_librdkafka_broker_rtt_seconds{broker="127.0.0.1:' in text
+        assert 'vvv_retries_total{group="scoring"} 0.0' in text
         assert get("/nope")[0] == 404
     finally:
         process.terminate()

@@ -199,9 +199,12 @@ def test_finished_work_is_committed_before_partitions_are_given_up(tmp_path):  #
     p.start()
     wait_for(lambda: len(p.results()) == 10, 5, "every result")
     assert p.broker.committed == {}  # not due yet
+    lag = p.runner.metrics.registry.get_sample_value
+    wait_for(lambda: lag("vvv_lag", {"group": "thumbnails", "partition": "0"}) is not None, 5, "the lag gauge")
     p.backend.revoke([0, 1])
     wait_for(lambda: not p.runner.owned, 5, "the revocation")
     assert p.broker.committed == p.end_offsets()
+    assert lag("vvv_lag", {"group": "thumbnails", "partition": "0"}) is None  # another member reports it now
     p.stop()
 
 

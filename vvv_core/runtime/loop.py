@@ -48,7 +48,13 @@ class GroupRunner:
         self.schemas = schemas or SchemaStore()
         self.metrics = metrics.Metrics(group.name)
         self.log = logs.ContextLog(log, {"group": group.name})
-        self.backend = backend or KafkaBackend(settings, group.name, self.log, exactly_once=settings.exactly_once)
+        self.backend = backend or KafkaBackend(
+            settings,
+            group.name,
+            self.log,
+            exactly_once=settings.exactly_once,
+            statistics=self.metrics.statistics_callback if settings.metrics_port else None,
+        )
         self.checkpoint = Checkpoint(
             self.backend,
             group,
@@ -189,9 +195,13 @@ class GroupRunner:
         m.partitions.labels(name).set(len(self.checkpoint.partitions))
         for tp, offsets in self.checkpoint.partitions.items():
             high = self.backend.high_watermark(tp)
+            if high is None:  # no fetch yet: no figure rather than a wrong one
+                continue
             position = offsets.position if offsets.position is not None else offsets.committed
-            if high is not None and position is not None:  # no fetch yet: no figure rather than a wrong one
+            if position is not None:
                 m.lag.labels(name, str(tp[1])).set(max(0, high - position))
+            if offsets.committed is not None:
+                m.committed_lag.labels(name, str(tp[1])).set(max(0, high - offsets.committed))
 
     def _idle(self) -> bool:
         if self.until_idle is None or not self.checkpoint.partitions:

@@ -8,13 +8,14 @@ processing (readiness probe).
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from vvv_core.errors import Fatal
@@ -42,10 +43,18 @@ class Metrics:
         self.partitions = Gauge("vvv_partitions_owned", "Input partitions this member owns", **labels)
         self.lag = Gauge(
             "vvv_lag",
-            "Messages behind the log end, from the last fetch's high watermark",
+            "Messages behind the log end, from this member's position and the last fetch's high watermark",
             labelnames=["group", "partition"],
             registry=self.registry,
         )
+        self.committed_lag = Gauge(
+            "vvv_committed_lag",
+            "Messages behind the log end from the group's committed offset: the lag the broker sees",
+            labelnames=["group", "partition"],
+            registry=self.registry,
+        )
+        self.client_stats: dict[str, dict] = {}  # librdkafka's last statistics, by client role
+        self.registry.register(_ClientStatistics(self))
         self.group = group
         self.last_loop = time.monotonic()
         self.ready = False
@@ -73,8 +82,17 @@ class Metrics:
     def forget_partitions(self, partitions: list[int]) -> None:
         """Series of partitions this member gave up: another member reports them now."""
         for partition in partitions:
-            with contextlib.suppress(KeyError):
-                self.lag.remove(self.group, str(partition))
+            for gauge in (self.lag, self.committed_lag):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(self.group, str(partition))
+
+    def statistics_callback(self, role: str) -> Callable[[str], None]:
+        """librdkafka's ``stats_cb`` for one client: its JSON kept as it comes (``statistics.interval.ms``)."""
+
+        def keep(data: str) -> None:
+            self.client_stats[role] = json.loads(data)
+
+        return keep
 
     def count_outcomes(self, outcomes: Mapping[str, int]) -> None:
         """One batch's outcomes by name ("dead_letter" for dead letters): one increment per name."""
@@ -82,6 +100,39 @@ class Metrics:
             self.results.labels(self.group, outcome).inc(n)
         if "dead_letter" in outcomes:
             self.dead_lettered.labels(self.group).inc(outcomes["dead_letter"])
+
+
+CLIENT_TOTALS = {  # librdkafka's statistics exported, by its name: (ours, help)
+    "msg_cnt": ("vvv_librdkafka_queued_messages", "Messages in the client's queues (producer: not yet acknowledged)"),
+    "replyq": ("vvv_librdkafka_reply_queue", "Operations waiting to be served by poll"),
+    "txmsgs": ("vvv_librdkafka_sent_messages", "Messages sent to brokers, ever"),
+    "rxmsgs": ("vvv_librdkafka_received_messages", "Messages received from brokers, ever"),
+}
+
+
+class _ClientStatistics(Collector):
+    """librdkafka's own figures, read from its last statistics when scraped (none until the first arrives)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        stats = dict(self.metrics.client_stats)
+        for key, (name, what) in CLIENT_TOTALS.items():
+            family = GaugeMetricFamily(name, what, labels=["group", "client"])
+            for role, figures in stats.items():
+                family.add_metric([self.metrics.group, role], figures.get(key, 0))
+            yield family
+        rtt = GaugeMetricFamily(
+            "vvv_librdkafka_broker_rtt_seconds",
+            "Average round trip to each broker",
+            labels=["group", "client", "broker"],
+        )
+        for role, figures in stats.items():
+            for broker in figures.get("brokers", {}).values():
+                if broker.get("nodeid", -1) >= 0:
+                    rtt.add_metric([self.metrics.group, role, broker["nodename"]], broker["rtt"]["avg"] / 1e6)
+        yield rtt
 
 
 def serve(metrics: Metrics, port: int, host: str = "0.0.0.0") -> Callable[[], None]:

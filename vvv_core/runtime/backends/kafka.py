@@ -22,6 +22,8 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -33,11 +35,22 @@ from vvv_core.runtime.model import ConsumerStopped, Inbound, Partition
 
 FLUSH_TIMEOUT = 10.0  # seconds the broker may take to acknowledge messages
 TOPIC_CHECK_INTERVAL = 5.0  # seconds between attempts to recreate a vanished topic
+STATISTICS_INTERVAL_MS = 15_000  # librdkafka's statistics, with metrics on (VVV_KAFKA_STATISTICS_INTERVAL_MS)
 
 
 class KafkaBackend:
-    def __init__(self, settings: Settings, group: str, log: logging.LoggerAdapter, *, exactly_once: bool) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        group: str,
+        log: logging.LoggerAdapter,
+        *,
+        exactly_once: bool,
+        statistics: Callable[[str], Callable[[str], None]] | None = None,
+    ) -> None:
+        """``statistics``: makes librdkafka's ``stats_cb`` for a client role (metrics on), or None."""
         self.settings = settings
+        self._statistics = statistics
         self.group = group
         self.log = log
         self.exactly_once = exactly_once
@@ -78,7 +91,9 @@ class KafkaBackend:
             self._topics_checked = 0.0
             self._recreate_topics("rejoining")
         self._consumer = Consumer(
-            kafka.consumer_config(self.settings, self.group, self._protocol, error_cb=self._broker.on_error)
+            kafka.consumer_config(
+                self.settings, self.group, self._protocol, error_cb=self._broker.on_error, **self._stats("consumer")
+            )
         )
         self._consumer.subscribe(
             [self._topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -89,6 +104,7 @@ class KafkaBackend:
             "message.timeout.ms": int(FLUSH_TIMEOUT * 1000),
             "message.max.bytes": self.settings.max_message_bytes + 64 * 1024,  # room for headers
             "error_cb": self._broker.on_error,
+            **self._stats("producer"),
         }
         if not self.exactly_once:
             return Producer(kafka.producer_config(self.settings, **extra))
@@ -97,6 +113,12 @@ class KafkaBackend:
         producer = Producer(kafka.producer_config(self.settings, **extra))
         producer.init_transactions(FLUSH_TIMEOUT)
         return producer
+
+    def _stats(self, role: str) -> dict[str, Any]:
+        if self._statistics is None:
+            return {}
+        interval = self.settings.kafka.get("statistics.interval.ms", STATISTICS_INTERVAL_MS)
+        return {"statistics.interval.ms": interval, "stats_cb": self._statistics(role)}
 
     # -- consuming ------------------------------------------------------------------------
 
