@@ -196,8 +196,8 @@ class Member:
         backend: Backend | None = None,
     ) -> None:
         """``group``: a group's name (its database opened from ``db_path``), or a group made by the test."""
-        if isinstance(group, str):
-            group = GROUPS[group](settings, db.connect(db_path))
+        if isinstance(group, str):  # without a database: results only
+            group = GROUPS[group](settings, db.connect(db_path) if db_path else None)
         self.conn = group.conn
         self.runner = GroupRunner(group, settings, until_idle=until_idle, backend=backend)
         self.error: BaseException | None = None
@@ -209,7 +209,8 @@ class Member:
         except BaseException as exc:
             self.error = exc
         finally:
-            self.conn.close()
+            if self.conn is not None:
+                self.conn.close()
 
     def start(self) -> Member:
         Member.started.append(self)
@@ -266,7 +267,7 @@ def stop_one_by_one(members: list[Member], partitions: int) -> None:
             join_all(rest, partitions)
 
 
-def run_group(group: str, settings: Settings, db_path: str, until_idle: float = 1.0) -> GroupRunner:
+def run_group(group: str, settings: Settings, db_path: str | None, until_idle: float = 1.0) -> GroupRunner:
     return Member(group, settings, db_path, until_idle).start().join().runner
 
 

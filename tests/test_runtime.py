@@ -18,9 +18,10 @@ from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
 from vvv_core.domain.thumbnail import ThumbnailVerdict
 from vvv_core.errors import InvalidInput
-from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerGroup, ConsumerStopped, Outcome
+from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerStopped, EffectGroup
 from vvv_core.runtime.backends.memory import MemoryBackend, MemoryBroker
 from vvv_core.runtime.deadletter import read_headers
+from vvv_core.runtime.model import Effect
 
 Check = Callable[[events.VideoEvent, int], Checked]
 SCHEMAS = SchemaStore()
@@ -30,7 +31,7 @@ def verdict(status: str, reason: str | None = None, transient: bool = False, att
     return Checked(ThumbnailVerdict(status, reason=reason).detail(attempt), transient=transient)
 
 
-class EchoGroup(ConsumerGroup):
+class EchoGroup(EffectGroup):
     """A group whose check is the test's function: stores each verdict per video."""
 
     name = "thumbnails"  # the Result schema knows the real groups only
@@ -55,10 +56,9 @@ class EchoGroup(ConsumerGroup):
             on_give_up=lambda _event, reason, attempts: ThumbnailVerdict("error", reason=reason).detail(attempts),
         )
 
-    def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
-        rows = [
-            (o.inbound.event.video_id, o.detail["status"], o.detail["reason"], o.detail["attempts"]) for o in outcomes
-        ]
+    @classmethod
+    def apply(cls, conn: sqlite3.Connection, effects: list[Effect]) -> None:
+        rows = [(e.video_id, e.detail["status"], e.detail["reason"], e.detail["attempts"]) for e in effects]
         conn.executemany("INSERT INTO applied VALUES (?, ?)", [(v, r) for v, _s, r, _a in rows])
         conn.executemany(
             "INSERT INTO verdicts VALUES (?, ?, ?, ?) ON CONFLICT (video_id) DO UPDATE SET status = excluded.status,"

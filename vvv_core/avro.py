@@ -58,8 +58,11 @@ class SchemaStore:
         for path in paths:
             parsed = self._add_writer(json.loads(path.read_text()))
             self._current[parsed["name"].rpartition(".")[2]] = parsed  # short names are unique here
-        for old in history:
-            self._add_writer(json.loads(Path(old).read_text()) if not isinstance(old, dict) else old)
+        # Older versions still on topics, shipped beside the current ones (history/), and any given.
+        shipped = directory / "history"
+        older = [p for p in shipped.iterdir() if p.name.endswith(".avsc")] if shipped.is_dir() else []
+        for old in [*older, *history]:
+            self._add_writer(json.loads(old.read_text()) if not isinstance(old, dict) else old)
 
     def _add_writer(self, schema: dict[str, Any]) -> dict[str, Any]:
         parsed = fastavro.parse_schema(schema)  # keeps fastavro's "already parsed" mark: no re-parse per call

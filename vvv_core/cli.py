@@ -132,18 +132,21 @@ def cmd_outbox_flush(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
+    group = GROUPS[args.group]
+    if args.db is None and group.needs_db:
+        raise ConfigError(f"vvv consume {group.name} needs --db: it reads the cron database (it cannot run elsewhere)")
     if args.metrics_port is not None:
         settings = replace(settings, metrics_port=args.metrics_port)
-    conn = db.connect(args.db)
+    conn = db.connect(args.db) if args.db is not None else None
     from vvv_core.runtime.loop import GroupRunner
 
-    runner = GroupRunner(GROUPS[args.group](settings, conn), settings, until_idle=args.until_idle)
-
+    runner = GroupRunner(group(settings, conn), settings, until_idle=args.until_idle)
     on_stop_signals(runner.stop)
     try:
         runner.run()
     finally:
-        conn.close()
+        if conn is not None:
+            conn.close()
     return 0
 
 
@@ -357,6 +360,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--db", required=True, help="the cron's SQLite database (the outbox is beside it)")
     q.set_defaults(func=cmd_outbox_flush)
 
+    def member_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--until-idle",
+            type=seconds,
+            metavar="SECONDS",
+            help="exit 0 once everything is consumed and nothing new arrived for SECONDS (default: run until stopped)",
+        )
+        p.add_argument(
+            "--metrics-port",
+            type=port,
+            metavar="PORT",
+            help="serve /metrics, /healthz and /readyz on PORT (default: $VVV_METRICS_PORT, else off)",
+        )
+        p.set_defaults(func=cmd_consume)
+
     p = command(
         "consume",
         "run one member of a consumer group",
@@ -365,20 +383,23 @@ def build_parser() -> argparse.ArgumentParser:
         "share the partitions.",
     )
     p.add_argument("group", choices=sorted(GROUPS), help="the group to join")
-    p.add_argument("--db", required=True, help="the cron's SQLite database, where results are stored")
     p.add_argument(
-        "--until-idle",
-        type=seconds,
-        metavar="SECONDS",
-        help="exit 0 once everything is consumed and nothing new arrived for SECONDS (default: run until stopped)",
+        "--db",
+        help="the cron's SQLite database, where results are stored (direct mode). Without it (thumbnails, "
+        "liveness), results are only published, for `vvv sink` on the cron's host to store: any host can run it",
     )
-    p.add_argument(
-        "--metrics-port",
-        type=port,
-        metavar="PORT",
-        help="serve /metrics, /healthz and /readyz on PORT (default: $VVV_METRICS_PORT, else off)",
+    member_options(p)
+
+    p = command(
+        "sink",
+        "store published results in the cron database (on the cron's host)",
+        "Run the sink (the group `sink`): it reads the results topic and stores the results of members that "
+        "ran without the database, each exactly once: its offsets are kept in the same SQLite transaction as "
+        "the results. One sink per cron database.",
     )
-    p.set_defaults(func=cmd_consume)
+    p.add_argument("--db", required=True, help="the cron's SQLite database")
+    member_options(p)
+    p.set_defaults(group="sink")
 
     p = command("dlq", "dead letters: events a group could not process", "A group's dead-letter topic.")
     dlq = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION", help="what to do")

@@ -55,6 +55,18 @@ class StaleCheckEvent:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class ResultEvent:
+    """A result read back from the results topic (by the sink)."""
+
+    event_id: str
+    video_id: str
+    group: str
+    event_at: int  # the source event's created_at, ms; 0 in results written before it was recorded
+    stored: bool  # already in the cron database: its member ran in direct mode
+    detail: dict[str, Any]
+
+
 def _video_id(value: Any) -> str:
     if not isinstance(value, str) or not VIDEO_ID.fullmatch(value):
         shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}... ({len(value)} chars)"
@@ -117,6 +129,20 @@ def stale_check_event(record: dict[str, Any]) -> StaleCheckEvent:
         event_id=_event_id(record.get("event_id")),
         video_id=_video_id(record.get("video_id")),
         created_at=_created_at(record.get("created_at")),
+    )
+
+
+def result_event(record: dict[str, Any]) -> ResultEvent:
+    event_at = record.get("event_at")
+    if isinstance(event_at, bool) or not isinstance(event_at, int) or event_at < 0:
+        raise InvalidEvent(f"invalid event_at {event_at!r}: expected milliseconds since the epoch")
+    return ResultEvent(
+        event_id=_event_id(record.get("event_id")),
+        video_id=_video_id(record.get("video_id")),
+        group=str(record.get("group")),
+        event_at=event_at,
+        stored=bool(record.get("stored")),
+        detail=dict(record.get("detail") or {}),
     )
 
 

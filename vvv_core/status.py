@@ -10,7 +10,7 @@ from vvv_core import db, kafka
 from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
 from vvv_core.domain.scoring import label
-from vvv_core.runtime.group import Groups
+from vvv_core.runtime.group import Groups, client_mode
 
 RESULTS_TAIL = 200  # results read from the end of each partition to find each group's latest
 
@@ -32,6 +32,13 @@ class GroupStatus:
     partitions: list[PartitionLag] = field(default_factory=list)
     dead_letters: int | None = None
     last_result_at: str | None = None
+
+    @property
+    def modes(self) -> list[str] | None:
+        """How its members run (direct, results-only), from their client ids; None where members are not reported."""
+        if self.members is None:
+            return None
+        return sorted({client_mode(self.group, m.split("@", 1)[0]) for m in self.members})
 
     @property
     def total_lag(self) -> int | None:
@@ -102,7 +109,10 @@ def database_summary(db_path: str) -> dict[str, object]:
 
 
 def as_json(statuses: list[GroupStatus], summary: dict | None) -> dict:
-    return {"groups": [{**asdict(s), "total_lag": s.total_lag} for s in statuses], "database": summary}
+    return {
+        "groups": [{**asdict(s), "total_lag": s.total_lag, "modes": s.modes} for s in statuses],
+        "database": summary,
+    }
 
 
 def _show(value: object) -> str:
@@ -110,12 +120,13 @@ def _show(value: object) -> str:
 
 
 def render(statuses: list[GroupStatus], summary: dict | None) -> str:
-    lines = [f"{'group':<12}{'members':>8}{'lag':>8}{'dead letters':>14}  last result"]
+    lines = [f"{'group':<12}{'members':>8}{'lag':>8}{'dead letters':>14}  {'last result':<26}mode"]
     for s in statuses:
         members = "?" if s.members is None else str(len(s.members))
+        modes = "?" if s.modes is None else ", ".join(s.modes) or "-"
         lines.append(
             f"{s.group:<12}{members:>8}{_show(s.total_lag):>8}{_show(s.dead_letters):>14}  "
-            f"{s.last_result_at or 'none yet'}"
+            f"{s.last_result_at or 'none yet':<26}{modes}"
         )
         for p in s.partitions:
             lines.append(

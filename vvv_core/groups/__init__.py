@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from vvv_core.groups.liveness import LivenessGroup
 from vvv_core.groups.scoring import ScoringGroup
+from vvv_core.groups.sink import SinkGroup
 from vvv_core.groups.thumbnails import ThumbnailGroup
 from vvv_core.runtime import Groups
 
-GROUPS: Groups = {group.name: group for group in (ScoringGroup, ThumbnailGroup, LivenessGroup)}
+GROUPS: Groups = {group.name: group for group in (ScoringGroup, ThumbnailGroup, LivenessGroup, SinkGroup)}

@@ -19,25 +19,28 @@ CREATE TABLE IF NOT EXISTS video_liveness (
     http_status INTEGER,
     reason TEXT,
     checked_at TEXT NOT NULL,
-    dead_since TEXT  -- when it was first seen deleted or private; cleared when it comes back
+    dead_since TEXT,  -- when it was first seen deleted or private; cleared when it comes back
+    event_at INTEGER  -- the checked event's created_at (ms): an older check never replaces a newer one
 )"""
 # An `unknown` answer (the network failed, or the id was impossible) never replaces what was
 # known: a video is never marked dead, nor alive, because a request failed.
 UPSERT = """
-INSERT INTO video_liveness (video_id, status, http_status, reason, checked_at, dead_since)
+INSERT INTO video_liveness (video_id, status, http_status, reason, checked_at, dead_since, event_at)
 VALUES (:video_id, :status, :http_status, :reason, :checked_at,
-        CASE WHEN :status IN ('deleted', 'private') THEN :checked_at END)
+        CASE WHEN :status IN ('deleted', 'private') THEN :checked_at END, :event_at)
 ON CONFLICT (video_id) DO UPDATE SET
     status = excluded.status, http_status = excluded.http_status, reason = excluded.reason,
-    checked_at = excluded.checked_at,
+    checked_at = excluded.checked_at, event_at = excluded.event_at,
     dead_since = CASE WHEN excluded.status = 'alive' THEN NULL
                       ELSE coalesce(video_liveness.dead_since, excluded.dead_since) END
-WHERE excluded.status != 'unknown' OR video_liveness.status = 'unknown'"""
+WHERE (excluded.status != 'unknown' OR video_liveness.status = 'unknown')
+  AND excluded.event_at >= coalesce(video_liveness.event_at, 0)"""
 
 
 class LivenessGroup(UrlCheckGroup):
     name = "liveness"
     reads = "stale"
+    table = "video_liveness"
     event_schema = "StaleCheckEvent"
     detail_schema = "LivenessDetail"
     parse_event = staticmethod(events.stale_check_event)

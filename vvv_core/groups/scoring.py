@@ -12,14 +12,15 @@ from collections import defaultdict
 
 from vvv_core import db, events
 from vvv_core.domain.scoring import Snapshot, score
-from vvv_core.runtime import BatchExecutor, ConsumerGroup, Inbound, Outcome
+from vvv_core.runtime import BatchExecutor, EffectGroup, Inbound, Outcome
+from vvv_core.runtime.model import Effect
 
 HISTORY_DEPTH = 5
 MS_PER_DAY = 86_400_000
 UNIX_EPOCH_JULIAN_DAY = 2440587.5
 
 
-class ScoringGroup(ConsumerGroup):
+class ScoringGroup(EffectGroup):
     name = "scoring"
     reads = "videos"
     event_schema = "VideoEvent"
@@ -69,8 +70,9 @@ class ScoringGroup(ConsumerGroup):
         scores = {video_id: score(history.get(video_id, ())) for video_id in {i.event.video_id for i in items}}
         return [Outcome(item, detail=scores[item.event.video_id].detail()) for item in items]
 
-    def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+    @classmethod
+    def apply(cls, conn: sqlite3.Connection, effects: list[Effect]) -> None:
         conn.executemany(
             "UPDATE videos SET virality_score = ? WHERE video_id = ?",
-            {(o.detail["score"], o.inbound.event.video_id) for o in outcomes if o.detail["reason"] is None},
+            {(e.detail["score"], e.video_id) for e in effects if e.detail["reason"] is None},
         )

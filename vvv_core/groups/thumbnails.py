@@ -27,20 +27,23 @@ CREATE TABLE IF NOT EXISTS thumbnail_checks (
     http_status INTEGER,
     reason TEXT,
     attempts INTEGER NOT NULL,
-    checked_at TEXT NOT NULL
+    checked_at TEXT NOT NULL,
+    event_at INTEGER  -- the checked event's created_at (ms): an older check never replaces a newer one
 )"""
 UPSERT = """
-INSERT INTO thumbnail_checks (video_id, status, width, height, http_status, reason, attempts, checked_at)
-VALUES (:video_id, :status, :width, :height, :http_status, :reason, :attempts, :checked_at)
+INSERT INTO thumbnail_checks (video_id, status, width, height, http_status, reason, attempts, checked_at, event_at)
+VALUES (:video_id, :status, :width, :height, :http_status, :reason, :attempts, :checked_at, :event_at)
 ON CONFLICT (video_id) DO UPDATE SET
     status = excluded.status, width = excluded.width, height = excluded.height,
     http_status = excluded.http_status, reason = excluded.reason,
-    attempts = excluded.attempts, checked_at = excluded.checked_at"""
+    attempts = excluded.attempts, checked_at = excluded.checked_at, event_at = excluded.event_at
+WHERE excluded.event_at >= coalesce(thumbnail_checks.event_at, 0)"""
 
 
 class ThumbnailGroup(UrlCheckGroup):
     name = "thumbnails"
     reads = "videos"
+    table = "thumbnail_checks"
     event_schema = "VideoEvent"
     detail_schema = "ThumbnailDetail"
     parse_event = staticmethod(events.video_event)

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol
 
-from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerGroup, Outcome
+from vvv_core import db
+from vvv_core.runtime import Checked, ConcurrentExecutor, EffectGroup
+from vvv_core.runtime.model import Effect
 from vvv_core.runtime.ratelimit import RateLimiter
 from vvv_core.safe_http import Fetcher
 
@@ -25,16 +27,24 @@ class Verdict(Protocol):
     def detail(self, attempts: int) -> dict[str, object]: ...
 
 
-class UrlCheckGroup(ConsumerGroup):
-    ddl: ClassVar[str]  # CREATE TABLE IF NOT EXISTS for the group's results
-    upsert: ClassVar[str]  # stores one detail, with :video_id and :checked_at
+class UrlCheckGroup(EffectGroup):
+    table: ClassVar[str]  # where its verdicts go, one row per video
+    ddl: ClassVar[str]  # CREATE TABLE IF NOT EXISTS for it
+    upsert: ClassVar[str]  # stores one detail, with :video_id, :checked_at and :event_at
     settings_prefix: ClassVar[str]  # "thumbnail": thumbnail_concurrency, thumbnail_attempts, ...
     gave_up: ClassVar[Callable[[str], Verdict]]  # the verdict once every attempt failed, from the last reason
+    needs_db = False  # everything a check needs is in its event: workers may run on any host
     fetcher: Fetcher
     limiter: RateLimiter | None = None  # a group-wide rate limit, if the group has one
 
+    @classmethod
+    def create_tables(cls, conn: sqlite3.Connection) -> None:
+        conn.execute(cls.ddl)
+        db.add_column(conn, cls.table, "event_at", "INTEGER")  # tables made before results were ordered
+
     def prepare(self) -> None:
-        self.conn.execute(self.ddl)
+        if self.conn is not None:
+            self.create_tables(self.conn)
 
     @abstractmethod
     def target(self, event: Any) -> str | None:
@@ -68,8 +78,10 @@ class UrlCheckGroup(ConsumerGroup):
     def close(self) -> None:
         self.fetcher.close()
 
-    def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+    @classmethod
+    def apply(cls, conn: sqlite3.Connection, effects: list[Effect]) -> None:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
         conn.executemany(
-            self.upsert, [{**o.detail, "video_id": o.inbound.event.video_id, "checked_at": now} for o in outcomes]
+            cls.upsert,
+            [{**e.detail, "video_id": e.video_id, "checked_at": now, "event_at": e.event_at} for e in effects],
         )

@@ -14,7 +14,7 @@ since it brings the metrics (prometheus-client, part of the ``consumers`` extra)
 """
 
 from vvv_core.runtime.executors import BatchExecutor, ConcurrentExecutor, Executor
-from vvv_core.runtime.group import ConsumerGroup, Groups
+from vvv_core.runtime.group import ConsumerGroup, EffectGroup, Groups
 from vvv_core.runtime.model import Checked, ConsumerStopped, Failure, Inbound, Outcome
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "ConcurrentExecutor",
     "ConsumerGroup",
     "ConsumerStopped",
+    "EffectGroup",
     "Executor",
     "Failure",
     "Groups",

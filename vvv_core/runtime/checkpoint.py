@@ -88,6 +88,7 @@ class Checkpoint:
         self._stopping = stopping
         self.log = log
         self._finished: list[Outcome] = []  # since the last turn
+        self._done_before: dict[Partition, int] = {}
         self._in_delivery: list[_InDelivery] = []
         self._in_transaction = False
         self._last_commit = time.monotonic()
@@ -98,6 +99,7 @@ class Checkpoint:
     # -- the assignment -------------------------------------------------------------------
 
     def assign(self, partitions: list[Partition]) -> None:
+        self._done_before = self.group.start_offsets(partitions)  # a group keeping its offsets with its effects
         for tp in partitions:
             self.partitions[tp] = PartitionOffsets()
 
@@ -111,6 +113,9 @@ class Checkpoint:
         if offsets is None:
             return False
         offsets.take(offset)
+        if offset < self._done_before.get(partition, 0):  # its effect is already in the database
+            offsets.finish(offset)
+            return False
         return True
 
     def add(self, outcomes: list[Outcome]) -> None:
@@ -149,30 +154,39 @@ class Checkpoint:
             return
         started = time.perf_counter()
         results = [o for o in outcomes if o.failure is None]
-        if results:
+        if results and self.group.conn is not None:  # else results only: the sink stores them
             db.write_with_retry(self.group.conn, self.group.store, results, stopping=self._stopping)
         self._send(_InDelivery(outcomes))
         self.metrics.batch_seconds.labels(self.group.name).observe(time.perf_counter() - started)
 
     def _send(self, batch: _InDelivery) -> None:
-        if self.exactly_once and not self._in_transaction:
+        messages = [m for o in batch.outcomes if (m := self._message(o)) is not None]
+        if messages and self.exactly_once and not self._in_transaction:
             self.backend.begin_transaction()
             self._in_transaction = True
+        batch.remaining = len(messages)
         self._in_delivery.append(batch)
-        for outcome in batch.outcomes:
-            item = outcome.inbound
-            if outcome.failure is not None:
-                value, headers = self.dead_letters.message(item, outcome.failure)
-                self.backend.produce(self.dead_letters.topic, value, item.key, headers, batch.answer)
-                continue
-            result = {
-                "event_id": item.event.event_id,
-                "group": self.group.name,
-                "video_id": item.event.video_id,
-                "processed_at": now_ms(),
-                "detail": (self._detail_type, outcome.detail),
-            }
-            self.backend.produce(self._results_topic, self._encode_result(result), item.key, None, batch.answer)
+        for topic, value, key, headers in messages:
+            self.backend.produce(topic, value, key, headers, batch.answer)
+
+    def _message(self, outcome: Outcome) -> tuple[str, bytes | None, bytes | None, list | None] | None:
+        """The dead letter or result message of one outcome; None for a group that publishes no results."""
+        item = outcome.inbound
+        if outcome.failure is not None:
+            value, headers = self.dead_letters.message(item, outcome.failure)
+            return self.dead_letters.topic, value, item.key, headers
+        if not self.group.publishes:
+            return None
+        result = {
+            "event_id": item.event.event_id,
+            "group": self.group.name,
+            "video_id": item.event.video_id,
+            "processed_at": now_ms(),
+            "event_at": int(item.event.created_at.timestamp() * 1000),
+            "stored": self.group.conn is not None,  # direct mode: the sink has nothing left to do with it
+            "detail": (self._detail_type, outcome.detail),
+        }
+        return self._results_topic, self._encode_result(result), item.key, None
 
     def _settle(self) -> None:
         """Batches the broker answered in full: finish their offsets, or send them again if refused."""

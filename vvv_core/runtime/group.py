@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from vvv_core.config import Settings
 from vvv_core.runtime.executors import Executor
-from vvv_core.runtime.model import Outcome
+from vvv_core.runtime.model import Effect, Outcome, Partition
 
 
 class ConsumerGroup(ABC):
@@ -25,8 +25,11 @@ class ConsumerGroup(ABC):
     event_schema: ClassVar[str]  # the Avro record name read from the input topic
     detail_schema: ClassVar[str]  # the Avro record name of this group's result detail
     parse_event: ClassVar[Callable[[dict[str, Any]], Any]]  # validates a decoded record
+    needs_db: ClassVar[bool] = True  # False: may run without the cron database, publishing results only
+    publishes: ClassVar[bool] = True  # False: its outcomes are stored only, never published as results
 
-    def __init__(self, settings: Settings, conn: sqlite3.Connection) -> None:
+    def __init__(self, settings: Settings, conn: sqlite3.Connection | None) -> None:
+        """``conn``: the cron database, or None to publish results only (where ``needs_db`` is False)."""
         self.settings = settings
         self.conn = conn
 
@@ -43,7 +46,11 @@ class ConsumerGroup(ABC):
 
     @abstractmethod
     def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
-        """Write the outcomes that carry a detail (never a failure) to SQLite."""
+        """Inside the turn's write transaction: the outcomes that carry a detail (never a failure)."""
+
+    def start_offsets(self, partitions: list[Partition]) -> dict[Partition, int]:
+        """Where each partition's work is already done, for a group that keeps its offsets with its effects."""
+        return {}
 
     def max_in_flight(self) -> int:
         """Unfinished events this member holds before it pauses fetching."""
@@ -56,4 +63,31 @@ class ConsumerGroup(ABC):
         """Called after every rebalance with the input partitions this member owns, of ``total``."""
 
 
+class EffectGroup(ConsumerGroup):
+    """A group whose results are effects on the cron database, stored by its member (direct mode) or the sink."""
+
+    @classmethod
+    @abstractmethod
+    def apply(cls, conn: sqlite3.Connection, effects: list[Effect]) -> None:
+        """Store results in the cron database: the one definition, for direct mode and the sink alike."""
+
+    def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+        self.apply(conn, [Effect.of(o) for o in outcomes])
+
+
 Groups = Mapping[str, type[ConsumerGroup]]  # the registry the command line hands to the core, by name
+
+
+def mode(group: ConsumerGroup) -> str:
+    """Direct: the member stores its results in the cron database; results-only: the sink does."""
+    return "direct" if group.conn is not None else "results-only"
+
+
+def client_id(group: ConsumerGroup) -> str:
+    """The client id a member runs under: how ``vvv status`` tells which mode each member runs in."""
+    return f"vvv-{group.name}-{mode(group)}"
+
+
+def client_mode(group: str, client: str) -> str:
+    """The mode in a member's client id (``client_id``), or unknown for a client that is not ours."""
+    return client.removeprefix(f"vvv-{group}-") if client.startswith(f"vvv-{group}-") else "unknown"

@@ -22,7 +22,7 @@ from vvv_core.runtime.backends import Backend, Polled
 from vvv_core.runtime.backends.kafka import KafkaBackend
 from vvv_core.runtime.checkpoint import Checkpoint
 from vvv_core.runtime.deadletter import DeadLetterPolicy
-from vvv_core.runtime.group import ConsumerGroup
+from vvv_core.runtime.group import ConsumerGroup, client_id
 from vvv_core.runtime.model import ConsumerStopped, Failure, Inbound, Outcome, Partition
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class GroupRunner:
             group.name,
             self.log,
             exactly_once=settings.exactly_once,
+            client_id=client_id(group),
             statistics=self.metrics.statistics_callback if settings.metrics_port else None,
         )
         self.checkpoint = Checkpoint(

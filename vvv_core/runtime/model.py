@@ -51,6 +51,21 @@ class Outcome:
 
 
 @dataclass(frozen=True, slots=True)
+class Effect:
+    """What one result does to the cron database: the one input of a group's ``apply``, whether the
+    member that made it stores it (direct mode) or the sink does, from the results topic."""
+
+    video_id: str
+    detail: dict[str, Any]
+    event_at: int  # the source event's created_at, ms since the epoch: orders one video's effects
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> Effect:
+        event = outcome.inbound.event
+        return cls(event.video_id, outcome.detail, int(event.created_at.timestamp() * 1000))
+
+
+@dataclass(frozen=True, slots=True)
 class Checked:
     """What one attempt at a per-event check concluded.
 

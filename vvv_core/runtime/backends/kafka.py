@@ -46,11 +46,13 @@ class KafkaBackend:
         log: logging.LoggerAdapter,
         *,
         exactly_once: bool,
+        client_id: str = "rdkafka",
         statistics: Callable[[str], Callable[[str], None]] | None = None,
     ) -> None:
         """``statistics``: makes librdkafka's ``stats_cb`` for a client role (metrics on), or None."""
         self.settings = settings
         self._statistics = statistics
+        self._client_id = client_id
         self.group = group
         self.log = log
         self.exactly_once = exactly_once
@@ -76,11 +78,12 @@ class KafkaBackend:
         self._producer = self._new_producer()
         self._join()
         self.log.info(
-            "%s: consuming %s as group %s (%s group protocol)",
+            "%s: consuming %s as group %s (%s group protocol) as %s",
             self.group,
             topic,
             self.settings.group_id(self.group),
             self._protocol,
+            self._client_id,
         )
 
     def _join(self) -> None:
@@ -92,7 +95,12 @@ class KafkaBackend:
             self._recreate_topics("rejoining")
         self._consumer = Consumer(
             kafka.consumer_config(
-                self.settings, self.group, self._protocol, error_cb=self._broker.on_error, **self._stats("consumer")
+                self.settings,
+                self.group,
+                self._protocol,
+                error_cb=self._broker.on_error,
+                **{"client.id": self._client_id},
+                **self._stats("consumer"),
             )
         )
         self._consumer.subscribe(
