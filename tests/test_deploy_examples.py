@@ -58,3 +58,35 @@ def test_the_crontab_line_runs_the_hooks_command(tmp_path):
     args = build_parser().parse_args(command[1:])
     assert args.command == "publish" and args.db == "/var/lib/viralvidvault/cron.db"
     assert ". /etc/viralvidvault/env" in fields[6]
+
+
+def test_the_kubernetes_workers_run_real_commands_without_the_database(tmp_path):
+    import yaml
+
+    documents = list(yaml.safe_load_all((DEPLOY / "kubernetes" / "workers.yaml").read_text()))
+    (config,) = [d for d in documents if d["kind"] == "ConfigMap"]
+    env = dict(config["data"])
+    (tmp_path / "password").write_text("secret")
+    env["VVV_KAFKA_SASL_PASSWORD_FILE"] = str(tmp_path / "password")  # where the secret is mounted
+    settings = Settings.from_env(env)  # every name a real setting, every value in range
+    Producer(kafka.producer_config(settings)).flush(0)
+    deployments = [d for d in documents if d["kind"] == "Deployment"]
+    assert {d["spec"]["template"]["spec"]["containers"][0]["args"][1] for d in deployments} == {
+        "thumbnails",
+        "liveness",
+    }
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        args = build_parser().parse_args(container["args"])
+        assert args.command == "consume" and args.db is None and not GROUPS[args.group].needs_db
+        assert container["envFrom"] == [{"configMapRef": {"name": config["metadata"]["name"]}}]
+        port = settings.metrics_port
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": port}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": port}
+        assert pod["terminationGracePeriodSeconds"] >= settings.stop_timeout + 5
+        mounted = {m["mountPath"] for m in container["volumeMounts"]}
+        assert mounted == {"/run/secrets/kafka"} and config["data"]["VVV_KAFKA_SASL_PASSWORD_FILE"].startswith(
+            "/run/secrets/kafka/"
+        )  # the secret, and no database
+        assert deployment["spec"]["replicas"] <= settings.partitions
