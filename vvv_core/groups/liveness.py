@@ -20,21 +20,23 @@ CREATE TABLE IF NOT EXISTS video_liveness (
     reason TEXT,
     checked_at TEXT NOT NULL,
     dead_since TEXT,  -- when it was first seen deleted or private; cleared when it comes back
-    event_at INTEGER  -- the checked event's created_at (ms): an older check never replaces a newer one
+    event_at INTEGER,  -- the checked event's created_at (ms): an older check never replaces a newer one
+    event_id TEXT  -- and its id: a repeated result of the same event changes nothing
 )"""
 # An `unknown` answer (the network failed, or the id was impossible) never replaces what was
 # known: a video is never marked dead, nor alive, because a request failed.
 UPSERT = """
-INSERT INTO video_liveness (video_id, status, http_status, reason, checked_at, dead_since, event_at)
+INSERT INTO video_liveness (video_id, status, http_status, reason, checked_at, dead_since, event_at, event_id)
 VALUES (:video_id, :status, :http_status, :reason, :checked_at,
-        CASE WHEN :status IN ('deleted', 'private') THEN :checked_at END, :event_at)
+        CASE WHEN :status IN ('deleted', 'private') THEN :checked_at END, :event_at, :event_id)
 ON CONFLICT (video_id) DO UPDATE SET
     status = excluded.status, http_status = excluded.http_status, reason = excluded.reason,
-    checked_at = excluded.checked_at, event_at = excluded.event_at,
+    checked_at = excluded.checked_at, event_at = excluded.event_at, event_id = excluded.event_id,
     dead_since = CASE WHEN excluded.status = 'alive' THEN NULL
                       ELSE coalesce(video_liveness.dead_since, excluded.dead_since) END
 WHERE (excluded.status != 'unknown' OR video_liveness.status = 'unknown')
-  AND excluded.event_at >= coalesce(video_liveness.event_at, 0)"""
+  AND (excluded.event_at > coalesce(video_liveness.event_at, 0)
+       OR excluded.event_at = video_liveness.event_at AND excluded.event_id IS NOT video_liveness.event_id)"""
 
 
 class LivenessGroup(UrlCheckGroup):

@@ -56,7 +56,7 @@ class SinkGroup(ConsumerGroup):
         for outcome in outcomes:
             item, result = outcome.inbound, outcome.inbound.event
             if not result.stored and result.group in APPLIERS:
-                effects[result.group].append(Effect(result.video_id, result.detail, result.event_at))
+                effects[result.group].append(Effect(result.video_id, result.detail, result.event_at, result.event_id))
             positions[(item.topic, item.partition)] = item.offset + 1
         for group, applied in effects.items():
             APPLIERS[group].apply(conn, applied)

@@ -28,16 +28,20 @@ CREATE TABLE IF NOT EXISTS thumbnail_checks (
     reason TEXT,
     attempts INTEGER NOT NULL,
     checked_at TEXT NOT NULL,
-    event_at INTEGER  -- the checked event's created_at (ms): an older check never replaces a newer one
+    event_at INTEGER,  -- the checked event's created_at (ms): an older check never replaces a newer one
+    event_id TEXT  -- and its id: a repeated result of the same event changes nothing
 )"""
 UPSERT = """
-INSERT INTO thumbnail_checks (video_id, status, width, height, http_status, reason, attempts, checked_at, event_at)
-VALUES (:video_id, :status, :width, :height, :http_status, :reason, :attempts, :checked_at, :event_at)
+INSERT INTO thumbnail_checks
+    (video_id, status, width, height, http_status, reason, attempts, checked_at, event_at, event_id)
+VALUES (:video_id, :status, :width, :height, :http_status, :reason, :attempts, :checked_at, :event_at, :event_id)
 ON CONFLICT (video_id) DO UPDATE SET
     status = excluded.status, width = excluded.width, height = excluded.height,
     http_status = excluded.http_status, reason = excluded.reason,
-    attempts = excluded.attempts, checked_at = excluded.checked_at, event_at = excluded.event_at
-WHERE excluded.event_at >= coalesce(thumbnail_checks.event_at, 0)"""
+    attempts = excluded.attempts, checked_at = excluded.checked_at, event_at = excluded.event_at,
+    event_id = excluded.event_id
+WHERE excluded.event_at > coalesce(thumbnail_checks.event_at, 0)
+   OR excluded.event_at = thumbnail_checks.event_at AND excluded.event_id IS NOT thumbnail_checks.event_id"""
 
 
 class ThumbnailGroup(UrlCheckGroup):

@@ -30,7 +30,7 @@ class Verdict(Protocol):
 class UrlCheckGroup(EffectGroup):
     table: ClassVar[str]  # where its verdicts go, one row per video
     ddl: ClassVar[str]  # CREATE TABLE IF NOT EXISTS for it
-    upsert: ClassVar[str]  # stores one detail, with :video_id, :checked_at and :event_at
+    upsert: ClassVar[str]  # stores one detail, with :video_id, :checked_at, :event_at and :event_id
     settings_prefix: ClassVar[str]  # "thumbnail": thumbnail_concurrency, thumbnail_attempts, ...
     gave_up: ClassVar[Callable[[str], Verdict]]  # the verdict once every attempt failed, from the last reason
     needs_db = False  # everything a check needs is in its event: workers may run on any host
@@ -41,6 +41,7 @@ class UrlCheckGroup(EffectGroup):
     def create_tables(cls, conn: sqlite3.Connection) -> None:
         conn.execute(cls.ddl)
         db.add_column(conn, cls.table, "event_at", "INTEGER")  # tables made before results were ordered
+        db.add_column(conn, cls.table, "event_id", "TEXT")
 
     def prepare(self) -> None:
         if self.conn is not None:
@@ -81,7 +82,8 @@ class UrlCheckGroup(EffectGroup):
     @classmethod
     def apply(cls, conn: sqlite3.Connection, effects: list[Effect]) -> None:
         now = datetime.now(UTC).isoformat(timespec="milliseconds")
-        conn.executemany(
-            cls.upsert,
-            [{**e.detail, "video_id": e.video_id, "checked_at": now, "event_at": e.event_at} for e in effects],
-        )
+        rows = [
+            {**e.detail, "video_id": e.video_id, "checked_at": now, "event_at": e.event_at, "event_id": e.event_id}
+            for e in effects
+        ]
+        conn.executemany(cls.upsert, rows)

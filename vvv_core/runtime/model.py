@@ -58,11 +58,12 @@ class Effect:
     video_id: str
     detail: dict[str, Any]
     event_at: int  # the source event's created_at, ms since the epoch: orders one video's effects
+    event_id: str  # the source event's: a repeated result of the same event is not applied again
 
     @classmethod
     def of(cls, outcome: Outcome) -> Effect:
         event = outcome.inbound.event
-        return cls(event.video_id, outcome.detail, int(event.created_at.timestamp() * 1000))
+        return cls(event.video_id, outcome.detail, int(event.created_at.timestamp() * 1000), event.event_id)
 
 
 @dataclass(frozen=True, slots=True)
