@@ -17,7 +17,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -65,8 +65,9 @@ def cluster_id() -> str:
 class Node:
     """One KRaft node (controller and broker) of a cluster."""
 
-    def __init__(self, node_id: int, port: int, controller_port: int, data: Path) -> None:
+    def __init__(self, node_id: int, port: int, controller_port: int, data: Path, host: str = "127.0.0.1") -> None:
         self.node_id = node_id
+        self.host = host
         self.port = port
         self.controller_port = controller_port
         self.data = data
@@ -87,8 +88,8 @@ class Node:
             f"{shared}\n"
             f"node.id={self.node_id}\n"
             f"controller.quorum.voters={voters}\n"
-            f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}\n"
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}\n"
+            f"listeners=PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}\n"
+            f"advertised.listeners=PLAINTEXT://{self.host}:{self.port}\n"
             f"log.dirs={self.data / 'log'}\n"
             f"default.replication.factor={replication}\n"
             f"min.insync.replicas={min_isr}\n"
@@ -107,7 +108,9 @@ class ApacheKafka:
 
     ``data``: where the nodes keep their logs (kept across ``kill``/``start``, so a restart is
     durable); a temporary folder when not given. ``properties``: broker settings added to the shared ones;
-    ``client``: what a client needs to connect to them (credentials), to tell when they are ready.
+    ``client``: what a client needs to connect to them (credentials), to tell when they are ready;
+    ``host`` and ``wrap``: the address they listen on and a command prefix to run them with (another
+    network namespace: ``ip netns exec NAME``), for tests that put them on a host of their own.
     """
 
     def __init__(
@@ -118,6 +121,8 @@ class ApacheKafka:
         port: int | None = None,
         properties: Mapping[str, str] | None = None,
         client: Mapping[str, str] | None = None,
+        host: str = "127.0.0.1",
+        wrap: Sequence[str] = (),
     ):
         self.lib = find_jars(lib)
         if java_major() < 17:
@@ -125,9 +130,11 @@ class ApacheKafka:
         self.data = data or Path(os.environ.get("TMPDIR", "/tmp")) / f"vvv-kafka-{uuid.uuid4().hex[:8]}"
         self._own_data = data is None
         self.client = dict(client or {})
+        self.host = host
+        self.wrap = list(wrap)
         ports = [port or free_port()] + [free_port() for _ in range(nodes - 1)]
-        self.nodes = [Node(i + 1, ports[i], free_port(), self.data / f"node{i + 1}") for i in range(nodes)]
-        voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+        self.nodes = [Node(i + 1, ports[i], free_port(), self.data / f"node{i + 1}", host) for i in range(nodes)]
+        voters = ",".join(f"{n.node_id}@{host}:{n.controller_port}" for n in self.nodes)
         shared = (KAFKA_DIR / "broker.properties").read_text()
         for node in self.nodes:
             node.write_config(shared, voters, replication=min(3, nodes), extra=properties or {})
@@ -135,10 +142,11 @@ class ApacheKafka:
 
     @property
     def bootstrap(self) -> str:
-        return ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+        return ",".join(f"{self.host}:{n.port}" for n in self.nodes)
 
     def _java(self, node: Node, main: str, *args: str) -> list[str]:
         return [
+            *self.wrap,
             "java",
             f"-Xmx{HEAP}",
             f"-Xms{HEAP}",
@@ -180,7 +188,7 @@ class ApacheKafka:
         for node in self.nodes:
             if node.process and node.process.poll() is not None:
                 raise Fatal(f"Apache Kafka node {node.node_id} exited: see {node.log_file}")
-        while not all(listening(n.port) for n in running):
+        while not all(listening(n.port, self.host) for n in running):
             self._check_alive(deadline)
             time.sleep(0.1)
         client = AdminClient({"bootstrap.servers": self.bootstrap, **self.client})
@@ -202,7 +210,7 @@ class ApacheKafka:
 
     def start(self, timeout: float = 90.0) -> ApacheKafka:
         for node in self.nodes:
-            if listening(node.port):
+            if listening(node.port, self.host):
                 raise Fatal(f"port {node.port} is already in use: is a broker running there already?")
         for node in self.nodes:
             self.start_node(node)

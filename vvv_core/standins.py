@@ -40,9 +40,9 @@ class Seen:
 
 
 class LocalServer:
-    """``route`` answers every request; ``latency`` is added to each answer."""
+    """``route`` answers every request; ``latency`` is added to each answer; ``host``: where it listens."""
 
-    def __init__(self, route: Route, latency: float = 0.0) -> None:
+    def __init__(self, route: Route, latency: float = 0.0, host: str = "127.0.0.1") -> None:
         self.route = route
         self.latency = latency
         self.requests: list[Seen] = []
@@ -75,12 +75,13 @@ class LocalServer:
             def handle_error(self, request: object, client_address: object) -> None:
                 pass  # a client that hangs up early (a capped download, a timeout) is not the server's error
 
-        self._httpd = Server(("127.0.0.1", 0), Handler)
+        self._httpd = Server((host, 0), Handler)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
 
     def __enter__(self) -> LocalServer:
         self._thread.start()
