@@ -55,3 +55,4 @@ bench: $(STAMP)
 	$(VENV)/bin/python bench/scoring.py
 	$(VENV)/bin/python bench/thumbnails.py
 	$(VENV)/bin/python bench/liveness.py
+	$(VENV)/bin/python bench/sink.py
