@@ -80,7 +80,7 @@ def test_whatever_breaks_after_the_hook_has_the_events_they_are_kept_and_deliver
 
     videos = [{"video_id": f"vid{i:08d}", "view_count": i} for i in range(5)]
     with monkeypatch.context() as broken:
-        broken.setattr(hook, "_schemas", None)  # what a fresh cron process has
+        broken.setattr(hook, "_schemas", {})  # what a fresh cron process has
         env = {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap, "VVV_NAMESPACE": settings.namespace}
         for name, value in env.items():
             broken.setenv(name, value)
@@ -88,7 +88,7 @@ def test_whatever_breaks_after_the_hook_has_the_events_they_are_kept_and_deliver
             broken.setenv("VVV_HOOK_TIMEOUT", "nan")
         elif breaks == "schemas":  # e.g. a package installed without its data
             (tmp_path / "empty").mkdir()
-            broken.setattr(hook, "SchemaStore", lambda: SchemaStore(tmp_path / "empty"))
+            broken.setattr(hook, "schema_store", lambda _settings: SchemaStore(tmp_path / "empty"))
         else:
             real = hook.encode
 

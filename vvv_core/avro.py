@@ -4,6 +4,9 @@ Each message value is ``C3 01`` + the writer schema's 8-byte little-endian CRC-6
 fingerprint + the Avro binary body, so any Avro library can decode it from the ``.avsc``
 files alone. Readers resolve the writer schema by fingerprint and project it onto the
 current (reader) schema of the same name, which is how old and new versions coexist.
+
+With a schema registry (``vvv_core.registry``) encoders write its wire format instead, and
+``decode`` reads both, by the first byte.
 """
 
 from __future__ import annotations
@@ -15,15 +18,20 @@ from collections.abc import Iterable
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from vvv_core.errors import InvalidInput
 
+if TYPE_CHECKING:
+    from vvv_core.registry import Registry
+
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
+REGISTRY_MAGIC = b"\x00"  # Confluent Schema Registry wire format: 0, the 4-byte schema id, the body
+REGISTRY_HEADER_SIZE = 5
 
 # The package's own schemas (package data, wherever it is installed); VVV_SCHEMA_DIR points elsewhere.
 DEFAULT_SCHEMA_DIR: Traversable = (
@@ -49,15 +57,25 @@ class SchemaStore:
     record goes in ``history``, never in place of the current one.
     """
 
-    def __init__(self, directory: Traversable = DEFAULT_SCHEMA_DIR, history: Iterable[Path | dict] = ()) -> None:
+    def __init__(
+        self,
+        directory: Traversable = DEFAULT_SCHEMA_DIR,
+        history: Iterable[Path | dict] = (),
+        registry: Registry | None = None,
+    ) -> None:
+        self.registry = registry
+        self._registered: dict[tuple[str, str], Encoder] = {}
+        self._sources: dict[str, dict[str, Any]] = {}  # each current schema as written, for the registry
         self._current: dict[str, dict[str, Any]] = {}
         self._writers: dict[bytes, dict[str, Any]] = {}
         paths = sorted((p for p in directory.iterdir() if p.name.endswith(".avsc")), key=lambda p: p.name)
         if not paths:
             raise FileNotFoundError(f"no Avro schemas (*.avsc) in {directory}")
         for path in paths:
-            parsed = self._add_writer(json.loads(path.read_text()))
-            self._current[parsed["name"].rpartition(".")[2]] = parsed  # short names are unique here
+            source = json.loads(path.read_text())
+            parsed = self._add_writer(source)
+            name = parsed["name"].rpartition(".")[2]  # short names are unique here
+            self._current[name], self._sources[name] = parsed, source
         # Older versions still on topics, shipped beside the current ones (history/), and any given.
         shipped = directory / "history"
         older = [p for p in shipped.iterdir() if p.name.endswith(".avsc")] if shipped.is_dir() else []
@@ -69,19 +87,22 @@ class SchemaStore:
         self._writers[schema_fingerprint(parsed)] = parsed
         return parsed
 
-    def encoder(self, name: str) -> Encoder:
-        return Encoder(self._current[name])
+    def encoder(self, name: str, topic: str | None = None) -> Encoder:
+        """Encodes records of schema ``name``; with a registry, in its wire format for ``topic``."""
+        if self.registry is None or topic is None:
+            return Encoder(self._current[name])
+        if (name, topic) not in self._registered:  # registered once per process and subject
+            self._registered[(name, topic)] = Encoder(
+                self._current[name], self.registry.header(topic, self._sources[name])
+            )
+        return self._registered[(name, topic)]
 
     def decode(self, data: bytes | None, reader: str) -> dict[str, Any]:
         """Decode ``data`` into a record of the current schema ``reader``; raise DecodeError if it can't be."""
-        if not data or len(data) < HEADER_SIZE or data[:2] != MAGIC:
-            raise DecodeError("not Avro single-object encoded (missing C3 01 header)")
-        writer = self._writers.get(bytes(data[2:HEADER_SIZE]))
-        if writer is None:
-            raise DecodeError(f"unknown writer schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}")
+        writer, start = self._writer(data)
         reader_schema = self._current[reader]
         body = io.BytesIO(data)
-        body.seek(HEADER_SIZE)
+        body.seek(start)
         try:
             record = fastavro.schemaless_reader(body, writer, reader_schema if writer is not reader_schema else None)
         except Exception as exc:  # fastavro raises many types for damaged bodies
@@ -90,15 +111,28 @@ class SchemaStore:
             raise DecodeError(f"{len(data) - body.tell()} trailing bytes after the {writer['name']} record")
         return record
 
+    def _writer(self, data: bytes | None) -> tuple[dict[str, Any], int]:
+        """The writer schema named by ``data``'s header, and where its body starts."""
+        if data and data[:1] == REGISTRY_MAGIC and len(data) >= REGISTRY_HEADER_SIZE:
+            if self.registry is None:
+                raise DecodeError("schema registry wire format (magic byte 0): set VVV_SCHEMA_REGISTRY_URL to read it")
+            return self.registry.writer(int.from_bytes(data[1:REGISTRY_HEADER_SIZE], "big")), REGISTRY_HEADER_SIZE
+        if not data or len(data) < HEADER_SIZE or data[:2] != MAGIC:
+            raise DecodeError("not Avro single-object encoded (missing C3 01 header) nor in the registry wire format")
+        writer = self._writers.get(bytes(data[2:HEADER_SIZE]))
+        if writer is None:
+            raise DecodeError(f"unknown writer schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}")
+        return writer, HEADER_SIZE
+
 
 class Encoder:
     """Encodes records of one schema; reuse it, it holds the precomputed header."""
 
     __slots__ = ("_header", "_schema")
 
-    def __init__(self, parsed: dict[str, Any]) -> None:
+    def __init__(self, parsed: dict[str, Any], header: bytes | None = None) -> None:
         self._schema = parsed
-        self._header = MAGIC + schema_fingerprint(parsed)
+        self._header = header or MAGIC + schema_fingerprint(parsed)
 
     def __call__(self, record: dict[str, Any]) -> bytes:
         out = io.BytesIO()

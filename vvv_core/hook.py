@@ -23,6 +23,7 @@ from vvv_core.errors import InvalidInput
 from vvv_core.events import stale_record, video_record
 from vvv_core.outbox import Encode, Message, OutboxPublisher, Spool, outbox_dir
 from vvv_core.published import PublishedRecord, fingerprint
+from vvv_core.registry import schema_store
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class Records:
         return len(self.new) + len(self.stale)
 
 
-_schemas: SchemaStore | None = None
+_schemas: dict[str, SchemaStore] = {}  # by registry URL ("" for none): one per process, as the producer
 _publishers: dict[Settings, OutboxPublisher] = {}
 
 
@@ -64,11 +65,10 @@ def _publisher(settings: Settings) -> OutboxPublisher:
     return _publishers[settings]
 
 
-def _encoders() -> SchemaStore:
-    global _schemas
-    if _schemas is None:
-        _schemas = SchemaStore()
-    return _schemas
+def _encoders(settings: Settings) -> SchemaStore:
+    if settings.schema_registry_url not in _schemas:
+        _schemas[settings.schema_registry_url] = schema_store(settings)
+    return _schemas[settings.schema_registry_url]
 
 
 def validate(new_videos: Iterable[dict[str, Any]], stale_ids: Iterable[str], report: PublishReport) -> Records:
@@ -85,8 +85,9 @@ def validate(new_videos: Iterable[dict[str, Any]], stale_ids: Iterable[str], rep
 
 def encode(settings: Settings, records: Records) -> list[Message]:
     """The messages for ``records``; raises if the settings or schemas are unusable."""
-    store = _encoders()
-    encode_video, encode_stale = store.encoder("VideoEvent"), store.encoder("StaleCheckEvent")
+    store = _encoders(settings)
+    encode_video = store.encoder("VideoEvent", settings.videos_topic)
+    encode_stale = store.encoder("StaleCheckEvent", settings.stale_topic)
     return [
         *(Message(settings.videos_topic, r["video_id"].encode(), encode_video(r)) for r in records.new),
         *(Message(settings.stale_topic, r["video_id"].encode(), encode_stale(r)) for r in records.stale),

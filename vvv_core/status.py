@@ -7,9 +7,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
 from vvv_core import db, kafka
-from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
 from vvv_core.domain.scoring import label
+from vvv_core.registry import schema_store
 from vvv_core.runtime.group import Groups, client_mode
 
 RESULTS_TAIL = 200  # results read from the end of each partition to find each group's latest
@@ -47,7 +47,7 @@ class GroupStatus:
 
 
 def _last_results(settings: Settings) -> dict[str, datetime]:
-    topic, schemas = settings.results_topic, SchemaStore()
+    topic, schemas = settings.results_topic, schema_store(settings)
     marks = kafka.watermarks(settings, topic)
     start = {p: max(low, high - RESULTS_TAIL) for p, (low, high) in marks.items()}
     latest: dict[str, datetime] = {}

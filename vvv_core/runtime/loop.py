@@ -17,6 +17,7 @@ from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
 from vvv_core.errors import InvalidInput
 from vvv_core.events import InvalidEvent
+from vvv_core.registry import schema_store
 from vvv_core.runtime import metrics
 from vvv_core.runtime.backends import Backend, Polled
 from vvv_core.runtime.backends.kafka import KafkaBackend
@@ -45,7 +46,7 @@ class GroupRunner:
         self.group = group
         self.settings = settings
         self.until_idle = until_idle
-        self.schemas = schemas or SchemaStore()
+        self.schemas = schemas or schema_store(settings)
         self.metrics = metrics.Metrics(group.name)
         self.log = logs.ContextLog(log, {"group": group.name})
         self.backend = backend or KafkaBackend(
@@ -67,7 +68,7 @@ class GroupRunner:
                 settings.max_message_bytes,
             ),
             self.metrics,
-            self.schemas.encoder("Result"),
+            self.schemas.encoder("Result", settings.results_topic),
             exactly_once=settings.exactly_once,
             commit_interval=settings.commit_interval,
             results_topic=settings.results_topic,
