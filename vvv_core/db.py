@@ -23,6 +23,7 @@ BUSY_TIMEOUT_S = 30.0  # how long one statement waits for another process's writ
 LOCKED_BACKOFF_MAX = 10.0  # seconds between whole attempts while the lock stays taken
 CRON_TABLES = ("videos", "video_snapshots")
 T = TypeVar("T")
+UNIX_EPOCH_JULIAN_DAY = 2440587.5  # julianday() of 1970-01-01T00:00:00Z
 
 
 class DatabaseError(Fatal):

@@ -11,28 +11,32 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import operator
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+from vvv_core.db import UNIX_EPOCH_JULIAN_DAY
 
 BUSY_TIMEOUT_S = 10.0
 DDL = """
 CREATE TABLE IF NOT EXISTS new_video (
     video_id TEXT PRIMARY KEY,
     fingerprint BLOB NOT NULL,
-    published_at REAL NOT NULL DEFAULT (julianday('now'))
-);
+    published_at REAL NOT NULL  -- julianday
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS stale_check (
     video_id TEXT PRIMARY KEY,
-    published_at REAL NOT NULL DEFAULT (julianday('now'))
-);"""
-CONTENT = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments")
+    published_at REAL NOT NULL
+) WITHOUT ROWID;"""
+_content = operator.itemgetter("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments")
 
 
 def fingerprint(record: dict[str, Any]) -> bytes:
     """Of a VideoEvent record: what it says about the video, not when or under which id it was sent."""
-    return hashlib.blake2b(repr(tuple(record.get(k) for k in CONTENT)).encode(), digest_size=16).digest()
+    return hashlib.blake2b(repr(_content(record)).encode(), digest_size=8).digest()
 
 
 class PublishedRecord:
@@ -56,18 +60,11 @@ class PublishedRecord:
         new, stale = list(new), list(stale)
         if not new and not stale:
             return
+        now = time.time() / 86400 + UNIX_EPOCH_JULIAN_DAY
         with self._open() as conn:
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(
-                "INSERT INTO new_video (video_id, fingerprint) VALUES (?, ?) ON CONFLICT (video_id) DO UPDATE SET"
-                " fingerprint = excluded.fingerprint, published_at = excluded.published_at",
-                new,
-            )
-            conn.executemany(
-                "INSERT INTO stale_check (video_id) VALUES (?) ON CONFLICT (video_id) DO UPDATE SET"
-                " published_at = excluded.published_at",
-                [(v,) for v in stale],
-            )
+            conn.executemany("INSERT OR REPLACE INTO new_video VALUES (?, ?, ?)", [(v, f, now) for v, f in new])
+            conn.executemany("INSERT OR REPLACE INTO stale_check VALUES (?, ?)", [(v, now) for v in stale])
             conn.execute("COMMIT")
 
     def unpublished(self, new: dict[str, bytes]) -> set[str]:

@@ -11,13 +11,13 @@ import sqlite3
 from collections import defaultdict
 
 from vvv_core import db, events
+from vvv_core.db import UNIX_EPOCH_JULIAN_DAY
 from vvv_core.domain.scoring import Snapshot, score
 from vvv_core.runtime import BatchExecutor, EffectGroup, Inbound, Outcome
 from vvv_core.runtime.model import Effect
 
 HISTORY_DEPTH = 5
 MS_PER_DAY = 86_400_000
-UNIX_EPOCH_JULIAN_DAY = 2440587.5
 
 
 class ScoringGroup(EffectGroup):
