@@ -9,8 +9,12 @@ from pathlib import Path
 
 import fastavro
 import pytest
+from hypothesis import given
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from vvv_core.avro import DEFAULT_SCHEMA_DIR, DecodeError, SchemaStore
+from vvv_core.avro_writer import compile_writer
 from vvv_core.events import now_ms
 
 EMPTY = 0xC15D213AA4D7A795
@@ -98,3 +102,77 @@ def test_truncated_and_padded_bodies_are_rejected(schemas):
 def test_every_schema_file_parses_and_is_distinct(schemas):
     for name in ("VideoEvent", "StaleCheckEvent", "Result"):
         assert schemas.encoder(name)
+
+
+SOURCES = {
+    name: json.loads((Path(__file__).resolve().parent.parent / "vvv_core" / "schemas" / file).read_text())
+    for name, file in (
+        ("VideoEvent", "video_event.avsc"),
+        ("StaleCheckEvent", "stale_event.avsc"),
+        ("Result", "result.avsc"),
+    )
+}
+texts = st.one_of(st.none(), st.text(max_size=40))
+longs = st.integers(-(2**63), 2**63 - 1)
+
+
+@st.composite
+def records(draw, name: str) -> dict:
+    base = {"event_id": draw(st.text(max_size=20)), "video_id": draw(st.text(max_size=20))}
+    if name == "StaleCheckEvent":
+        return {**base, "created_at": draw(longs)}
+    if name == "VideoEvent":
+        counts = {k: draw(st.one_of(st.none(), longs)) for k in ("view_count", "likes", "comments")}
+        extra = {k: draw(texts) for k in ("region", "title", "thumbnail_url")}
+        return {**base, "created_at": draw(longs), **extra, **counts}
+    detail = draw(
+        st.sampled_from(
+            [
+                (
+                    "com.viralvidvault.results.ScoreDetail",
+                    {
+                        "score": draw(st.floats(allow_nan=False)),
+                        "label": "VIRAL",
+                        "velocity": draw(longs),
+                        "engagement": 1.5,
+                        "region": draw(texts),
+                        "reason": draw(texts),
+                    },
+                ),
+                (
+                    "com.viralvidvault.results.ThumbnailDetail",
+                    {
+                        "status": "broken",
+                        "width": None,
+                        "height": 9,
+                        "http_status": draw(st.one_of(st.none(), st.integers(-(2**31), 2**31 - 1))),
+                        "reason": draw(texts),
+                        "attempts": 3,
+                    },
+                ),
+                (
+                    "com.viralvidvault.results.LivenessDetail",
+                    {"status": "unknown", "http_status": None, "reason": draw(texts), "attempts": 1},
+                ),
+            ]
+        )
+    )
+    return {
+        **base,
+        "group": draw(st.sampled_from(["scoring", "thumbnails", "liveness"])),
+        "processed_at": draw(longs),
+        "event_at": draw(longs),
+        "stored": draw(st.booleans()),
+        "detail": detail,
+    }
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+@examples(max_examples=300, derandomize=True, deadline=None)
+@given(data=st.data())
+def test_the_compiled_writers_write_what_fastavro_writes(name, data):
+    record = data.draw(records(name))
+    parsed = fastavro.parse_schema(SOURCES[name])
+    expected = io.BytesIO()
+    fastavro.schemaless_writer(expected, parsed, record)
+    assert compile_writer(SOURCES[name])(record) == expected.getvalue()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from vvv_core.avro_writer import compile_writer
 from vvv_core.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -90,11 +91,10 @@ class SchemaStore:
     def encoder(self, name: str, topic: str | None = None) -> Encoder:
         """Encodes records of schema ``name``; with a registry, in its wire format for ``topic``."""
         if self.registry is None or topic is None:
-            return Encoder(self._current[name])
+            return Encoder(self._current[name], source=self._sources[name])
         if (name, topic) not in self._registered:  # registered once per process and subject
-            self._registered[(name, topic)] = Encoder(
-                self._current[name], self.registry.header(topic, self._sources[name])
-            )
+            header = self.registry.header(topic, self._sources[name])
+            self._registered[(name, topic)] = Encoder(self._current[name], header, self._sources[name])
         return self._registered[(name, topic)]
 
     def decode(self, data: bytes | None, reader: str) -> dict[str, Any]:
@@ -126,15 +126,19 @@ class SchemaStore:
 
 
 class Encoder:
-    """Encodes records of one schema; reuse it, it holds the precomputed header."""
+    """Encodes records of one schema; reuse it, it holds the header and, given the schema as written
+    (``source``), a writer compiled for it (``avro_writer``), else it writes through fastavro."""
 
-    __slots__ = ("_header", "_schema")
+    __slots__ = ("_header", "_schema", "_write")
 
-    def __init__(self, parsed: dict[str, Any], header: bytes | None = None) -> None:
+    def __init__(self, parsed: dict[str, Any], header: bytes | None = None, source: dict | None = None) -> None:
         self._schema = parsed
         self._header = header or MAGIC + schema_fingerprint(parsed)
+        self._write = compile_writer(source, self._header) if source is not None else None
 
     def __call__(self, record: dict[str, Any]) -> bytes:
+        if self._write is not None:
+            return self._write(record)
         out = io.BytesIO()
         out.write(self._header)
         fastavro.schemaless_writer(out, self._schema, record)
