@@ -50,9 +50,6 @@ breaks: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-# Each benchmark prints its own figures (one table with goals and ratios is still to come).
+# Every benchmark in one run, then one table of figures, goals and ratios (bench/run.py).
 bench: $(STAMP)
-	$(VENV)/bin/python bench/scoring.py
-	$(VENV)/bin/python bench/thumbnails.py
-	$(VENV)/bin/python bench/liveness.py
-	$(VENV)/bin/python bench/sink.py
+	$(VENV)/bin/python bench/run.py

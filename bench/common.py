@@ -18,6 +18,11 @@ FAST_GROUPS = {f"VVV_KAFKA_{k.upper().replace('.', '_')}": v for k, v in QUICK_J
 IDLE = 1.0  # --until-idle of the timed consumer, subtracted from its busy time
 
 
+def figure(name: str, value: float, unit: str, goal: float | None = None, higher_is_better: bool = True) -> None:
+    """One figure for `make bench`'s table (bench/run.py reads these lines); also readable as it is."""
+    print(f"figure\t{name}\t{value:.6g}\t{unit}\t{'' if goal is None else f'{goal:.6g}'}\t{int(higher_is_better)}")
+
+
 def empty_cron_db(path: str) -> None:
     conn = sqlite3.connect(path)
     conn.executescript(CRON_SCHEMA)

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import psutil
-from common import FAST_GROUPS, empty_cron_db
+from common import FAST_GROUPS, empty_cron_db, figure
 
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import Settings
@@ -89,6 +89,8 @@ def main() -> None:
             f"(limit {args.rate / 60:g}); members' CPU {cpu:.2f} s in {elapsed:.0f} s "
             f"= {cpu / elapsed / args.members:.1%} of a core each; {seen_before} requests during the joins"
         )
+        figure("liveness, share of the group-wide limit used", achieved / args.rate, "", 0.9)
+        figure("liveness, busiest 60 s window / limit", busiest(sorted(times), 60.0) / args.rate, "", 1.0, False)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import empty_cron_db, timed_consumer
+from common import empty_cron_db, figure, timed_consumer
 from confluent_kafka import Producer
 
 from vvv_core import db, kafka
@@ -68,6 +68,7 @@ def bench_throughput(settings: Settings, db_path: str, count: int) -> None:
         f"sink: {run.processed:,} results applied in {run.busy:.2f} s = {run.rate:,.0f} results/s "
         f"(one process, first assignment to last commit); peak RSS {run.peak_rss_mb:.0f} MB"
     )
+    figure("sink, results applied/s", run.rate, "/s")
 
 
 def latency(settings: Settings, db_path: str, samples: int, url: str, through_sink: bool) -> list[float]:
@@ -125,6 +126,7 @@ def main() -> None:
             f"through the sink {sunk * 1e3:.1f} ms: the sink adds {(sunk - direct) * 1e3:.1f} ms "
             f"({sunk / direct:.2f}x)"
         )
+        figure("sink mode / direct mode, latency p50", sunk / direct, "x")
 
 
 if __name__ == "__main__":

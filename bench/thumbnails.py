@@ -19,7 +19,7 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from common import empty_cron_db, timed_consumer
+from common import empty_cron_db, figure, timed_consumer
 from PIL import Image
 
 from vvv_core.broker import EmbeddedBroker
@@ -75,6 +75,8 @@ def main() -> None:
             f"(one consumer process, {args.concurrency} at once, server latency {args.latency * 1e3:.0f} ms); "
             f"peak RSS {run.peak_rss_mb:.0f} MB; verdicts {dict(verdicts)}; server saw {len(server.requests):,} asks"
         )
+        figure(f"thumbnails, {args.concurrency} at once, server {args.latency * 1e3:.0f} ms", run.rate, "/s", 500)
+        figure("thumbnails consumer peak RSS", run.peak_rss_mb, "MB", 200, higher_is_better=False)
 
 
 if __name__ == "__main__":

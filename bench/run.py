@@ -1,0 +1,51 @@
+"""`make bench`: every benchmark in one run, then one table: figure, goal, and how far from it.
+
+Each script prints its own lines as it goes, and its figures as ``figure<TAB>...`` lines
+(``common.figure``), collected here. "vs goal" is measured / goal where higher is better and
+goal / measured where lower is: 1.00 or more meets the goal. Scoring and the sink run on Apache
+Kafka when Java and its jars are there (`make kafka`), else on the embedded broker.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    broker = "kafka" if shutil.which("java") and (HERE.parent / "kafka" / "lib" / ".fetched").exists() else "embedded"
+    runs = [
+        ["scoring.py", "--broker", broker],
+        ["sink.py", "--broker", broker],
+        ["thumbnails.py"],
+        ["liveness.py"],
+    ]
+    figures: list[tuple[str, str, float, str, float | None, bool]] = []
+    for args in runs:
+        print(f"== bench/{' '.join(args)}", flush=True)
+        process = subprocess.Popen([sys.executable, HERE / args[0], *args[1:]], stdout=subprocess.PIPE, text=True)
+        for line in process.stdout:
+            if line.startswith("figure\t"):
+                _, name, value, unit, goal, higher = line.rstrip("\n").split("\t")
+                figures.append((args[0], name, float(value), unit, float(goal) if goal else None, higher == "1"))
+            else:
+                print(line, end="", flush=True)
+        if process.wait() != 0:
+            print(f"bench/{args[0]} failed (exit {process.returncode})", file=sys.stderr)
+            return 1
+    print(f"\nbenchmarks, {date.today().isoformat()}, scoring and sink on {broker}:")
+    print(f"{'figure':<50}{'measured':>14}{'goal':>12}{'vs goal':>9}")
+    for _script, name, value, unit, goal, higher in figures:
+        ratio = "" if goal is None else f"{(value / goal if higher else goal / value):.2f}"
+        shown_goal = "" if goal is None else f"{goal:g}"
+        print(f"{name:<50}{f'{value:,.4g} {unit}':>14}{shown_goal:>12}{ratio:>9}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
