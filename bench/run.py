@@ -15,12 +15,23 @@ from datetime import date
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+QUIX_VERSION = "3.28.1"
+
+
+def peer_python() -> str:
+    """Quix Streams in a venv of its own (it pins confluent-kafka below the version this project needs)."""
+    venv = HERE.parent / ".venv-peer"
+    if not (venv / ".installed").exists():
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run([venv / "bin" / "pip", "install", "--quiet", f"quixstreams=={QUIX_VERSION}"], check=True)
+        (venv / ".installed").touch()
+    return str(venv / "bin" / "python")
 
 
 def main() -> int:
     broker = "kafka" if shutil.which("java") and (HERE.parent / "kafka" / "lib" / ".fetched").exists() else "embedded"
     runs = [
-        ["scoring.py", "--broker", broker],
+        ["scoring.py", "--broker", broker, "--peer", peer_python()],
         ["sink.py", "--broker", broker],
         ["thumbnails.py"],
         ["liveness.py"],

@@ -17,13 +17,14 @@ import pstats
 import random
 import sqlite3
 import statistics
+import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 from common import figure, timed_consumer
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Producer
 
 from vvv_core import db, kafka
 from vvv_core.apache_kafka import ApacheKafka
@@ -119,33 +120,58 @@ def bench_hook(settings: Settings, db_path: str) -> None:
     figure("hook / bare producer, same events", warm / bare, "x", 3, higher_is_better=False)
 
 
-def raw_read_rate(settings: Settings, topic: str, events: int) -> float:
-    """Messages/s a bare consumer (no group work, no decoding) reads the same topic at, from the beginning."""
-    consumer = Consumer(
-        kafka.consumer_config(settings, "raw", **{"group.id": f"raw-{time.time_ns()}", "enable.partition.eof": False})
+def raw_read_rate(settings: Settings, topic: str) -> float:
+    """Messages/s a bare consumer (assigned every partition, no group, no decoding) reads the whole topic at."""
+    started = time.perf_counter()
+    records = kafka.read_topic(settings, topic, timeout=120)
+    return len(records) / (time.perf_counter() - started)
+
+
+def compare_with_peer(settings: Settings, db_path: str, events: int, ours: float, peer: str) -> None:
+    """The same job in Quix Streams (bench/peer_quix.py, its own venv), on the same topic and database."""
+    conn = sqlite3.connect(db_path)
+    before = conn.execute("SELECT video_id, virality_score FROM videos ORDER BY video_id").fetchall()
+    conn.execute("UPDATE videos SET virality_score = NULL")
+    conn.commit()
+    done = subprocess.run(
+        [
+            peer,
+            str(Path(__file__).parent / "peer_quix.py"),
+            settings.bootstrap,
+            settings.videos_topic,
+            db_path,
+            str(events),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
-    consumer.subscribe([topic])
-    got, started = 0, None
-    while got < events:
-        batch = consumer.consume(10_000, 1.0)
-        if batch and started is None:
-            started = time.perf_counter()
-        got += sum(m.error() is None for m in batch)
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return got / elapsed
+    line = next((x for x in done.stdout.splitlines() if x.startswith("peer\t")), None)
+    if line is None:
+        raise RuntimeError(f"the Quix Streams peer failed: {done.stderr[-2000:]}")
+    _, written, seconds = line.split("\t")
+    after = conn.execute("SELECT video_id, virality_score FROM videos ORDER BY video_id").fetchall()
+    same = after == before
+    rate = int(written) / float(seconds)
+    print(
+        f"peer (Quix Streams 3.28, same topic, broker and database): {int(written):,} events in {float(seconds):.2f} s"
+        f" = {rate:,.0f} events/s; ours {ours:,.0f}: {ours / rate:.2f}x; the same scores: {same}"
+    )
+    figure("scoring / Quix Streams peer, same job", ours / rate, "x", 1.0)
 
 
-def bench_throughput(settings: Settings, db_path: str, events: int) -> None:
+def bench_throughput(settings: Settings, db_path: str, events: int, peer: str | None = None) -> None:
     publish(settings, db_path, events)
     run = timed_consumer("scoring", db_path, settings.bootstrap, settings.namespace)
-    raw = raw_read_rate(settings, settings.videos_topic, events)
+    raw = raw_read_rate(settings, settings.videos_topic)
     print(
         f"scoring: {run.processed:,} events in {run.busy:.2f} s = {run.rate:,.0f} events/s end to end "
         f"(one consumer process, first assignment to last commit); peak RSS {run.peak_rss_mb:.0f} MB; "
         f"a bare consumer reads the topic at {raw:,.0f} msg/s: {run.rate / raw:.3f} of it"
     )
     figure("scoring, events/s", run.rate, "events/s", 50_000)
+    if peer is not None:
+        compare_with_peer(settings, db_path, events, run.rate, peer)
     figure("scoring / raw read rate", run.rate / raw, "", 0.07)
     figure("scoring consumer peak RSS", run.peak_rss_mb, "MB", 200, higher_is_better=False)
 
@@ -203,6 +229,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="profile the consumer in-process instead")
     parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded")
     parser.add_argument("--fetch-wait-ms", type=int, default=10, help="the consumers' fetch.wait.max.ms")
+    parser.add_argument("--peer", metavar="PYTHON", help="a python with quixstreams: compare with bench/peer_quix.py")
     args = parser.parse_args()
     fast = {**QUICK_JOIN, "fetch.wait.max.ms": str(args.fetch_wait_ms)}
     os.environ["VVV_KAFKA_FETCH_WAIT_MAX_MS"] = str(args.fetch_wait_ms)  # for the consumer processes
@@ -216,7 +243,9 @@ def main() -> None:
             profile_consumer(Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="prof"), db_path, args.events)
             return
         bench_hook(Settings(bootstrap=broker.bootstrap, namespace="hook"), db_path)
-        bench_throughput(Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="tput"), db_path, args.events)
+        bench_throughput(
+            Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="tput"), db_path, args.events, args.peer
+        )
         bench_latency(Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="lat"), db_path, args.latency_samples)
 
 
