@@ -58,8 +58,14 @@ def java_major() -> int:
 
 
 def cluster_id() -> str:
-    """A KRaft cluster id: 16 random bytes, base64url without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A KRaft cluster id: 16 random bytes, base64url without padding, never starting with "-".
+
+    Like Kafka's own ``Uuid.randomUuid``: an id starting with "-" reads as an option to the
+    storage tool's command line (one in 64 ids failed ``kafka-storage format``).
+    """
+    while (candidate := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+        pass
+    return candidate
 
 
 class Node:
