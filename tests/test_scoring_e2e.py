@@ -155,7 +155,7 @@ def test_restart_resumes_from_committed_offsets(settings, schemas, sample_db):
 def test_undecodable_message_goes_to_dead_letter_and_the_rest_flows(settings, schemas, sample_db):
     background_processing([{"video_id": "J78aPJ3VyNs", "thumbnail_url": "u"}], [], sample_db, settings)
     producer = Producer(kafka.producer_config(settings))
-    producer.produce(settings.videos_topic, b"\x00garbage", b"J78aPJ3VyNs", headers=[("trace", b"t1")])
+    producer.produce(settings.videos_topic, b"\x01garbage", b"J78aPJ3VyNs", headers=[("trace", b"t1")])
     producer.flush(10)
     background_processing([{"video_id": "9nidKH8cM38", "thumbnail_url": "u"}], [], sample_db, settings)
 
@@ -163,7 +163,7 @@ def test_undecodable_message_goes_to_dead_letter_and_the_rest_flows(settings, sc
     assert (runner.processed, runner.dead_lettered) == (3, 1)
     assert sorted(r["video_id"] for r in results(settings, schemas)) == ["9nidKH8cM38", "J78aPJ3VyNs"]
     [dead] = read_topic(settings, settings.dead_letter_topic("scoring"))
-    assert (dead.key(), dead.value()) == (b"J78aPJ3VyNs", b"\x00garbage")  # untouched
+    assert (dead.key(), dead.value()) == (b"J78aPJ3VyNs", b"\x01garbage")  # untouched
     headers = read_headers(dead.headers())
     assert headers["error.class"] == "DecodeError" and "C3 01" in headers["error.message"]
     assert headers["source.topic"] == settings.videos_topic and headers["group"] == "scoring"
