@@ -292,11 +292,11 @@ class OutboxPublisher:
         if messages:
             spool.write(messages, replacing)
             delivery.queued = len(messages)
-            log.warning(
-                "broker %s did not take %d events in time (%s): kept in the outbox %s, "
+            log.warning(  # why is the error's own words: a slow broker, none at all, TLS, a setting ...
+                "%d events not delivered to %s (%s): kept in the outbox %s, "
                 "delivered by the next hook call, `vvv publish` or `vvv outbox flush`",
-                self.settings.bootstrap,
                 delivery.queued,
+                self.settings.bootstrap,
                 delivery.error,
                 spool.folder,
             )
