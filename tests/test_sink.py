@@ -108,7 +108,7 @@ def test_a_sink_killed_at_any_instant_neither_loses_nor_repeats_an_effect(settin
     counting(cron_db)
     count = 4000
     publish_results(settings, schemas, [(f"vid{i:08d}", "valid", 1000 + i, False) for i in range(count)])
-    env = cli_env(settings, VVV_BATCH_SIZE="200")
+    env = cli_env(settings, VVV_BATCH_SIZE="50")  # many small turns: each kill lands mid-way
     kills = 0
     for _ in range(3):  # killed three times, each time while it is applying results
         sink = subprocess.Popen([*VVV, "sink", "--db", cron_db], env=env, stderr=subprocess.DEVNULL)
@@ -117,6 +117,8 @@ def test_a_sink_killed_at_any_instant_neither_loses_nor_repeats_an_effect(settin
         if applied(cron_db) < count:
             sink.send_signal(signal.SIGKILL)
             kills += 1
+        else:  # it applied everything before the kill came: stop it the ordinary way
+            sink.send_signal(signal.SIGTERM)
         sink.wait(30)
     done = subprocess.run(
         [*VVV, "sink", "--db", cron_db, "--until-idle", "1"], env=env, capture_output=True, timeout=120
