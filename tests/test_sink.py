@@ -3,6 +3,7 @@ results exactly once (its offsets in the same SQLite transaction as the effects)
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import subprocess
@@ -120,12 +121,16 @@ def test_a_sink_killed_at_any_instant_neither_loses_nor_repeats_an_effect(settin
         else:  # it applied everything before the kill came: stop it the ordinary way
             sink.send_signal(signal.SIGTERM)
         sink.wait(30)
+    stored = len(rows(cron_db))
     done = subprocess.run(
-        [*VVV, "sink", "--db", cron_db, "--until-idle", "1"], env=env, capture_output=True, timeout=120
+        [*VVV, "sink", "--db", cron_db, "--until-idle", "1"], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert kills >= 1
     assert len(rows(cron_db)) == count and applied(cron_db) == count  # every effect, each exactly once
+    # Kafka's committed offsets lag behind the database's after a kill; the sink skips what the database says
+    # is done, so the last run takes exactly what was left (the upserts would hide a repeat: this does not).
+    assert re.search(r"stopped after (\d+) events", done.stderr)[1] == str(count - stored)
 
 
 @pytest.mark.apache_kafka_only  # tansu never reports a group's members
