@@ -386,3 +386,21 @@ def test_fetching_pauses_while_too_much_is_unfinished(tmp_path):
     wait_for(lambda: len(p.rows()) == 10, 5, "everything, after resuming")
     assert not p.backend.paused
     p.stop()
+
+
+def test_a_group_keeping_its_own_offsets_skips_what_they_say_is_done_across_incremental_assignments(tmp_path):
+    """Like the sink: offsets stored with the effects. Partitions arriving one at a time keep each one's."""
+    p = Pipeline(tmp_path, valid)
+    topic = p.settings.videos_topic
+    by_partition: dict[int, list[str]] = {0: [], 1: []}
+    for n in range(40):
+        _topic, partition = p.publish(vid(n))
+        by_partition[partition].append(vid(n))
+    done = {(topic, 0): 3, (topic, 1): 2}  # the first three and the first two are in the database already
+    p.group.start_offsets = lambda partitions: {tp: o for tp, o in done.items() if tp in partitions}
+    p.start(assign=False)
+    p.backend.assign([0])  # incremental: one partition, then the other
+    p.backend.assign([1])
+    wait_for(lambda: p.broker.committed == p.end_offsets(), 5, "every partition committed")
+    p.stop()
+    assert set(p.rows()) == set(by_partition[0][3:] + by_partition[1][2:])

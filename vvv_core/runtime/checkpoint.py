@@ -28,14 +28,13 @@ from typing import Any
 
 from vvv_core import db
 from vvv_core.events import now_ms
-from vvv_core.runtime.backends import Backend
+from vvv_core.runtime.backends import FLUSH_TIMEOUT, Backend
 from vvv_core.runtime.deadletter import DeadLetterPolicy
 from vvv_core.runtime.group import ConsumerGroup
 from vvv_core.runtime.metrics import Metrics
 from vvv_core.runtime.model import ConsumerStopped, Outcome, Partition
 from vvv_core.runtime.offsets import PartitionOffsets
 
-FLUSH_TIMEOUT = 10.0  # seconds the broker may take to acknowledge a checkpoint's messages
 DELIVERY_ATTEMPTS = 5  # a batch the broker refused is sent again, by a new producer, this often
 COMMIT_EVERY = 10_000  # outcomes finished that make a commit due sooner
 RESULT_NAMESPACE = "com.viralvidvault.results"
@@ -50,7 +49,7 @@ class _InDelivery:
 
     def __init__(self, outcomes: list[Outcome], attempt: int = 1) -> None:
         self.outcomes = outcomes
-        self.remaining = len(outcomes)
+        self.remaining = 0  # messages sent for it and not answered yet (set when they are sent)
         self.attempt = attempt
         self.error: str | None = None
 
@@ -99,13 +98,15 @@ class Checkpoint:
     # -- the assignment -------------------------------------------------------------------
 
     def assign(self, partitions: list[Partition]) -> None:
-        self._done_before = self.group.start_offsets(partitions)  # a group keeping its offsets with its effects
+        # Added to, not replaced: incremental protocols assign a few partitions at a time.
+        self._done_before.update(self.group.start_offsets(partitions))  # a group keeping offsets with its effects
         for tp in partitions:
             self.partitions[tp] = PartitionOffsets()
 
     def release(self, partitions: list[Partition]) -> None:
         for tp in partitions:
             self.partitions.pop(tp, None)
+            self._done_before.pop(tp, None)
 
     def take(self, partition: Partition, offset: int) -> bool:
         """An event taken from ``partition``; False if it was revoked since the event was fetched."""

@@ -15,6 +15,7 @@ from vvv_core.runtime.model import Inbound, Partition
 
 Headers = list[tuple[str, bytes]]
 OnDelivery = Callable[[str | None], None]  # the broker's answer to one message: None, or why it was refused
+FLUSH_TIMEOUT = 10.0  # seconds the broker may take to acknowledge a message (and a transaction)
 
 
 @dataclass

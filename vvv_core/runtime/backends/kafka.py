@@ -29,11 +29,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from vvv_core import kafka
 from vvv_core.config import Settings
-from vvv_core.runtime.backends import Headers, OnDelivery, Polled, Rebalance
+from vvv_core.runtime.backends import FLUSH_TIMEOUT, Headers, OnDelivery, Polled, Rebalance
 from vvv_core.runtime.backends.brokerwatch import BrokerWatch
 from vvv_core.runtime.model import ConsumerStopped, Inbound, Partition
 
-FLUSH_TIMEOUT = 10.0  # seconds the broker may take to acknowledge messages
 TOPIC_CHECK_INTERVAL = 5.0  # seconds between attempts to recreate a vanished topic
 STATISTICS_INTERVAL_MS = 15_000  # librdkafka's statistics, with metrics on (VVV_KAFKA_STATISTICS_INTERVAL_MS)
 
