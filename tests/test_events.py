@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from vvv_core.events import InvalidEvent, now_ms, stale_check_event, video_event, video_record
+from vvv_core.events import InvalidEvent, new_event_ids, now_ms, stale_check_event, video_event, video_record
 
 
 def record(**changes):
@@ -50,6 +52,13 @@ def test_video_record_from_a_cron_dict():
             "region": "se",
             "view_count": 10,
             "extra": "ignored",
-        }
+        },
+        "e1",
+        now_ms(),
     )
-    assert rec["region"] == "SE" and rec["view_count"] == 10 and len(rec["event_id"]) == 32
+    assert rec["region"] == "SE" and rec["view_count"] == 10 and rec["event_id"] == "e1"
+
+
+def test_event_ids_are_fresh_128_bit_hex():
+    ids = list(itertools.islice(new_event_ids(), 2500))  # across the pool's refills
+    assert len(set(ids)) == 2500 and all(len(i) == 32 and int(i, 16) >= 0 for i in ids)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import time
 from dataclasses import replace
@@ -168,6 +170,28 @@ def test_broker_down_returns_in_bounded_time_and_loses_nothing(settings, schemas
         assert len(events) == 21
         assert [e["view_count"] for e in events if e["video_id"] == "vid00000000"] == [0, 99]
         assert len(read_topic(down, down.stale_topic)) == 1
+
+
+def test_a_broker_frozen_mid_call_costs_the_deadline_and_loses_nothing(broker, settings, schemas, cron_db):
+    """The broker stops answering (SIGSTOP) after the hook connected: at the deadline every event it
+    did not confirm is kept, whether or not librdkafka served a report for it; then all are delivered."""
+    target = replace(settings, hook_timeout=1.0)
+    assert background_processing([{"video_id": "warmvideo01"}], [], cron_db, target).delivered == 1
+    processes = [n.process for n in broker.nodes] if hasattr(broker, "nodes") else [broker.process]
+    videos = [{"video_id": f"vid{i:08d}", "view_count": i} for i in range(2000)]
+    for process in processes:
+        os.kill(process.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        report = background_processing(videos, [], cron_db, target)
+        assert time.monotonic() - started < target.hook_timeout + 1.0
+    finally:
+        for process in processes:
+            os.kill(process.pid, signal.SIGCONT)
+    assert (report.delivered, report.queued) == (0, 2000) and report.error
+    assert flush_outbox(cron_db, target).delivered == 2000 and outbox_count(cron_db) == 0
+    on_topic = {m.key() for m in read_topic(target, target.videos_topic)}
+    assert on_topic >= {v["video_id"].encode() for v in videos}  # repeats allowed, losses not
 
 
 def test_publish_publishes_each_new_snapshot_once(settings, schemas, cron_db):

@@ -26,6 +26,8 @@ from vvv_core.runtime.model import Effect
 Check = Callable[[events.VideoEvent, int], Checked]
 SCHEMAS = SchemaStore()
 
+EVENT_IDS = events.new_event_ids()
+
 
 def verdict(status: str, reason: str | None = None, transient: bool = False, attempt: int = 1) -> Checked:
     return Checked(ThumbnailVerdict(status, reason=reason).detail(attempt), transient=transient)
@@ -102,7 +104,9 @@ class Pipeline:
 
     def publish(self, video_id: str, title: str = "", value: bytes | None = None) -> tuple[str, int]:
         if value is None:
-            value = SCHEMAS.encoder("VideoEvent")(events.video_record({"video_id": video_id, "title": title or None}))
+            item = {"video_id": video_id, "title": title or None}
+            record = events.video_record(item, next(EVENT_IDS), events.now_ms())
+            value = SCHEMAS.encoder("VideoEvent")(record)
         return self.broker.publish(self.settings.videos_topic, video_id.encode(), value)
 
     def end_offsets(self) -> dict[tuple[str, int], int]:

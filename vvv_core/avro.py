@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -33,6 +33,7 @@ MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
 REGISTRY_MAGIC = b"\x00"  # Confluent Schema Registry wire format: 0, the 4-byte schema id, the body
 REGISTRY_HEADER_SIZE = 5
+Encoder = Callable[[dict[str, Any]], bytes]
 
 # The package's own schemas (package data, wherever it is installed); VVV_SCHEMA_DIR points elsewhere.
 DEFAULT_SCHEMA_DIR: Traversable = (
@@ -65,7 +66,7 @@ class SchemaStore:
         registry: Registry | None = None,
     ) -> None:
         self.registry = registry
-        self._registered: dict[tuple[str, str], Encoder] = {}
+        self._encoders: dict[tuple[str, str | None], Encoder] = {}
         self._sources: dict[str, dict[str, Any]] = {}  # each current schema as written, for the registry
         self._current: dict[str, dict[str, Any]] = {}
         self._writers: dict[bytes, dict[str, Any]] = {}
@@ -89,13 +90,19 @@ class SchemaStore:
         return parsed
 
     def encoder(self, name: str, topic: str | None = None) -> Encoder:
-        """Encodes records of schema ``name``; with a registry, in its wire format for ``topic``."""
-        if self.registry is None or topic is None:
-            return Encoder(self._current[name], source=self._sources[name])
-        if (name, topic) not in self._registered:  # registered once per process and subject
-            header = self.registry.header(topic, self._sources[name])
-            self._registered[(name, topic)] = Encoder(self._current[name], header, self._sources[name])
-        return self._registered[(name, topic)]
+        """Encodes records of schema ``name``; with a registry, in its wire format for ``topic``.
+
+        Made once per schema and subject (registered once per process), then reused."""
+        subject = topic if self.registry is not None else None
+        if (name, subject) not in self._encoders:
+            parsed = self._current[name]
+            header = (
+                MAGIC + schema_fingerprint(parsed)
+                if subject is None
+                else self.registry.header(subject, self._sources[name])
+            )
+            self._encoders[(name, subject)] = make_encoder(parsed, header, self._sources[name])
+        return self._encoders[(name, subject)]
 
     def decode(self, data: bytes | None, reader: str) -> dict[str, Any]:
         """Decode ``data`` into a record of the current schema ``reader``; raise DecodeError if it can't be."""
@@ -125,21 +132,17 @@ class SchemaStore:
         return writer, HEADER_SIZE
 
 
-class Encoder:
-    """Encodes records of one schema; reuse it, it holds the header and, given the schema as written
-    (``source``), a writer compiled for it (``avro_writer``), else it writes through fastavro."""
+def make_encoder(parsed: dict[str, Any], header: bytes, source: dict[str, Any]) -> Encoder:
+    """Encodes records of one schema behind ``header``: with the writer compiled from ``source``
+    (``avro_writer``), called directly, or through fastavro where the compiler cannot."""
+    compiled = compile_writer(source, header)
+    if compiled is not None:
+        return compiled
 
-    __slots__ = ("_header", "_schema", "_write")
-
-    def __init__(self, parsed: dict[str, Any], header: bytes | None = None, source: dict | None = None) -> None:
-        self._schema = parsed
-        self._header = header or MAGIC + schema_fingerprint(parsed)
-        self._write = compile_writer(source, self._header) if source is not None else None
-
-    def __call__(self, record: dict[str, Any]) -> bytes:
-        if self._write is not None:
-            return self._write(record)
+    def write_with_fastavro(record: dict[str, Any]) -> bytes:
         out = io.BytesIO()
-        out.write(self._header)
-        fastavro.schemaless_writer(out, self._schema, record)
+        out.write(header)
+        fastavro.schemaless_writer(out, parsed, record)
         return out.getvalue()
+
+    return write_with_fastavro

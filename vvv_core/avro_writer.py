@@ -43,7 +43,8 @@ def _millis(value: int | datetime) -> int:
 
 def compile_writer(schema: dict[str, Any], prefix: bytes = b"") -> Writer | None:
     """A function writing ``prefix`` then ``schema``'s records as Avro binary, or None if unsupported."""
-    constants: dict[str, Any] = {"_long": _long, "_double": _double, "_millis": _millis, "PREFIX": prefix}
+    constants: dict[str, Any] = {"_SMALL": _SMALL, "_long": _long, "_double": _double, "_millis": _millis}
+    constants["PREFIX"] = prefix
     lines: list[str] = []
     counter = iter(range(1_000_000))
 
@@ -61,13 +62,15 @@ def compile_writer(schema: dict[str, Any], prefix: bytes = b"") -> Writer | None
             lines.append(f"{indent}out += b'\\x01' if {value} else b'\\x00'")
         elif kind in ("int", "long"):
             millis = isinstance(t, dict) and t.get("logicalType") in ("timestamp-millis", "time-millis")
-            lines.append(f"{indent}out += _long(_millis({value}))" if millis else f"{indent}out += _long({value})")
+            v = f"n{next(counter)}"
+            lines.append(f"{indent}{v} = _millis({value})" if millis else f"{indent}{v} = {value}")
+            lines.append(f"{indent}out += _SMALL[{v} << 1] if 0 <= {v} < 64 else _long({v})")  # most counts: no call
         elif kind == "double":
             lines.append(f"{indent}out += _double({value})")
         elif kind == "string":
             v = f"s{next(counter)}"
             lines.append(f"{indent}{v} = {value}.encode()")
-            lines.append(f"{indent}out += _long(len({v}))")
+            lines.append(f"{indent}out += _SMALL[len({v}) << 1] if len({v}) < 64 else _long(len({v}))")
             lines.append(f"{indent}out += {v}")
         elif kind == "enum":
             table = f"enum{next(counter)}"

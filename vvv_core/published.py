@@ -1,20 +1,27 @@
 """What was published, one record shared by the hook and ``vvv publish``: neither sends what the other sent.
 
-It lives in the outbox folder (``cron.db.outbox/published.db``), never in the cron database,
-whose write lock the cron holds while it calls the hook. A new video's event is known by a
-fingerprint of what the event says (region, title, thumbnail, counts): the same snapshot, whether
-the hook was handed it or ``vvv publish`` found it, has the same fingerprint. Stale checks are
-known by when they were last published.
+It lives in the outbox folder, never in the cron database, whose write lock the cron holds
+while it calls the hook. A new video's event is known by a fingerprint of what the event says
+(region, title, thumbnail, counts): the same snapshot, whether the hook was handed it or
+``vvv publish`` found it, has the same fingerprint. Stale checks are known by when they were
+last published.
+
+The hook only appends to a journal (``published.log``, one write per call: 1 ms for 10,000
+events, where a SQLite transaction took 30); readers fold the journal into ``published.db``
+first, under an exclusive ``flock`` that appenders share. Losing the journal's tail to a crash
+costs a repeated event at most, never a lost one: the record only suppresses repeats.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import operator
+import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,45 +47,97 @@ def fingerprint(record: dict[str, Any]) -> bytes:
 
 
 class PublishedRecord:
+    """The journal's lines: ``T <julian day>`` starts a call's entries, then ``N <fingerprint hex> <video id>``
+    per new video and ``S <video id>`` per stale check (video ids never hold spaces or newlines)."""
+
     def __init__(self, folder: Path) -> None:
         self.path = folder / "published.db"
+        self.journal = folder / "published.log"
 
-    @contextlib.contextmanager
-    def _open(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(exist_ok=True)
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(DDL)
-            yield conn
-        finally:
-            conn.close()
-
-    def note(self, new: Iterable[tuple[str, bytes]], stale: Iterable[str]) -> None:
-        """Record events that were delivered or kept in the outbox (so they will be)."""
-        new, stale = list(new), list(stale)
-        if not new and not stale:
-            return
-        now = time.time() / 86400 + UNIX_EPOCH_JULIAN_DAY
-        with self._open() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("INSERT OR REPLACE INTO new_video VALUES (?, ?, ?)", [(v, f, now) for v, f in new])
-            conn.executemany("INSERT OR REPLACE INTO stale_check VALUES (?, ?)", [(v, now) for v in stale])
-            conn.execute("COMMIT")
+    def entry(self, new: list[dict[str, Any]], stale: list[dict[str, Any]]) -> Entry:
+        """The journal entry for one call's VideoEvent and StaleCheckEvent records."""
+        return Entry(self.journal, new, stale)
 
     def unpublished(self, new: dict[str, bytes]) -> set[str]:
         """Of {video_id: fingerprint}, the videos whose event with this content was not published yet."""
-        if not self.path.exists():
-            return set(new)
-        with self._open() as conn:
-            known = dict(conn.execute("SELECT video_id, fingerprint FROM new_video"))
+        with self._folded() as conn:
+            known = dict(conn.execute("SELECT video_id, fingerprint FROM new_video")) if conn else {}
         return {video_id for video_id, fp in new.items() if known.get(video_id) != fp}
 
     def stale_published_within(self, days: float) -> set[str]:
         """Videos whose stale check was published less than ``days`` ago."""
-        if not self.path.exists():
-            return set()
-        with self._open() as conn:
+        with self._folded() as conn:
+            if conn is None:
+                return set()
             rows = conn.execute("SELECT video_id FROM stale_check WHERE published_at >= julianday('now') - ?", (days,))
             return {row[0] for row in rows}
+
+    @contextlib.contextmanager
+    def _folded(self) -> Iterator[sqlite3.Connection | None]:
+        """The record with the journal folded in (and emptied), or None if nothing was ever published."""
+        if not self.journal.exists() and not self.path.exists():
+            yield None
+            return
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(DDL)
+            self._fold(conn)
+            yield conn
+        finally:
+            conn.close()
+
+    def _fold(self, conn: sqlite3.Connection) -> None:
+        fd = os.open(self.journal, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            with open(fd, "rb", closefd=False) as f:
+                text = f.read().decode()
+            new: list[tuple[str, bytes, float]] = []
+            stale: list[tuple[str, float]] = []
+            at = 0.0
+            for line in text.splitlines():
+                match line.split(" "):
+                    case ["T", day]:
+                        at = float(day)
+                    case ["N", fp, video_id] if len(fp) == 16:
+                        new.append((video_id, bytes.fromhex(fp), at))
+                    case ["S", video_id]:
+                        stale.append((video_id, at))
+                    # anything else is a line torn by a crash mid-write: dropped, at worst a repeat
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR REPLACE INTO new_video VALUES (?, ?, ?)", new)
+            conn.executemany("INSERT OR REPLACE INTO stale_check VALUES (?, ?)", stale)
+            conn.execute("COMMIT")
+            os.ftruncate(fd, 0)  # after the commit: a crash in between folds the same lines again, harmlessly
+        finally:
+            os.close(fd)  # releases the lock
+
+
+class Entry:
+    """One call's lines for the journal: prepared while its events are in flight (``prepare``, the
+    fingerprints' CPU time hidden behind the broker's), written once they are delivered or kept."""
+
+    def __init__(self, journal: Path, new: list[dict[str, Any]], stale: list[dict[str, Any]]) -> None:
+        self.journal, self.new, self.stale = journal, new, stale
+        self._data: bytes | None = None
+
+    def prepare(self) -> None:
+        if self._data is None:
+            lines = [f"N {fingerprint(r).hex()} {r['video_id']}\n" for r in self.new]
+            lines += [f"S {r['video_id']}\n" for r in self.stale]
+            # Led by a newline: a line an earlier crash left torn stays a line of its own, and is dropped.
+            self._data = f"\nT {time.time() / 86400 + UNIX_EPOCH_JULIAN_DAY!r}\n{''.join(lines)}".encode()
+
+    def write(self) -> None:
+        """Record the events as delivered or kept in the outbox (so they will be)."""
+        if not self.new and not self.stale:
+            return
+        self.prepare()
+        self.journal.parent.mkdir(exist_ok=True)
+        fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)  # shared among appenders; a reader folding holds it exclusively
+            os.write(fd, self._data)  # one O_APPEND write: never interleaved with another call's
+        finally:
+            os.close(fd)
