@@ -36,7 +36,7 @@ SELECT s.video_id, s.region, s.view_count, s.likes, s.comments,
 FROM json_each(?) AS wanted
 JOIN video_snapshots AS s ON s.rowid IN (
     SELECT rowid FROM video_snapshots WHERE video_id = wanted.value AND julianday(fetched_at) IS NOT NULL
-    ORDER BY julianday(fetched_at) DESC, rowid DESC LIMIT 5)
+    ORDER BY julianday(fetched_at) DESC, rowid DESC LIMIT 2)
 ORDER BY s.video_id, julianday(s.fetched_at) DESC, s.rowid DESC"""
 
 

@@ -33,6 +33,7 @@ MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
 REGISTRY_MAGIC = b"\x00"  # Confluent Schema Registry wire format: 0, the 4-byte schema id, the body
 REGISTRY_HEADER_SIZE = 5
+MILLIS = ("timestamp-millis", "local-timestamp-millis")
 Encoder = Callable[[dict[str, Any]], bytes]
 
 # The package's own schemas (package data, wherever it is installed); VVV_SCHEMA_DIR points elsewhere.
@@ -43,6 +44,14 @@ DEFAULT_SCHEMA_DIR: Traversable = (
 
 class DecodeError(InvalidInput):
     """A message value that is not a readable single-object-encoded record."""
+
+
+def parse(schema: dict[str, Any]) -> dict[str, Any]:
+    """fastavro's parsed form of ``schema``, reading timestamps as what the project writes: milliseconds
+    (an int), not datetimes (each cost a consumer about a microsecond per event to make and undo).
+    The parsing canonical form, and so the fingerprint, has no logical types: it is the same."""
+    plain = json.loads(json.dumps(schema), object_hook=lambda t: "long" if t.get("logicalType") in MILLIS else t)
+    return fastavro.parse_schema(plain)
 
 
 def schema_fingerprint(parsed: dict[str, Any]) -> bytes:
@@ -85,7 +94,7 @@ class SchemaStore:
             self._add_writer(json.loads(old.read_text()) if not isinstance(old, dict) else old)
 
     def _add_writer(self, schema: dict[str, Any]) -> dict[str, Any]:
-        parsed = fastavro.parse_schema(schema)  # keeps fastavro's "already parsed" mark: no re-parse per call
+        parsed = parse(schema)  # keeps fastavro's "already parsed" mark: no re-parse per call
         self._writers[schema_fingerprint(parsed)] = parsed
         return parsed
 

@@ -20,7 +20,8 @@ from vvv_core.errors import InvalidInput
 VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # YouTube's are 11 of these; room for other platforms
 REGION = re.compile(r"[A-Z]{2}")
 MAX_COUNT = 10**13  # above any real view count; 2**63-1 is a glitch, not a video
-EARLIEST = datetime(2005, 1, 1, tzinfo=UTC)  # YouTube's first year
+EARLIEST_MS = int(datetime(2005, 1, 1, tzinfo=UTC).timestamp() * 1000)  # YouTube's first year
+DAY_MS = 86_400_000
 MAX_TEXT = 2048
 
 
@@ -39,11 +40,11 @@ def new_event_ids() -> Iterator[str]:
         yield from (pool[i : i + 32] for i in range(0, len(pool), 32))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see vvv_core.runtime.model
 class VideoEvent:
     event_id: str
     video_id: str
-    created_at: datetime
+    created_at: int  # ms since the epoch
     region: str | None = None
     title: str | None = None
     thumbnail_url: str | None = None
@@ -52,14 +53,14 @@ class VideoEvent:
     comments: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see vvv_core.runtime.model
 class StaleCheckEvent:
     event_id: str
     video_id: str
-    created_at: datetime
+    created_at: int  # ms since the epoch
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: see vvv_core.runtime.model
 class ResultEvent:
     """A result read back from the results topic (by the sink)."""
 
@@ -84,15 +85,16 @@ def _event_id(value: Any) -> str:
     return value
 
 
-def _created_at(value: Any) -> datetime:
-    if isinstance(value, int):
-        value = datetime.fromtimestamp(value / 1000, UTC)
-    if not isinstance(value, datetime):
+def _created_at(value: Any) -> int:
+    """Milliseconds since the epoch, from 2005 to a day ahead of this machine's clock."""
+    if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidEvent(f"invalid created_at {value!r}: not a timestamp")
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    if not EARLIEST <= value <= datetime.fromtimestamp(time.time() + 86400, UTC):
-        raise InvalidEvent(f"invalid created_at {value.isoformat()}: outside 2005..tomorrow")
+    if not EARLIEST_MS <= value <= now_ms() + DAY_MS:
+        try:
+            shown = datetime.fromtimestamp(value / 1000, UTC).isoformat()
+        except (OverflowError, ValueError, OSError):
+            shown = f"{value} ms"
+        raise InvalidEvent(f"invalid created_at {shown}: outside 2005..tomorrow")
     return value
 
 

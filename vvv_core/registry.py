@@ -17,8 +17,7 @@ import json
 import threading
 from typing import Any
 
-import fastavro
-
+from vvv_core import avro
 from vvv_core.avro import REGISTRY_MAGIC, SchemaStore
 from vvv_core.config import Settings
 from vvv_core.errors import Fatal
@@ -64,7 +63,7 @@ class Registry:
                     text = self._client.get_schema(schema_id).schema_str
                 except Exception as exc:
                     raise RegistryError(f"schema registry {self.url}: no schema {schema_id}: {exc}") from None
-                self._writers[schema_id] = fastavro.parse_schema(json.loads(text))
+                self._writers[schema_id] = avro.parse(json.loads(text))
             return self._writers[schema_id]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from vvv_core import db, kafka
 from vvv_core.config import Settings
@@ -53,8 +53,9 @@ def _last_results(settings: Settings) -> dict[str, datetime]:
     latest: dict[str, datetime] = {}
     for msg in kafka.read_topic(settings, topic, start=start):
         result = schemas.decode(msg.value(), "Result")
-        if result["group"] not in latest or result["processed_at"] > latest[result["group"]]:
-            latest[result["group"]] = result["processed_at"]
+        at = datetime.fromtimestamp(result["processed_at"] / 1000, UTC)
+        if result["group"] not in latest or at > latest[result["group"]]:
+            latest[result["group"]] = at
     return latest
 
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per snapshot read, and frozen costs 4x to make
 class Snapshot:
     region: str | None
     view_count: int
@@ -34,7 +34,7 @@ DEFAULT_BASELINE = BASELINES["GB"]
 VELOCITY_WEIGHT, ENGAGEMENT_WEIGHT = 0.55, 0.45
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made per event, and frozen costs 4x to make
 class Score:
     score: float
     label: str  # VIRAL, TRENDING or NORMAL

@@ -16,7 +16,7 @@ from vvv_core.domain.scoring import Snapshot, score
 from vvv_core.runtime import BatchExecutor, EffectGroup, Inbound, Outcome
 from vvv_core.runtime.model import Effect
 
-HISTORY_DEPTH = 5
+HISTORY_DEPTH = 2  # the formula reads the two newest snapshots only
 MS_PER_DAY = 86_400_000
 
 

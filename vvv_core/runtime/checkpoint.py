@@ -161,7 +161,8 @@ class Checkpoint:
         self.metrics.batch_seconds.labels(self.group.name).observe(time.perf_counter() - started)
 
     def _send(self, batch: _InDelivery) -> None:
-        messages = [m for o in batch.outcomes if (m := self._message(o)) is not None]
+        processed_at = now_ms()  # one clock reading for the batch
+        messages = [m for o in batch.outcomes if (m := self._message(o, processed_at)) is not None]
         if messages and self.exactly_once and not self._in_transaction:
             self.backend.begin_transaction()
             self._in_transaction = True
@@ -170,7 +171,9 @@ class Checkpoint:
         for topic, value, key, headers in messages:
             self.backend.produce(topic, value, key, headers, batch.answer)
 
-    def _message(self, outcome: Outcome) -> tuple[str, bytes | None, bytes | None, list | None] | None:
+    def _message(
+        self, outcome: Outcome, processed_at: int
+    ) -> tuple[str, bytes | None, bytes | None, list | None] | None:
         """The dead letter or result message of one outcome; None for a group that publishes no results."""
         item = outcome.inbound
         if outcome.failure is not None:
@@ -182,8 +185,8 @@ class Checkpoint:
             "event_id": item.event.event_id,
             "group": self.group.name,
             "video_id": item.event.video_id,
-            "processed_at": now_ms(),
-            "event_at": int(item.event.created_at.timestamp() * 1000),
+            "processed_at": processed_at,
+            "event_at": item.event.created_at,
             "stored": self.group.conn is not None,  # direct mode: the sink has nothing left to do with it
             "detail": (self._detail_type, outcome.detail),
         }

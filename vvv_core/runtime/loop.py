@@ -9,6 +9,7 @@ The backend (``backends/``) owns the client and every broker workaround; the dea
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 
@@ -24,7 +25,7 @@ from vvv_core.runtime.backends.kafka import KafkaBackend
 from vvv_core.runtime.checkpoint import Checkpoint
 from vvv_core.runtime.deadletter import DeadLetterPolicy
 from vvv_core.runtime.group import ConsumerGroup, client_id
-from vvv_core.runtime.model import ConsumerStopped, Failure, Inbound, Outcome, Partition
+from vvv_core.runtime.model import ConsumerStopped, Failure, Outcome, Partition
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,9 @@ class GroupRunner:
     def run(self) -> None:
         group, settings = self.group, self.settings
         db.wait_out_lock(group.prepare, "creating tables", lambda: self._stopping)
+        # What start-up made (modules, schemas, settings) lives for ever: the collector stops walking
+        # it each time the per-event objects set it off.
+        gc.freeze()
         # First what can fail without leaving a client behind (a port in use): a consumer that is
         # never closed blocks the interpreter's exit (rd_kafka_destroy from the garbage collector).
         stop_serving = metrics.serve(self.metrics, settings.metrics_port) if settings.metrics_port else None
@@ -153,7 +157,8 @@ class GroupRunner:
                 )
                 rejected.append(Outcome(item, failure=Failure.of(exc)))
                 continue
-            valid.append(Inbound(item.topic, item.partition, item.offset, item.key, item.value, item.headers, event))
+            item.event = event
+            valid.append(item)
         for tp in polled.eof:  # after the records: taking one clears its partition's flag
             if offsets := self.checkpoint.partitions.get(tp):
                 offsets.eof = True

@@ -1,4 +1,10 @@
-"""The values that flow through the runtime: an event in, an outcome out."""
+"""The values that flow through the runtime: an event in, an outcome out.
+
+Those made per event are not frozen: a frozen dataclass sets each field through
+``object.__setattr__``, four times the cost (0.8 against 0.2 µs for seven fields), and a
+scoring member makes half a dozen such values per event. Nothing changes them once made,
+but ``Inbound.event``, set once when the message is decoded.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ class ConsumerStopped(Fatal):
     """The consumer stopped because continuing would lose or corrupt work; the message says why."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Inbound:
     """One consumed message: where it came from, its raw bytes, and the event decoded from them."""
 
@@ -41,7 +47,7 @@ class Failure:
         return cls(kind_of(exc), type(exc).__name__, str(exc) or repr(exc), attempts)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
     """A finished event: a result ``detail`` (an Avro detail record) or a dead-letter ``failure``."""
 
@@ -50,7 +56,7 @@ class Outcome:
     failure: Failure | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Effect:
     """What one result does to the cron database: the one input of a group's ``apply``, whether the
     member that made it stores it (direct mode) or the sink does, from the results topic."""
@@ -63,7 +69,7 @@ class Effect:
     @classmethod
     def of(cls, outcome: Outcome) -> Effect:
         event = outcome.inbound.event
-        return cls(event.video_id, outcome.detail, int(event.created_at.timestamp() * 1000), event.event_id)
+        return cls(event.video_id, outcome.detail, event.created_at, event.event_id)
 
 
 @dataclass(frozen=True, slots=True)
