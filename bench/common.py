@@ -8,6 +8,7 @@ import resource
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -32,23 +33,42 @@ def empty_cron_db(path: str) -> None:
 @dataclass
 class Timed:
     processed: int
-    busy: float  # seconds from its first assignment to its last commit
-    peak_rss_mb: float
+    busy: float  # seconds from the first member's first assignment to the last one's last commit
+    peak_rss_mb: float  # of the largest process this benchmark has run so far
+    cpu: float  # CPU seconds the members used, user and system
 
     @property
     def rate(self) -> float:
         return self.processed / self.busy
 
 
-def timed_consumer(group: str, db_path: str, bootstrap: str, namespace: str, **env: str) -> Timed:
+def timed_consumer(group: str, db_path: str | None, bootstrap: str, namespace: str, **env: str) -> Timed:
     """Run `vvv consume GROUP --until-idle 1` in its own process until it has drained its topic."""
+    return timed_members(1, group, db_path, bootstrap, namespace, **env)
+
+
+def timed_members(members: int, group: str, db_path: str | None, bootstrap: str, namespace: str, **env: str) -> Timed:
+    """Run ``members`` processes of `vvv consume GROUP --until-idle 1` at once until they drained the topic."""
     environ = {**os.environ, **FAST_GROUPS, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "VVV_NAMESPACE": namespace, **env}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "vvv_core.cli", "consume", group, "--db", db_path, "--until-idle", str(IDLE)],
-        stderr=subprocess.PIPE,
-        text=True,
-        env=environ,
-    )
+    command = [sys.executable, "-m", "vvv_core.cli", "consume", group, "--until-idle", str(IDLE)]
+    command += ["--db", db_path] if db_path else []
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    processes = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environ) for _ in range(members)]
+    marks: list[tuple[float | None, float | None, int]] = [(None, None, 0)] * members
+    threads = [threading.Thread(target=_follow, args=(p, marks, i)) for i, p in enumerate(processes)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    started = min(m[0] for m in marks if m[0] is not None)
+    ended = max(m[1] for m in marks if m[1] is not None)
+    return Timed(sum(m[2] for m in marks), ended - started - IDLE, after.ru_maxrss / 1024, cpu)
+
+
+def _follow(process: subprocess.Popen[str], marks: list, index: int) -> None:
+    """A member's first assignment, when it went idle, and its count, from its log."""
     assigned = idle = None
     processed = 0
     for line in process.stderr:
@@ -59,5 +79,4 @@ def timed_consumer(group: str, db_path: str, bootstrap: str, namespace: str, **e
         if match := re.search(r"stopped after (\d+) events", line):
             processed = int(match.group(1))
     process.wait()
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return Timed(processed, idle - assigned - IDLE, peak_mb)
+    marks[index] = (assigned, idle, processed)

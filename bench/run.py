@@ -1,9 +1,10 @@
 """`make bench`: every benchmark in one run, then one table: figure, goal, and how far from it.
 
-Each script prints its own lines as it goes, and its figures as ``figure<TAB>...`` lines
-(``common.figure``), collected here. "vs goal" is measured / goal where higher is better and
-goal / measured where lower is: 1.00 or more meets the goal. Scoring and the sink run on Apache
-Kafka when Java and its jars are there (`make kafka`), else on the embedded broker.
+Each script prints its own lines as it goes (the scoring profile: where the time goes, by step),
+and its figures as ``figure<TAB>...`` lines (``common.figure``), collected here. "vs goal" is
+measured / goal where higher is better and goal / measured where lower is: 1.00 or more meets
+the goal. Scoring, its scaling and the sink run on Apache Kafka when Java and its jars are there
+(`make kafka`), else on the embedded broker.
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ def main() -> int:
     broker = "kafka" if shutil.which("java") and (HERE.parent / "kafka" / "lib" / ".fetched").exists() else "embedded"
     runs = [
         ["scoring.py", "--broker", broker, "--peer", peer_python()],
+        ["scoring.py", "--broker", broker, "--profile", "--events", "50000"],
+        ["scaling.py", "--broker", broker],
         ["sink.py", "--broker", broker],
-        ["thumbnails.py"],
+        ["thumbnails.py", "--videos", "5000", "--concurrency", "64,128,256"],
         ["liveness.py"],
     ]
     figures: list[tuple[str, str, float, str, float | None, bool]] = []
@@ -50,11 +53,12 @@ def main() -> int:
             print(f"bench/{args[0]} failed (exit {process.returncode})", file=sys.stderr)
             return 1
     print(f"\nbenchmarks, {date.today().isoformat()}, scoring and sink on {broker}:")
-    print(f"{'figure':<50}{'measured':>14}{'goal':>12}{'vs goal':>9}")
+    print(f"{'figure':<60}{'measured':>18}{'goal':>10}{'vs goal':>9}")
     for _script, name, value, unit, goal, higher in figures:
         ratio = "" if goal is None else f"{(value / goal if higher else goal / value):.2f}"
-        shown_goal = "" if goal is None else f"{goal:g}"
-        print(f"{name:<50}{f'{value:,.4g} {unit}':>14}{shown_goal:>12}{ratio:>9}")
+        shown_goal = "" if goal is None else f"{goal:,g}"
+        shown = f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
+        print(f"{name:<60}{f'{shown} {unit}':>18}{shown_goal:>10}{ratio:>9}")
     return 0
 
 

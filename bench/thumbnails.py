@@ -1,10 +1,12 @@
 """Benchmark of the thumbnails group. Run by hand:
 
-    .venv/bin/python bench/thumbnails.py [--videos 2000] [--latency 0.05] [--concurrency 64] [--worst-case]
+    .venv/bin/python bench/thumbnails.py [--videos 2000] [--latency 0.05] [--concurrency 64[,128,...]] [--worst-case]
 
 2,000 video events whose thumbnails (real 320x180 JPEGs) are served by a local HTTP server
 that answers each request after 50 ms; one consumer process (`vvv consume thumbnails`).
-Prints thumbnails/s from first assignment to last commit, and the consumer's peak RSS.
+Prints thumbnails/s from first assignment to last commit, the consumer's CPU per 1,000 checks
+and its peak RSS; with several concurrencies, one run each: where the ceiling is. The server
+runs in this process, on the same two cores.
 
 ``--worst-case`` serves what costs the most memory instead: half the images are 3400x3400
 RGBA PNGs (46 MB each to decode, just under half the default memory budget) and half are
@@ -38,7 +40,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--videos", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.05)
-    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--concurrency", default="64", help="checks at once; several, comma-separated")
     parser.add_argument("--worst-case", action="store_true")
     args = parser.parse_args()
     if args.worst_case:
@@ -53,29 +55,37 @@ def main() -> None:
     ):
         db_path = str(Path(tmp) / "cron.db")
         empty_cron_db(db_path)
-        settings = Settings(bootstrap=broker.bootstrap, namespace="thumbbench")
-        videos = [
-            {"video_id": f"t{i:010d}", "thumbnail_url": f"{server.base_url}/vi/t{i:010d}/mqdefault.jpg"}
-            for i in range(args.videos)
-        ]
-        assert background_processing(videos, [], db_path, settings).ok
-        run = timed_consumer(
-            "thumbnails",
-            db_path,
-            broker.bootstrap,
-            "thumbbench",
-            VVV_THUMBNAIL_HOSTS="127.0.0.1",
-            VVV_THUMBNAIL_CONCURRENCY=str(args.concurrency),
-        )
-        verdicts = (
-            sqlite3.connect(db_path).execute("SELECT status, count(*) FROM thumbnail_checks GROUP BY status").fetchall()
-        )
-        print(
-            f"thumbnails: {run.processed:,} checks in {run.busy:.2f} s = {run.rate:,.0f} thumbnails/s "
-            f"(one consumer process, {args.concurrency} at once, server latency {args.latency * 1e3:.0f} ms); "
-            f"peak RSS {run.peak_rss_mb:.0f} MB; verdicts {dict(verdicts)}; server saw {len(server.requests):,} asks"
-        )
-        figure(f"thumbnails, {args.concurrency} at once, server {args.latency * 1e3:.0f} ms", run.rate, "/s", 500)
+        for concurrency in [int(c) for c in args.concurrency.split(",")]:
+            namespace = f"thumbbench{concurrency}"
+            settings = Settings(bootstrap=broker.bootstrap, namespace=namespace)
+            videos = [
+                {"video_id": f"t{i:010d}", "thumbnail_url": f"{server.base_url}/vi/t{i:010d}/mqdefault.jpg"}
+                for i in range(args.videos)
+            ]
+            assert background_processing(videos, [], db_path, settings).ok
+            asked = len(server.requests)
+            run = timed_consumer(
+                "thumbnails",
+                db_path,
+                broker.bootstrap,
+                namespace,
+                VVV_THUMBNAIL_HOSTS="127.0.0.1",
+                VVV_THUMBNAIL_CONCURRENCY=str(concurrency),
+            )
+            verdicts = (
+                sqlite3.connect(db_path)
+                .execute("SELECT status, count(*) FROM thumbnail_checks GROUP BY status")
+                .fetchall()
+            )
+            print(
+                f"thumbnails: {run.processed:,} checks in {run.busy:.2f} s = {run.rate:,.0f} thumbnails/s "
+                f"(one consumer process, {concurrency} at once, server latency {args.latency * 1e3:.0f} ms); "
+                f"CPU {run.cpu / run.processed * 1e3:.2f} s per 1,000 checks; peak RSS {run.peak_rss_mb:.0f} MB; "
+                f"verdicts {dict(verdicts)}; server saw {len(server.requests) - asked:,} asks"
+            )
+            name = f"thumbnails, {concurrency} at once, server {args.latency * 1e3:.0f} ms"
+            figure(name, run.rate, "/s", 500)
+            figure(f"thumbnails CPU per 1,000 checks, {concurrency} at once", run.cpu / run.processed * 1e3, "s")
         figure("thumbnails consumer peak RSS", run.peak_rss_mb, "MB", 200, higher_is_better=False)
 
 
