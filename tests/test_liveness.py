@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import sqlite3
 import time
 from collections import Counter
@@ -9,7 +11,7 @@ from dataclasses import replace
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import Member, join_all, results, run_group, stop_one_by_one, wait_for
+from conftest import BROKER_KIND, Member, join_all, results, run_group, stop_one_by_one, vvv, wait_for
 
 from vvv_core import db
 from vvv_core.broker import free_port
@@ -213,3 +215,30 @@ def test_adding_members_midway_never_raises_the_total(live_settings, cron_db, oe
     assert len(set(oembed.routes.seen)) == 200
     for width in (1.0, 2.0, 5.0):
         assert windows_within(times, limit / 60, width) <= limit / 60 * width
+
+
+def test_a_member_waiting_on_retries_says_so_and_status_counts_them(live_settings, oembed, cron_db, caplog):
+    """Never silence: each transient failure once at INFO with its reason, a progress line every
+    interval (waiting to retry, lag), and `vvv status` counting the retries waiting from the
+    member's own /metrics (where the broker names its members: Apache Kafka)."""
+    port = free_port()
+    settings = replace(
+        live_settings, liveness_retry_delay=30.0, liveness_attempts=3, progress_interval=0.3, metrics_port=port
+    )
+    stale = [f"flaky{i:06d}" for i in range(4)]
+    for video_id in stale:
+        oembed.routes.overrides[video_id] = [Reply(503)] * 3
+    assert background_processing([], stale, cron_db, settings).delivered == 4
+    with caplog.at_level(logging.INFO):
+        member = Member("liveness", settings, cron_db, until_idle=None).start()
+        wait_for(lambda: "4 waiting to retry" in caplog.text, 30, "a progress line with the retries waiting")
+        retried = [r.getMessage() for r in caplog.records if "attempt 1 of 3 failed" in r.getMessage()]
+        assert len(retried) == 4 and all("HTTP 503" in line and "again in 30 s" in line for line in retried)
+        status = json.loads(vvv(settings, "status", "--json").stdout)
+        liveness = next(g for g in status["groups"] if g["group"] == "liveness")
+        if BROKER_KIND == "kafka":
+            assert liveness["retries_waiting"] == 4 and liveness["probes"][0]["ready"] is True
+        else:  # tansu names no members: nobody to ask
+            assert liveness["retries_waiting"] is None
+        member.runner.stop()
+        member.join()

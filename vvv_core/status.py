@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from vvv_core import db, kafka
 from vvv_core.config import Settings
 from vvv_core.domain.scoring import label
+from vvv_core.probes import MemberProbe, probe_all
 from vvv_core.registry import schema_store
 from vvv_core.runtime.group import Groups, client_mode
 
@@ -32,6 +33,13 @@ class GroupStatus:
     partitions: list[PartitionLag] = field(default_factory=list)
     dead_letters: int | None = None
     last_result_at: str | None = None
+    probes: list[MemberProbe] = field(default_factory=list)  # what each member serving probes says
+
+    @property
+    def retries_waiting(self) -> int | None:
+        """Events waiting for another attempt, in all members; None unless every member told."""
+        told = [p.retries_waiting for p in self.probes]
+        return None if not told or None in told or len(told) != len(self.members or []) else sum(told)
 
     @property
     def modes(self) -> list[str] | None:
@@ -69,7 +77,7 @@ def group_status(settings: Settings, groups: Groups) -> list[GroupStatus]:
         group_id = settings.group_id(name)
         committed = kafka.committed_offsets(settings, group_id, topic)
         ends = kafka.watermarks(settings, topic, start=committed)
-        status = GroupStatus(name, group_id, topic, members[group_id])
+        status = GroupStatus(name, group_id, topic, members[group_id], probes=probe_all(members[group_id] or []))
 
         for p in sorted(set(ends) | set(committed)):
             low, end = ends.get(p, (None, None))
@@ -111,7 +119,10 @@ def database_summary(db_path: str) -> dict[str, object]:
 
 def as_json(statuses: list[GroupStatus], summary: dict | None) -> dict:
     return {
-        "groups": [{**asdict(s), "total_lag": s.total_lag, "modes": s.modes} for s in statuses],
+        "groups": [
+            {**asdict(s), "total_lag": s.total_lag, "modes": s.modes, "retries_waiting": s.retries_waiting}
+            for s in statuses
+        ],
         "database": summary,
     }
 
@@ -121,13 +132,13 @@ def _show(value: object) -> str:
 
 
 def render(statuses: list[GroupStatus], summary: dict | None) -> str:
-    lines = [f"{'group':<12}{'members':>8}{'lag':>8}{'dead letters':>14}  {'last result':<26}mode"]
+    lines = [f"{'group':<12}{'members':>8}{'lag':>8}{'retrying':>10}{'dead letters':>14}  {'last result':<26}mode"]
     for s in statuses:
         members = "?" if s.members is None else str(len(s.members))
         modes = "?" if s.modes is None else ", ".join(s.modes) or "-"
         lines.append(
-            f"{s.group:<12}{members:>8}{_show(s.total_lag):>8}{_show(s.dead_letters):>14}  "
-            f"{s.last_result_at or 'none yet':<26}{modes}"
+            f"{s.group:<12}{members:>8}{_show(s.total_lag):>8}{_show(s.retries_waiting):>10}"
+            f"{_show(s.dead_letters):>14}  {s.last_result_at or 'none yet':<26}{modes}"
         )
         for p in s.partitions:
             lines.append(
@@ -136,6 +147,15 @@ def render(statuses: list[GroupStatus], summary: dict | None) -> str:
             )
     if any(s.members is None for s in statuses):
         lines.append("members: ? = the broker does not report group members (the embedded broker never does)")
+    if any(s.retries_waiting is None for s in statuses):
+        lines.append(
+            "retrying: ? = events waiting for another attempt, as each member's /metrics says: needs every member "
+            "to serve them (VVV_METRICS_PORT) and the broker to name its members"
+        )
+    for s in statuses:
+        for p in s.probes:
+            if p.error or p.ready is False:
+                lines.append(f"  {s.group} member {p.member}: {p.error or 'not ready'}")
     if any(p.end is None for s in statuses for p in s.partitions):
         lines.append("end/lag: ? = the broker gave no high watermark in time for that partition")
     if summary is not None:

@@ -33,6 +33,10 @@ class Executor(Protocol):
     retries: int  # attempts scheduled again, ever (read by the metrics at scrape time)
     rate_limit_waited: float  # seconds workers waited for a rate-limit slot, ever
 
+    def waiting(self) -> tuple[int, int]:
+        """Events waiting now: for their next attempt, and for a rate-limit slot."""
+        ...
+
     def submit(self, items: list[Inbound]) -> None: ...
     def take_completed(self) -> list[Outcome]: ...
     def in_flight(self) -> int: ...
@@ -50,6 +54,9 @@ class BatchExecutor:
     def __init__(self, process: Callable[[list[Inbound]], list[Outcome]]) -> None:
         self._process = process
         self._completed: list[Outcome] = []
+
+    def waiting(self) -> tuple[int, int]:
+        return 0, 0
 
     def submit(self, items: list[Inbound]) -> None:
         if items:
@@ -120,6 +127,9 @@ class ConcurrentExecutor:
     def rate_limit_waited(self) -> float:
         return self._limiter.waited if self._limiter is not None else 0.0
 
+    def waiting(self) -> tuple[int, int]:
+        return len(self._waiting), self._limiter.waiting if self._limiter is not None else 0
+
     def submit(self, items: Iterable[Inbound]) -> None:
         for item in items:
             if (later := self._behind.get(item.key)) is not None:
@@ -179,6 +189,18 @@ class ConcurrentExecutor:
         elif attempt >= self._attempts:
             return self._final(Outcome(item, detail=self._on_give_up(item.event, str(answer), attempt)), out)
         self.retries += 1
+        reason = str(answer) if isinstance(answer, BaseException) else answer.detail.get("reason") or "transient"
+        log.info(
+            "%s/%d@%d (%s): attempt %d of %d failed (%s): again in %g s",
+            item.topic,
+            item.partition,
+            item.offset,
+            getattr(item.event, "video_id", "?"),
+            attempt,
+            self._attempts,
+            reason,
+            self._retry_delay,
+        )
         ticket = next(self._tickets)
         self._live[ticket] = (item, attempt + 1)
         heapq.heappush(self._waiting, (now + self._retry_delay, ticket, item, attempt + 1))

@@ -84,10 +84,20 @@ def mode(group: ConsumerGroup) -> str:
 
 
 def client_id(group: ConsumerGroup) -> str:
-    """The client id a member runs under: how ``vvv status`` tells which mode each member runs in."""
-    return f"vvv-{group.name}-{mode(group)}"
+    """The client id a member runs under: how ``vvv status`` and the console tell which mode each member
+    runs in and, when it serves them, the port of its metrics and probes (``vvv-scoring-direct:9400``)."""
+    port = group.settings.metrics_port
+    return f"vvv-{group.name}-{mode(group)}" + (f":{port}" if port else "")
 
 
 def client_mode(group: str, client: str) -> str:
     """The mode in a member's client id (``client_id``), or unknown for a client that is not ours."""
+    client = client.partition(":")[0]
     return client.removeprefix(f"vvv-{group}-") if client.startswith(f"vvv-{group}-") else "unknown"
+
+
+def metrics_address(client: str, host: str) -> str | None:
+    """Where a member (its client id and the host the broker saw) serves its probes, if it does."""
+    _, colon, port = client.partition(":")
+    host = host.strip("/[]")
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}" if colon and port.isdigit() else None

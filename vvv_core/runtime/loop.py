@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from datetime import timedelta
 
 from vvv_core import db, logs
 from vvv_core.avro import SchemaStore
@@ -83,6 +84,9 @@ class GroupRunner:
         self._last_message = time.monotonic()
         self._observed = 0.0
         self._paused = False
+        self._progress_at = time.monotonic()  # the last progress line, and what was done by then
+        self._progress_done = 0
+        self._caught_up = False
 
     def stop(self) -> None:
         """Ask the loop to stop gracefully (safe from a signal handler or another thread)."""
@@ -119,6 +123,7 @@ class GroupRunner:
                 self.checkpoint.advance()
                 self._backpressure()
                 self._observe()
+                self._progress()
                 self.backend.watch()
                 if self._idle():
                     self.log.info("%s: idle for %.1f s with everything consumed: stopping", group.name, self.until_idle)
@@ -209,6 +214,44 @@ class GroupRunner:
                 m.lag.labels(name, str(tp[1])).set(max(0, high - position))
             if offsets.committed is not None:
                 m.committed_lag.labels(name, str(tp[1])).set(max(0, high - offsets.committed))
+
+    def lag(self) -> int | None:
+        """Events behind the log end on the partitions this member owns; None before the first fetch."""
+        highs = [(self.backend.high_watermark(tp), o.position) for tp, o in self.checkpoint.partitions.items()]
+        if not highs or any(high is None for high, _ in highs):
+            return None
+        return sum(max(0, high - (position if position is not None else high)) for high, position in highs)
+
+    def _progress(self) -> None:
+        """A line every ``progress_interval`` while there is work: never minutes of silence (retries,
+        rate-limit slots); one line when it has caught up, then quiet until work comes again."""
+        interval, now = self.settings.progress_interval, time.monotonic()
+        if not interval or now - self._progress_at < interval or not self.checkpoint.partitions:
+            return
+        done, lag = self.processed, self.lag()
+        retrying, slots = self.executor.waiting()
+        unfinished = self.executor.in_flight()
+        if done == self._progress_done and not lag and not unfinished:
+            if not self._caught_up:
+                self.log.info("%s: caught up: %d events done, nothing waiting", self.group.name, done)
+            self._caught_up = True
+            self._progress_at = now
+            return
+        rate = (done - self._progress_done) / (now - self._progress_at)
+        eta = f"about {timedelta(seconds=round(lag / rate))} to drain at this rate" if lag and rate else ""
+        self.log.info(
+            "%s: %d events done (%.1f/s), %d in progress, %d waiting to retry, %d waiting for a rate-limit "
+            "slot, lag %s%s",
+            self.group.name,
+            done,
+            rate,
+            self.executor.running(),
+            retrying,
+            slots,
+            "?" if lag is None else lag,
+            f" ({eta})" if eta else "",
+        )
+        self._progress_at, self._progress_done, self._caught_up = now, done, False
 
     def _idle(self) -> bool:
         if self.until_idle is None or not self.checkpoint.partitions:

@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from vvv_core.errors import Fatal
+from vvv_core.probes import RETRIES_WAITING, SLOTS_WAITING
 from vvv_core.runtime.executors import Executor
 
 STALE_LOOP = 30.0  # seconds without a loop turn after which /healthz fails
@@ -64,16 +65,25 @@ class Metrics:
         group = self.group
 
         class Totals(Collector):
-            def collect(self) -> Iterator[CounterMetricFamily]:
-                for name, what, value in (
-                    ("vvv_retries", "Attempts scheduled again after a transient failure", executor.retries),
+            def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+                retrying, slots = executor.waiting()
+                for kind, name, what, value in (
                     (
+                        CounterMetricFamily,
+                        "vvv_retries",
+                        "Attempts scheduled again after a transient failure",
+                        executor.retries,
+                    ),
+                    (
+                        CounterMetricFamily,
                         "vvv_rate_limit_wait_seconds",
                         "Time workers waited for a rate-limit slot",
                         executor.rate_limit_waited,
                     ),
+                    (GaugeMetricFamily, RETRIES_WAITING, "Events waiting for their next attempt", retrying),
+                    (GaugeMetricFamily, SLOTS_WAITING, "Events waiting for a rate-limit slot", slots),
                 ):
-                    family = CounterMetricFamily(name, what, labels=["group"])
+                    family = kind(name, what, labels=["group"])
                     family.add_metric([group], value)
                     yield family
 

@@ -32,6 +32,7 @@ class RateLimiter:
         self._last_slot = -1  # the last slot handed out by this member
         self._cond = threading.Condition()
         self.waited = 0.0  # seconds callers spent waiting, for metrics
+        self.waiting = 0  # callers waiting for a slot now
 
     def set_partitions(self, owned: Iterable[int], total: int) -> None:
         with self._cond:
@@ -54,6 +55,8 @@ class RateLimiter:
     def acquire(self, cancelled: threading.Event) -> bool:
         """Wait for this member's next slot; False if ``cancelled`` was set first."""
         started = time.monotonic()
+        with self._cond:
+            self.waiting += 1
         try:
             while (slot := self._reserve(cancelled)) is not None:
                 at = slot * self.interval
@@ -66,3 +69,4 @@ class RateLimiter:
         finally:
             with self._cond:
                 self.waited += time.monotonic() - started
+                self.waiting -= 1
