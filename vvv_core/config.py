@@ -185,6 +185,7 @@ class Settings:
     exactly_once: bool = setting(False)  # results, dead letters and offsets in one Kafka transaction per commit
     commit_interval: float = setting(1.0, 0, 3600)  # seconds between offset commits while work flows; 0: every turn
     schema_registry_url: str = setting("", check=lambda v: _http_url(v) if v else None)  # empty: single-object
+    console_token: str = setting("")  # what `vvv console` asks of a replay; empty: a new one each start
     progress_interval: float = setting(15.0, 0, 86_400)  # seconds between a member's progress lines; 0: none
     metrics_port: int = setting(0, check=_port_or_off)  # serve /metrics, /healthz and /readyz here; 0: off
     broker_timeout: float = setting(300.0, 5, 86_400)  # a consumer without a broker this long exits 1

@@ -61,8 +61,10 @@ def _table_counts(conn: sqlite3.Connection, table: str) -> list[tuple[str, int]]
 def _summary(db_path: str, settings: Settings) -> str:
     conn = sqlite3.connect(db_path)
     try:
+        # equal scores (100 is common: the score saturates) ranked by the velocity and engagement behind them
         rows = conn.execute(
-            "SELECT region, video_id, title, virality_score FROM videos ORDER BY virality_score DESC"
+            "SELECT region, video_id, title, virality_score, virality_velocity, virality_engagement FROM videos "
+            "ORDER BY virality_score DESC, virality_velocity DESC, virality_engagement DESC"
         ).fetchall()
         thumbs = _table_counts(conn, "thumbnail_checks")
         liveness = _table_counts(conn, "video_liveness")
@@ -89,13 +91,56 @@ def _summary(db_path: str, settings: Settings) -> str:
     lines.append("thumbnails: " + (", ".join(f"{status} {n}" for status, n in thumbs) or "none checked"))
     lines.append("stale videos checked: " + (", ".join(f"{status} {n}" for status, n in liveness) or "none"))
     lines.append("")
-    lines.append("top videos:")
-    for region, video_id, title, score in [r for r in rows if r[3] is not None][:10]:
-        lines.append(f"  {score:5.1f} {label(score):<8} {region} {video_id}  {(title or '')[:60]}")
+    lines.append("top videos (equal scores ranked by views per hour, then engagement):")
+    for region, video_id, title, score, velocity, engagement in [r for r in rows if r[3] is not None][:10]:
+        lines.append(
+            f"  {score:5.1f} {label(score):<8} {velocity:>10,} views/h {engagement:6.2f} % {region} {video_id}  "
+            f"{(title or '')[:50]}"
+        )
     return "\n".join(lines)
 
 
-def run_demo(settings: Settings, groups: Groups, *, db_path: str | None = None, until_idle: float = 2.0) -> int:
+def _keep_up(settings: Settings, groups: Groups, db_path: str, host: str, port: int) -> None:
+    """Every group keeps running, and the console serves, until Ctrl-C."""
+    from vvv_core.console.app import serve
+
+    connections = [db.connect(db_path) for _ in groups]
+    runners = [
+        GroupRunner(groups[name](settings, conn), settings) for name, conn in zip(groups, connections, strict=True)
+    ]
+    threads = [threading.Thread(target=r.run, name=r.group.name, daemon=True) for r in runners]
+    for t in threads:
+        t.start()
+    try:
+        serve(
+            settings,
+            groups,
+            db_path,
+            host,
+            port,
+            announce=lambda line: print(
+                f"\n6. {line}\n   the broker, the database and every group stay up until Ctrl-C "
+                f"(publish more with: vvv publish --db {db_path} --bootstrap {settings.bootstrap})",
+                flush=True,
+            ),
+        )
+    finally:
+        for r in runners:
+            r.stop()
+        for t in threads:
+            t.join(settings.stop_timeout + 5)
+        for conn in connections:
+            conn.close()
+
+
+def run_demo(
+    settings: Settings,
+    groups: Groups,
+    *,
+    db_path: str | None = None,
+    until_idle: float = 2.0,
+    console: tuple[str, int] | None = None,
+) -> int:
     started = time.monotonic()
     with ExitStack() as stack:
         broker = stack.enter_context(EmbeddedBroker())
@@ -130,4 +175,6 @@ def run_demo(settings: Settings, groups: Groups, *, db_path: str | None = None, 
         failed = {name: exc for name, exc in errors.items() if exc is not None}
         for name, exc in failed.items():
             print(f"group {name} failed: {exc}")
+        if console is not None and not failed:
+            _keep_up(settings, groups, db_path, *console)
         return 1 if failed or report.error else 0

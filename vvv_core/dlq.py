@@ -1,16 +1,28 @@
-"""Dead letters, for operators: list a group's dead letters with their reasons, and replay them."""
+"""Dead letters, for operators: list a group's dead letters with their reasons, and replay them.
+
+A replay sends a dead letter back to its source topic untouched (plus a ``vvv.replayed.from``
+header). What was replayed is kept on the broker, so each dead letter is replayed once:
+
+- replaying all of them moves the committed offsets of ``<group id>.dlq-replay`` on the
+  dead-letter topic past them (a replay that fails midway resumes where it stopped);
+- replaying some (one, or those matching a search: the console) appends a marker record to the
+  dead-letter topic naming each (``vvv.dlq.replayed: partition/offset``, no value), once the
+  replayed events are acknowledged; readers skip markers and the letters they name.
+"""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from vvv_core import kafka
 from vvv_core.config import Settings
 from vvv_core.errors import InvalidInput, Transient
 from vvv_core.runtime.deadletter import HEADER_PREFIX, read_headers
+
+MARKER = f"{HEADER_PREFIX}replayed"  # header of a marker record: "partition/offset" of the letter replayed
 
 
 @dataclass(frozen=True)
@@ -20,6 +32,7 @@ class DeadLetter:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
+    replayed: bool = False
 
     @property
     def why(self) -> dict[str, str]:
@@ -27,58 +40,75 @@ class DeadLetter:
 
 
 def list_dead_letters(settings: Settings, group: str) -> list[DeadLetter]:
+    """The group's dead letters in topic order, each marked replayed or not."""
     topic = settings.dead_letter_topic(group)
+    records = kafka.read_topic(settings, topic)
+    markers = {v.decode() for m in records for k, v in m.headers() or [] if k == MARKER and v}
+    done = _replay_positions(settings, group, topic)
     return [
-        DeadLetter(m.offset(), m.partition(), m.key(), m.value(), m.headers() or [])
-        for m in kafka.read_topic(settings, topic)
+        DeadLetter(
+            m.offset(),
+            m.partition(),
+            m.key(),
+            m.value(),
+            m.headers() or [],
+            m.offset() < done.get(m.partition(), 0) or f"{m.partition()}/{m.offset()}" in markers,
+        )
+        for m in records
+        if not any(k == MARKER for k, _ in m.headers() or [])
     ]
 
 
-def replay(settings: Settings, group: str, timeout: float = 30.0) -> int:
-    """Send every dead letter not replayed yet back to its source topic, untouched; return how many.
-
-    How far replay got is kept as the committed offsets of ``<group id>.dlq-replay`` on the
-    dead-letter topic, so each dead letter is replayed once, and a replay that fails midway
-    resumes where it stopped.
-    """
+def replay(
+    settings: Settings, group: str, matching: Callable[[DeadLetter], bool] | None = None, timeout: float = 30.0
+) -> int:
+    """Send the dead letters not replayed yet (all, or those ``matching``) back to their source topics."""
     topic = settings.dead_letter_topic(group)
-    replay_group = f"{settings.group_id(group)}.dlq-replay"
-    consumer = Consumer(kafka.consumer_config(settings, group, **{"group.id": replay_group}))
+    letters = list_dead_letters(settings, group)
+    chosen = [d for d in letters if not d.replayed and (matching is None or matching(d))]
     producer = Producer(kafka.producer_config(settings))
+    for d in chosen:
+        source = d.why.get("source.topic")
+        if not source:
+            raise InvalidInput(f"{topic}[{d.partition}]@{d.offset} names no source topic")
+        own = [(k, v) for k, v in d.headers if not k.startswith(HEADER_PREFIX)]
+        replayed_from = ("vvv.replayed.from", f"{topic}/{d.partition}/{d.offset}".encode())
+        producer.produce(source, d.value, d.key, headers=[*own, replayed_from])
+    if producer.flush(timeout):
+        raise Transient("the broker did not take the replayed events")
+    if matching is None:  # all of them: the position moves past every letter read
+        ends: dict[int, int] = {}
+        for d in letters:
+            ends[d.partition] = max(ends.get(d.partition, 0), d.offset + 1)
+        _commit_positions(settings, group, topic, ends)
+    else:  # some: a marker for each, once the events themselves are acknowledged
+        for d in chosen:
+            producer.produce(topic, None, d.key, headers=[(MARKER, f"{d.partition}/{d.offset}".encode())])
+        if producer.flush(timeout):
+            raise Transient("the broker did not take the replay markers: those letters may be replayed again")
+    return len(chosen)
+
+
+def _replay_consumer(settings: Settings, group: str) -> Consumer:
+    return Consumer(kafka.consumer_config(settings, group, **{"group.id": f"{settings.group_id(group)}.dlq-replay"}))
+
+
+def _replay_positions(settings: Settings, group: str, topic: str) -> dict[int, int]:
+    """Per partition, the offset before which every letter was replayed in a replay of all."""
+    consumer = _replay_consumer(settings, group)
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        consumer.assign(
-            [TopicPartition(topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING) for tp in committed]
-        )
-        pending, positions, sent = set(partitions), {}, 0
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for msg in consumer.consume(500, 0.2):
-                if msg.error() is not None:
-                    if msg.error().code() == KafkaError._PARTITION_EOF:
-                        pending.discard(msg.partition())
-                        continue
-                    raise KafkaException(msg.error())
-                headers = msg.headers() or []
-                source = read_headers(headers).get("source.topic")
-                if not source:
-                    raise InvalidInput(f"{topic}[{msg.partition()}]@{msg.offset()} names no source topic")
-                own = [(k, v) for k, v in headers if not k.startswith(HEADER_PREFIX)]
-                producer.produce(
-                    source,
-                    msg.value(),
-                    msg.key(),
-                    headers=[*own, ("vvv.replayed.from", f"{topic}/{msg.partition()}/{msg.offset()}".encode())],
-                )
-                positions[msg.partition()] = msg.offset() + 1
-                sent += 1
-        if pending:
-            raise Transient(f"could not read {topic} to its end within {timeout:g} s")
-        if producer.flush(timeout):
-            raise Transient("the broker did not take the replayed events")
-        if positions:
-            consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in positions.items()], asynchronous=False)
-        return sent
+        return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
+    finally:
+        consumer.close()
+
+
+def _commit_positions(settings: Settings, group: str, topic: str, positions: dict[int, int]) -> None:
+    if not positions:
+        return
+    consumer = _replay_consumer(settings, group)
+    try:
+        consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in positions.items()], asynchronous=False)
     finally:
         consumer.close()

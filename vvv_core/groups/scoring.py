@@ -31,6 +31,9 @@ class ScoringGroup(EffectGroup):
         db.require_table(self.conn, "videos")
         db.require_table(self.conn, "video_snapshots")
         db.add_column(self.conn, "videos", "virality_score", "REAL")
+        # What is behind a score, for ranking videos whose scores are equal (100 is common: it saturates)
+        db.add_column(self.conn, "videos", "virality_velocity", "INTEGER")
+        db.add_column(self.conn, "videos", "virality_engagement", "REAL")
         # Each video's newest snapshots straight from the index, however long its history: without
         # it every lookup scans all snapshots (the old design's 20x slowdown). julianday() orders
         # every timestamp format SQLite accepts; equal times fall back to rowid, the index's last key.
@@ -73,6 +76,10 @@ class ScoringGroup(EffectGroup):
     @classmethod
     def apply(cls, conn: sqlite3.Connection, effects: list[Effect]) -> None:
         conn.executemany(
-            "UPDATE videos SET virality_score = ? WHERE video_id = ?",
-            {(e.detail["score"], e.video_id) for e in effects if e.detail["reason"] is None},
+            "UPDATE videos SET virality_score = ?, virality_velocity = ?, virality_engagement = ? WHERE video_id = ?",
+            {
+                (e.detail["score"], e.detail["velocity"], e.detail["engagement"], e.video_id)
+                for e in effects
+                if e.detail["reason"] is None
+            },
         )

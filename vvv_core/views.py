@@ -1,0 +1,326 @@
+"""What an operator looks at, rendered once for both the console (live) and ``vvv report`` (static).
+
+Each view is an HTML fragment built from plain data: the pipeline (groups, members, lag, dead
+letters), the summary (labels, thumbnail and liveness verdicts with their reasons), the results
+(viral and trending videos per region, score histograms) and a group's dead letters. Every text
+from the data (titles come from YouTube) is HTML-escaped; thumbnails are shown as images only
+from the allow-listed hosts (``VVV_THUMBNAIL_HOSTS``), loaded by the reader's browser.
+"""
+
+from __future__ import annotations
+
+import html
+import sqlite3
+from collections import Counter
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from vvv_core import db
+from vvv_core.dlq import DeadLetter
+from vvv_core.domain.regions import in_order
+from vvv_core.domain.scoring import label
+
+BINS = 10  # score histogram: 0-10, ..., 90-100
+TOP = 25  # videos listed per region
+WATCH = "https://www.youtube.com/watch?v="
+STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:80rem}
+h1{font-size:1.5rem;margin:0 0 .5rem}h2{font-size:1.15rem;margin-top:1.6rem;border-bottom:1px solid #ddd}
+h3{font-size:1rem;margin:.8rem 0 .2rem}
+table{border-collapse:collapse;margin:.4rem 0}td,th{padding:.2rem .5rem;text-align:left;border-bottom:1px solid #eee}
+th[data-sort]{cursor:pointer;text-decoration:underline dotted}
+td.n,th.n{text-align:right}.muted{color:#777}.charts{display:flex;flex-wrap:wrap;gap:1rem}
+figure{margin:0}figcaption{font-size:.85rem;text-align:center}
+.tag{display:inline-block;padding:0 .4rem;border-radius:.6rem;color:#fff;font-size:.8rem}
+.cards{display:flex;flex-wrap:wrap;gap:.8rem}.card{border:1px solid #ddd;border-radius:.4rem;padding:.5rem .8rem}
+.card b{font-size:1.3rem;display:block}.bad{color:#c0392b}.good{color:#27ae60}
+img.thumb{height:36px;vertical-align:middle}
+"""
+COLOURS = {
+    "VIRAL": "#c0392b",
+    "TRENDING": "#e67e22",
+    "NORMAL": "#7f8c8d",
+    "valid": "#27ae60",
+    "placeholder": "#d4ac0d",
+    "broken": "#c0392b",
+    "error": "#7f8c8d",
+    "alive": "#27ae60",
+    "deleted": "#c0392b",
+    "private": "#8e44ad",
+    "unknown": "#7f8c8d",
+    "ready": "#27ae60",
+    "not ready": "#c0392b",
+}
+
+
+def e(value: object) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def tag(name: str) -> str:
+    """A label or status in its colour."""
+    return f"<span class='tag' style='background:{COLOURS.get(name, '#2980b9')}'>{e(name)}</span>"
+
+
+def video_link(video_id: str) -> str:
+    return f"<a href='{WATCH}{e(video_id)}' rel='noopener noreferrer' target='_blank'>{e(video_id)}</a>"
+
+
+# -- the cron database's side ------------------------------------------------------------------
+
+
+@dataclass
+class Verdicts:
+    """Counts of one check's verdicts, and the reasons behind the ones that are not answers."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    reasons: dict[str, Counter[str]] = field(default_factory=dict)  # status -> reason -> count
+
+
+@dataclass
+class Video:
+    region: str
+    video_id: str
+    title: str | None
+    score: float
+    velocity: int | None
+    engagement: float | None
+    thumbnail_url: str | None
+    thumbnail: str | None  # verdict, None: not checked
+    thumbnail_reason: str | None
+    liveness: str | None
+    liveness_reason: str | None
+
+
+@dataclass
+class Results:
+    videos: list[Video]  # scored, best first: score, then the velocity and engagement behind it
+    thumbnails: Verdicts
+    liveness: Verdicts
+    unscored: int
+
+
+def read_results(db_path: str) -> Results:
+    conn = db.connect(db_path)
+    try:
+        columns = db.columns(conn, "videos")
+
+        def col(name: str) -> str:
+            return f"v.{name}" if name in columns else "NULL"
+
+        thumbs = "thumbnail_checks" if db.columns(conn, "thumbnail_checks") else None
+        live = "video_liveness" if db.columns(conn, "video_liveness") else None
+        rows = conn.execute(
+            f"""SELECT coalesce(v.region, '?'), v.video_id, {col("title")}, v.virality_score,
+                       {col("virality_velocity")}, {col("virality_engagement")}, {col("thumbnail_url")},
+                       {"t.status, t.reason" if thumbs else "NULL, NULL"},
+                       {"l.status, l.reason" if live else "NULL, NULL"}
+                FROM videos AS v
+                {"LEFT JOIN thumbnail_checks AS t USING (video_id)" if thumbs else ""}
+                {"LEFT JOIN video_liveness AS l USING (video_id)" if live else ""}
+                WHERE v.virality_score IS NOT NULL
+                ORDER BY v.virality_score DESC, {col("virality_velocity")} DESC, {col("virality_engagement")} DESC"""
+            if "virality_score" in columns
+            else "SELECT 1 WHERE 0"
+        ).fetchall()
+        unscored = conn.execute(
+            "SELECT count(*) FROM videos" + (" WHERE virality_score IS NULL" if "virality_score" in columns else "")
+        ).fetchone()[0]
+        return Results(
+            [Video(*row) for row in rows],
+            _verdicts(conn, thumbs, ("error",)),
+            _verdicts(conn, live, ("unknown",)),
+            unscored,
+        )
+    finally:
+        conn.close()
+
+
+def _verdicts(conn: sqlite3.Connection, table: str | None, explained: tuple[str, ...]) -> Verdicts:
+    found = Verdicts()
+    if table is None:
+        return found
+    for status, reason, n in conn.execute(f"SELECT status, reason, count(*) FROM {table} GROUP BY status, reason"):
+        found.counts[status] += n
+        if status in explained:
+            found.reasons.setdefault(status, Counter())[reason or "no reason recorded"] += n
+    return found
+
+
+def summary(results: Results) -> str:
+    """First on every page: how many videos are viral, what the checks found, and why any could not say."""
+    labels = Counter(label(v.score) for v in results.videos)
+    dead = results.liveness.counts["deleted"] + results.liveness.counts["private"]
+    cards = [
+        ("viral", labels["VIRAL"]),
+        ("trending", labels["TRENDING"]),
+        ("scored", len(results.videos)),
+        ("not scored yet", results.unscored),
+        ("dead or private", dead),
+    ]
+    out = ["<div class='cards'>"]
+    out += [f"<div class='card'><b>{n:,}</b>{e(name)}</div>" for name, n in cards]
+    out.append("</div>")
+    for title, verdicts, order in (
+        ("Thumbnails", results.thumbnails, ("valid", "placeholder", "broken", "error")),
+        ("Liveness", results.liveness, ("alive", "deleted", "private", "unknown")),
+    ):
+        total = sum(verdicts.counts.values())
+        out.append(f"<h3>{title}: {total:,} checked</h3>")
+        if not total:
+            out.append("<p class='muted'>none checked yet</p>")
+            continue
+        out.append("<p>" + " ".join(f"{tag(s)} {verdicts.counts[s]:,}" for s in order if verdicts.counts[s]) + "</p>")
+        for status, reasons in verdicts.reasons.items():
+            out.append(f"<table><tr><th>{e(status)}: why</th><th class='n'>videos</th></tr>")
+            out += [f"<tr><td>{e(r)}</td><td class='n'>{n:,}</td></tr>" for r, n in reasons.most_common(10)]
+            out.append("</table>")
+    return "\n".join(out)
+
+
+def results(results: Results, thumbnail_hosts: tuple[str, ...]) -> str:
+    """Viral and trending videos per region (best first, sortable in the console), and score histograms."""
+    regions = in_order({v.region for v in results.videos})
+    out = ["<div class='charts'>"]
+    for region in regions:
+        scores = [v.score for v in results.videos if v.region == region]
+        labels = Counter(label(s) for s in scores)
+        out.append(
+            f"<figure>{histogram(scores)}<figcaption>{e(region)}: {len(scores)} scored, "
+            f"{labels['VIRAL']} viral, {labels['TRENDING']} trending</figcaption></figure>"
+        )
+    out.append("</div>")
+    for region in regions:
+        top = [v for v in results.videos if v.region == region and label(v.score) != "NORMAL"][:TOP]
+        out.append(f"<h3>{e(region)}</h3>")
+        if not top:
+            out.append("<p class='muted'>no viral or trending video</p>")
+            continue
+        out.append(
+            "<table class='sortable'><tr><th class='n' data-sort='n'>score</th><th data-sort='t'>label</th>"
+            "<th class='n' data-sort='n'>views/h</th><th class='n' data-sort='n'>engagement %</th>"
+            "<th>thumbnail</th><th data-sort='t'>video</th><th data-sort='t'>title</th>"
+            "<th data-sort='t'>thumbnail check</th><th data-sort='t'>liveness</th></tr>"
+        )
+        for v in top:
+            allowed = v.thumbnail_url and (urlsplit(v.thumbnail_url).hostname or "") in thumbnail_hosts
+            image = f"<img class='thumb' loading='lazy' alt='' src='{e(v.thumbnail_url)}'>" if allowed else ""
+            checks = [
+                tag(v.thumbnail)
+                + (f" <span class='muted'>{e(v.thumbnail_reason)}</span>" if v.thumbnail_reason else "")
+                if v.thumbnail
+                else "<span class='muted'>not checked</span>",
+                tag(v.liveness) if v.liveness else "<span class='muted'>not checked</span>",
+            ]
+            out.append(
+                f"<tr><td class='n'>{v.score:.1f}</td><td>{tag(label(v.score))}</td>"
+                f"<td class='n'>{_show(v.velocity)}</td><td class='n'>{_show(v.engagement)}</td><td>{image}</td>"
+                f"<td>{video_link(v.video_id)}</td><td>{e(v.title)}</td><td>{checks[0]}</td><td>{checks[1]}</td></tr>"
+            )
+        out.append("</table>")
+    return "\n".join(out)
+
+
+def histogram(scores: list[float], width: int = 220, height: int = 90) -> str:
+    """Scores 0..100 in ten bins, as inline SVG."""
+    bins = [0] * BINS
+    for s in scores:
+        bins[min(BINS - 1, int(s // (100 / BINS)))] += 1
+    top = max(bins) or 1
+    w = width / BINS
+    bars = "".join(
+        f'<rect x="{i * w:.1f}" y="{height - 15 - (height - 20) * n / top:.1f}" width="{w - 2:.1f}" '
+        f'height="{(height - 20) * n / top:.1f}" fill="#2980b9"><title>{i * 10}-{i * 10 + 10}: {n}</title></rect>'
+        for i, n in enumerate(bins)
+    )
+    axis = (
+        f'<text x="0" y="{height}" font-size="10">0</text><text x="{width - 18}" y="{height}" font-size="10">100</text>'
+    )
+    return f'<svg role="img" width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">{bars}{axis}</svg>'
+
+
+def _show(value: object) -> str:
+    return "?" if value is None else f"{value:,}" if isinstance(value, int) else e(value)
+
+
+# -- the broker's side ---------------------------------------------------------------------------
+
+
+def pipeline(groups: list[dict] | None, why: str | None = None, rates: dict[str, float] | None = None) -> str:
+    """Every group: members and their health, partitions, lag, retries waiting, dead letters, last result.
+
+    ``groups`` is ``vvv status --json``'s, None with ``why`` when the broker could not be asked;
+    ``rates`` the events per second each group committed since the last look (the console's)."""
+    if groups is None:
+        return f"<p class='bad'>pipeline not available: {e(why)}</p>"
+    out = [
+        "<table id='groups'><tr><th>group</th><th>members</th><th class='n'>lag</th><th class='n'>events/s</th>"
+        "<th class='n'>retrying</th><th class='n'>dead letters</th><th>last result</th><th>partitions (lag)</th></tr>"
+    ]
+    for g in groups:
+        probes = g.get("probes") or []
+        members = (
+            "<span class='muted'>not named by the broker</span>"
+            if g["members"] is None
+            else "<br>".join(_member(m, probes) for m in g["members"])
+        )
+        parts = ", ".join(f"{p['partition']}: {_show(p['lag'])}" for p in g["partitions"]) or "none"
+        rate = None if rates is None or g["group"] not in rates else f"{rates[g['group']]:,.1f}"
+        out.append(
+            f"<tr data-group='{e(g['group'])}'><td>{e(g['group'])}</td><td>{members}</td>"
+            f"<td class='n lag'>{_show(g['total_lag'])}</td><td class='n'>{_show(rate)}</td>"
+            f"<td class='n'>{_show(g.get('retries_waiting'))}</td><td class='n'>{_show(g['dead_letters'])}</td>"
+            f"<td>{e(g['last_result_at'] or 'none yet')}</td><td class='muted'>{e(parts)}</td></tr>"
+        )
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def _member(member: str, probes: list[dict]) -> str:
+    probe = next((p for p in probes if p["member"] == member), None)
+    if probe is None or probe["address"] is None:
+        health = "<span class='muted'>no probes</span>"
+    elif probe["error"]:
+        health = f"<span class='bad'>{e(probe['error'])}</span>"
+    else:
+        health = tag("ready" if probe["ready"] else "not ready")
+    return f"{e(member)} {health}"
+
+
+def dead_letters(group: str, letters: list[DeadLetter], query: str = "", actions: bool = False) -> str:
+    """A group's dead letters with their reasons (those matching ``query``), newest first."""
+    shown = [d for d in reversed(letters) if matches(d, query)]
+    out = [f"<p>{len(shown)} of {len(letters)} dead letters of {e(group)}</p>"]
+    if not shown:
+        return out[0]
+    out.append(
+        "<table><tr><th>at</th><th>video</th><th>kind</th><th>error</th><th>attempts</th><th>source</th>"
+        + ("<th></th>" if actions else "")
+        + "</tr>"
+    )
+    for d in shown[:200]:
+        why = d.why
+        video = (d.key or b"").decode(errors="replace")
+        button = (
+            f"<td><button class='replay' data-partition='{d.partition}' data-offset='{d.offset}'>"
+            "replay this one</button></td>"
+            if actions and not d.replayed
+            else "<td class='muted'>replayed</td>"
+            if actions
+            else ""
+        )
+        out.append(
+            f"<tr><td>{e(why.get('failed.at'))}</td><td>{e(video)}</td><td>{e(why.get('error.kind'))}</td>"
+            f"<td>{e(why.get('error.class'))}: {e(why.get('error.message'))}</td>"
+            f"<td class='n'>{e(why.get('attempts'))}</td>"
+            f"<td class='muted'>{e(why.get('source.topic'))}[{e(why.get('source.partition'))}]@"
+            f"{e(why.get('source.offset'))}</td>{button}</tr>"
+        )
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def matches(letter: DeadLetter, query: str) -> bool:
+    """A search: every word of ``query`` in the letter's video id or one of its reason headers."""
+    text = " ".join([(letter.key or b"").decode(errors="replace"), *letter.why.values()]).lower()
+    return all(word in text for word in query.lower().split())
