@@ -141,6 +141,8 @@ def test_the_console_shows_the_pipeline_live_and_replays_a_dead_letter(settings,
     row.locator("button.replay").click()
     page.wait_for_selector("#message:has-text('replayed 1 dead letter')", timeout=30_000)
     page.locator("[data-view=dead-letters] td.muted", has_text="replayed").first.wait_for(timeout=30_000)
+    dead = page.locator("#groups tr[data-group=scoring] td.dead")
+    wait_for(lambda: dead.inner_text() == "0 +1 replayed", 30, "the pipeline to count the replayed letter apart")
     run_group("scoring", settings, sample_db)
     assert conn.execute("SELECT virality_score FROM videos WHERE video_id = ?", (video_id,)).fetchone()[0] is not None
     conn.close()

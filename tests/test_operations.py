@@ -257,6 +257,7 @@ def test_status_names_members_and_replay_refuses_a_running_group(settings, sampl
     status = json.loads(vvv(settings, "status", "--json").stdout)
     scoring = next(g for g in status["groups"] if g["group"] == "scoring")
     assert scoring["members"] and len(scoring["members"]) == 1
+    assert scoring["owned"] == {scoring["members"][0]: list(range(settings.partitions))}  # it owns them all
     done = vvv(settings, "replay", "scoring", "--from-beginning")
     assert done.returncode == 1 and "has 1 running members" in done.stderr
     member.runner.stop()

@@ -476,20 +476,26 @@ def _fetched_watermarks(
         consumer.close()
 
 
-def group_members(settings: Settings, group_ids: list[str], timeout: float = 2.0) -> dict[str, list[str] | None]:
-    """The members of each group, as ``client_id@host``; None where the broker named none or did not answer.
+def group_members(
+    settings: Settings, group_ids: list[str], timeout: float = 2.0
+) -> dict[str, dict[str, list[int]] | None]:
+    """The members of each group, as ``client_id@host``, with the partitions each owns; None where the
+    broker named none or did not answer.
 
     Apache Kafka names them; tansu answers at once but never names any.
     """
     client = admin(settings)  # kept until the answers are in: a client collected early never completes them
     futures = client.describe_consumer_groups(group_ids, request_timeout=timeout)
     concurrent.futures.wait(futures.values(), timeout + 0.5)
-    members: dict[str, list[str] | None] = {}
+    members: dict[str, dict[str, list[int]] | None] = {}
     for group_id, future in futures.items():
         if not future.done() or future.exception() is not None:
             members[group_id] = None
             continue
-        members[group_id] = [f"{m.client_id}@{m.host}" for m in future.result().members] or None
+        members[group_id] = {
+            f"{m.client_id}@{m.host}": sorted(tp.partition for tp in m.assignment.topic_partitions)
+            for m in future.result().members
+        } or None
 
     return members
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from vvv_core import db, kafka
 from vvv_core.config import Settings
+from vvv_core.dlq import list_dead_letters
 from vvv_core.domain.scoring import label
 from vvv_core.probes import MemberProbe, probe_all
 from vvv_core.registry import schema_store
@@ -30,8 +31,10 @@ class GroupStatus:
     group_id: str
     topic: str
     members: list[str] | None  # None: the broker does not report members (tansu)
+    owned: dict[str, list[int]] = field(default_factory=dict)  # member -> the input partitions it owns
     partitions: list[PartitionLag] = field(default_factory=list)
-    dead_letters: int | None = None
+    dead_letters: int | None = None  # not replayed yet
+    dead_letters_replayed: int | None = None
     last_result_at: str | None = None
     probes: list[MemberProbe] = field(default_factory=list)  # what each member serving probes says
 
@@ -77,18 +80,37 @@ def group_status(settings: Settings, groups: Groups) -> list[GroupStatus]:
         group_id = settings.group_id(name)
         committed = kafka.committed_offsets(settings, group_id, topic)
         ends = kafka.watermarks(settings, topic, start=committed)
-        status = GroupStatus(name, group_id, topic, members[group_id], probes=probe_all(members[group_id] or []))
+        named = members[group_id]
+        status = GroupStatus(
+            name,
+            group_id,
+            topic,
+            None if named is None else list(named),
+            owned=named or {},
+            probes=probe_all(list(named or [])),
+        )
 
         for p in sorted(set(ends) | set(committed)):
             low, end = ends.get(p, (None, None))
             position = committed.get(p, low)
             lag = None if end is None or position is None else max(0, end - position)
             status.partitions.append(PartitionLag(p, committed.get(p), end, lag))
-        dlq = kafka.watermarks(settings, settings.dead_letter_topic(name))
-        status.dead_letters = sum(high - low for low, high in dlq.values()) if dlq else None
+        status.dead_letters, status.dead_letters_replayed = _dead_letters(settings, name)
         status.last_result_at = last[name].isoformat(timespec="seconds") if name in last else None
         statuses.append(status)
     return statuses
+
+
+def _dead_letters(settings: Settings, group: str) -> tuple[int | None, int | None]:
+    """Dead letters waiting, and replayed ones; read only where the topic holds any (it is usually empty)."""
+    marks = kafka.watermarks(settings, settings.dead_letter_topic(group))
+    if not marks:
+        return None, None
+    if not any(high > low for low, high in marks.values()):
+        return 0, 0
+    letters = list_dead_letters(settings, group)
+    replayed = sum(d.replayed for d in letters)
+    return len(letters) - replayed, replayed
 
 
 def database_summary(db_path: str) -> dict[str, object]:

@@ -262,21 +262,24 @@ def pipeline(groups: list[dict] | None, why: str | None = None, rates: dict[str,
         members = (
             "<span class='muted'>not named by the broker</span>"
             if g["members"] is None
-            else "<br>".join(_member(m, probes) for m in g["members"])
+            else "<br>".join(_member(m, probes, g.get("owned", {}).get(m, [])) for m in g["members"])
         )
         parts = ", ".join(f"{p['partition']}: {_show(p['lag'])}" for p in g["partitions"]) or "none"
         rate = None if rates is None or g["group"] not in rates else f"{rates[g['group']]:,.1f}"
+        again = g.get("dead_letters_replayed")
+        replayed = f" <span class='muted'>+{again:,} replayed</span>" if again else ""
         out.append(
             f"<tr data-group='{e(g['group'])}'><td>{e(g['group'])}</td><td>{members}</td>"
             f"<td class='n lag'>{_show(g['total_lag'])}</td><td class='n'>{_show(rate)}</td>"
-            f"<td class='n'>{_show(g.get('retries_waiting'))}</td><td class='n'>{_show(g['dead_letters'])}</td>"
+            f"<td class='n'>{_show(g.get('retries_waiting'))}</td>"
+            f"<td class='n dead'>{_show(g['dead_letters'])}{replayed}</td>"
             f"<td>{e(g['last_result_at'] or 'none yet')}</td><td class='muted'>{e(parts)}</td></tr>"
         )
     out.append("</table>")
     return "\n".join(out)
 
 
-def _member(member: str, probes: list[dict]) -> str:
+def _member(member: str, probes: list[dict], owned: list[int]) -> str:
     probe = next((p for p in probes if p["member"] == member), None)
     if probe is None or probe["address"] is None:
         health = "<span class='muted'>no probes</span>"
@@ -284,7 +287,8 @@ def _member(member: str, probes: list[dict]) -> str:
         health = f"<span class='bad'>{e(probe['error'])}</span>"
     else:
         health = tag("ready" if probe["ready"] else "not ready")
-    return f"{e(member)} {health}"
+    partitions = ", ".join(map(str, owned)) or "none"
+    return f"{e(member)} {health} <span class='muted'>owns {e(partitions)}</span>"
 
 
 def dead_letters(group: str, letters: list[DeadLetter], query: str = "", actions: bool = False) -> str:
