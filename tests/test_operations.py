@@ -15,7 +15,7 @@ import pytest
 from confluent_kafka import Consumer
 from conftest import BROKER_KIND, Member, cli_env, results, run_group, vvv, wait_for
 
-from vvv_core import kafka
+from vvv_core import db, kafka
 from vvv_core.hook import background_processing, publish_new
 from vvv_core.runtime import loop as runner
 
@@ -275,3 +275,39 @@ def test_end_offsets_come_from_list_offsets_where_the_broker_answers_it_right(se
     assert sum(high - low for low, high in first.values()) == 40
     assert kafka_module.LIST_OFFSETS_AGREE[settings.bootstrap] is (BROKER_KIND == "kafka")
     assert kafka_module.watermarks(settings, settings.videos_topic) == first  # by whichever way was chosen
+
+
+def test_the_summary_says_why_checks_could_not_answer_and_ranks_equal_scores(sample_db):
+    """`error` and `unknown` verdicts come with their reasons; equal scores rank by the velocity behind them."""
+    from vvv_core import views
+    from vvv_core.groups.liveness import LivenessGroup
+    from vvv_core.groups.thumbnails import ThumbnailGroup
+
+    conn = sqlite3.connect(sample_db)
+    for group in (ThumbnailGroup, LivenessGroup):
+        group.create_tables(conn)
+    with conn:
+        for column, kind in (("virality_score", "REAL"), ("virality_velocity", "INTEGER")):
+            db.add_column(conn, "videos", column, kind)
+        db.add_column(conn, "videos", "virality_engagement", "REAL")
+        ids = [row[0] for row in conn.execute("SELECT video_id FROM videos WHERE region = 'PL' LIMIT 3")]
+        for video_id, velocity in zip(ids, (5_000, 90_000, 20_000), strict=True):
+            conn.execute(
+                "UPDATE videos SET virality_score = 100, virality_velocity = ?, virality_engagement = 5 "
+                "WHERE video_id = ?",
+                (velocity, video_id),
+            )
+        now = "2026-11-30T00:00:00+00:00"
+        conn.executemany(
+            "INSERT INTO thumbnail_checks (video_id, status, reason, attempts, checked_at) VALUES (?, ?, ?, 3, ?)",
+            [(ids[0], "error", "connection refused", now), (ids[1], "error", "connection refused", now)],
+        )
+        conn.execute(
+            "INSERT INTO video_liveness (video_id, status, reason, checked_at) VALUES (?, 'unknown', 'HTTP 429', ?)",
+            (ids[2], now),
+        )
+    conn.close()
+    found = views.read_results(sample_db)
+    page = views.summary(found)
+    assert "connection refused</td><td class='n'>2</td>" in page and "HTTP 429</td><td class='n'>1</td>" in page
+    assert [v.velocity for v in found.videos[:3]] == [90_000, 20_000, 5_000]

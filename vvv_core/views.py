@@ -147,23 +147,23 @@ def _verdicts(conn: sqlite3.Connection, table: str | None, explained: tuple[str,
     return found
 
 
-def summary(results: Results) -> str:
+def summary(found: Results) -> str:
     """First on every page: how many videos are viral, what the checks found, and why any could not say."""
-    labels = Counter(label(v.score) for v in results.videos)
-    dead = results.liveness.counts["deleted"] + results.liveness.counts["private"]
+    labels = Counter(label(v.score) for v in found.videos)
+    dead = found.liveness.counts["deleted"] + found.liveness.counts["private"]
     cards = [
         ("viral", labels["VIRAL"]),
         ("trending", labels["TRENDING"]),
-        ("scored", len(results.videos)),
-        ("not scored yet", results.unscored),
+        ("scored", len(found.videos)),
+        ("not scored yet", found.unscored),
         ("dead or private", dead),
     ]
     out = ["<div class='cards'>"]
     out += [f"<div class='card'><b>{n:,}</b>{e(name)}</div>" for name, n in cards]
     out.append("</div>")
     for title, verdicts, order in (
-        ("Thumbnails", results.thumbnails, ("valid", "placeholder", "broken", "error")),
-        ("Liveness", results.liveness, ("alive", "deleted", "private", "unknown")),
+        ("Thumbnails", found.thumbnails, ("valid", "placeholder", "broken", "error")),
+        ("Liveness", found.liveness, ("alive", "deleted", "private", "unknown")),
     ):
         total = sum(verdicts.counts.values())
         out.append(f"<h3>{title}: {total:,} checked</h3>")
@@ -178,12 +178,12 @@ def summary(results: Results) -> str:
     return "\n".join(out)
 
 
-def results(results: Results, thumbnail_hosts: tuple[str, ...]) -> str:
+def results(found: Results, thumbnail_hosts: tuple[str, ...]) -> str:
     """Viral and trending videos per region (best first, sortable in the console), and score histograms."""
-    regions = in_order({v.region for v in results.videos})
+    regions = in_order({v.region for v in found.videos})
     out = ["<div class='charts'>"]
     for region in regions:
-        scores = [v.score for v in results.videos if v.region == region]
+        scores = [v.score for v in found.videos if v.region == region]
         labels = Counter(label(s) for s in scores)
         out.append(
             f"<figure>{histogram(scores)}<figcaption>{e(region)}: {len(scores)} scored, "
@@ -191,7 +191,7 @@ def results(results: Results, thumbnail_hosts: tuple[str, ...]) -> str:
         )
     out.append("</div>")
     for region in regions:
-        top = [v for v in results.videos if v.region == region and label(v.score) != "NORMAL"][:TOP]
+        top = [v for v in found.videos if v.region == region and label(v.score) != "NORMAL"][:TOP]
         out.append(f"<h3>{e(region)}</h3>")
         if not top:
             out.append("<p class='muted'>no viral or trending video</p>")
