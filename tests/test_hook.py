@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 from conftest import add_video, hold_write_lock, new_broker, outbox_count, vvv
 
+from vvv_core import kafka
 from vvv_core.avro import SchemaStore
 from vvv_core.broker import free_port
 from vvv_core.hook import background_processing, flush_outbox, publish_new
@@ -192,6 +193,17 @@ def test_a_broker_frozen_mid_call_costs_the_deadline_and_loses_nothing(broker, s
     assert flush_outbox(cron_db, target).delivered == 2000 and outbox_count(cron_db) == 0
     on_topic = {m.key() for m in read_topic(target, target.videos_topic)}
     assert on_topic >= {v["video_id"].encode() for v in videos}  # repeats allowed, losses not
+
+
+@pytest.mark.apache_kafka_only  # tansu takes records of any size
+def test_an_event_the_broker_refuses_on_a_later_call_is_kept_not_counted_delivered(settings, cron_db):
+    """The producer serves every call: a refusal on its second call must reach that call's count."""
+    kafka.ensure_topics(kafka.admin(settings), settings, [settings.videos_topic], config={"max.message.bytes": "300"})
+    assert background_processing([{"video_id": "smallvideo1"}], [], cron_db, settings).delivered == 1
+    too_large = {"video_id": "largevideo1", "title": os.urandom(600).hex()}  # over the topic's 300 bytes
+    report = background_processing([too_large], [], cron_db, settings)
+    assert (report.delivered, report.queued) == (0, 1) and report.error
+    assert outbox_count(cron_db) == 1
 
 
 def test_publish_publishes_each_new_snapshot_once(settings, schemas, cron_db):

@@ -202,6 +202,7 @@ class OutboxPublisher:
         self.settings = settings
         self._producer: Producer | None = None
         self._failures = Failures()  # the current call's: one producer serves every call
+        self._seen: deque[KafkaError] = deque(maxlen=8)  # what went wrong connecting, for the one error line
         self._topics_ready = False
 
     def connect(self) -> None:
@@ -211,11 +212,12 @@ class OutboxPublisher:
 
     def _connected(self) -> Producer:
         if self._producer is None:
-            self._seen: deque[KafkaError] = deque(maxlen=8)  # what went wrong connecting, for the one error line
+            self._seen.clear()  # an earlier producer's errors say nothing of this one
             config = kafka.producer_config(
                 self.settings,
                 **HOOK_PRODUCER,
-                on_delivery=self._failures.on_delivery,
+                # through the attribute: each call has its own Failures, and the producer outlives the call
+                on_delivery=lambda err, msg: self._failures.on_delivery(err, msg),
                 error_cb=self._seen.append,
                 log_level=2,  # every failure is said once, in the report and its log line
             )
