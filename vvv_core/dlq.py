@@ -44,7 +44,7 @@ def list_dead_letters(settings: Settings, group: str) -> list[DeadLetter]:
     topic = settings.dead_letter_topic(group)
     records = kafka.read_topic(settings, topic)
     markers = {v.decode() for m in records for k, v in m.headers() or [] if k == MARKER and v}
-    done = _replay_positions(settings, group, topic)
+    done = kafka.committed_offsets(settings, _replay_group(settings, group), topic)  # a replay of all got this far
     return [
         DeadLetter(
             m.offset(),
@@ -89,25 +89,14 @@ def replay(
     return len(chosen)
 
 
-def _replay_consumer(settings: Settings, group: str) -> Consumer:
-    return Consumer(kafka.consumer_config(settings, group, **{"group.id": f"{settings.group_id(group)}.dlq-replay"}))
-
-
-def _replay_positions(settings: Settings, group: str, topic: str) -> dict[int, int]:
-    """Per partition, the offset before which every letter was replayed in a replay of all."""
-    consumer = _replay_consumer(settings, group)
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        return {tp.partition: tp.offset for tp in committed if tp.offset >= 0}
-    finally:
-        consumer.close()
+def _replay_group(settings: Settings, group: str) -> str:
+    return f"{settings.group_id(group)}.dlq-replay"
 
 
 def _commit_positions(settings: Settings, group: str, topic: str, positions: dict[int, int]) -> None:
     if not positions:
         return
-    consumer = _replay_consumer(settings, group)
+    consumer = Consumer(kafka.consumer_config(settings, group, **{"group.id": _replay_group(settings, group)}))
     try:
         consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in positions.items()], asynchronous=False)
     finally:

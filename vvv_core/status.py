@@ -30,8 +30,7 @@ class GroupStatus:
     group: str
     group_id: str
     topic: str
-    members: list[str] | None  # None: the broker does not report members (tansu)
-    owned: dict[str, list[int]] = field(default_factory=dict)  # member -> the input partitions it owns
+    owned: dict[str, list[int]] | None  # each member (client_id@host) -> its input partitions; None: not named
     partitions: list[PartitionLag] = field(default_factory=list)
     dead_letters: int | None = None  # not replayed yet
     dead_letters_replayed: int | None = None
@@ -42,7 +41,12 @@ class GroupStatus:
     def retries_waiting(self) -> int | None:
         """Events waiting for another attempt, in all members; None unless every member told."""
         told = [p.retries_waiting for p in self.probes]
-        return None if not told or None in told or len(told) != len(self.members or []) else sum(told)
+        return None if not told or None in told else sum(told)
+
+    @property
+    def members(self) -> list[str] | None:
+        """None: the broker does not report members (tansu)."""
+        return None if self.owned is None else list(self.owned)
 
     @property
     def modes(self) -> list[str] | None:
@@ -80,15 +84,7 @@ def group_status(settings: Settings, groups: Groups) -> list[GroupStatus]:
         group_id = settings.group_id(name)
         committed = kafka.committed_offsets(settings, group_id, topic)
         ends = kafka.watermarks(settings, topic, start=committed)
-        named = members[group_id]
-        status = GroupStatus(
-            name,
-            group_id,
-            topic,
-            None if named is None else list(named),
-            owned=named or {},
-            probes=probe_all(list(named or [])),
-        )
+        status = GroupStatus(name, group_id, topic, members[group_id], probes=probe_all(list(members[group_id] or [])))
 
         for p in sorted(set(ends) | set(committed)):
             low, end = ends.get(p, (None, None))
@@ -142,7 +138,13 @@ def database_summary(db_path: str) -> dict[str, object]:
 def as_json(statuses: list[GroupStatus], summary: dict | None) -> dict:
     return {
         "groups": [
-            {**asdict(s), "total_lag": s.total_lag, "modes": s.modes, "retries_waiting": s.retries_waiting}
+            {
+                **asdict(s),
+                "members": s.members,
+                "total_lag": s.total_lag,
+                "modes": s.modes,
+                "retries_waiting": s.retries_waiting,
+            }
             for s in statuses
         ],
         "database": summary,

@@ -262,7 +262,7 @@ def pipeline(groups: list[dict] | None, why: str | None = None, rates: dict[str,
         members = (
             "<span class='muted'>not named by the broker</span>"
             if g["members"] is None
-            else "<br>".join(_member(m, probes, g.get("owned", {}).get(m, [])) for m in g["members"])
+            else "<br>".join(_member(m, probes, g["owned"][m]) for m in g["members"])
         )
         parts = ", ".join(f"{p['partition']}: {_show(p['lag'])}" for p in g["partitions"]) or "none"
         rate = None if rates is None or g["group"] not in rates else f"{rates[g['group']]:,.1f}"

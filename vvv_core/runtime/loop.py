@@ -205,22 +205,28 @@ class GroupRunner:
             )
             self._joining_since = now  # said again in a minute, if still waiting
         m.partitions.labels(name).set(len(self.checkpoint.partitions))
+        for tp, lag in self._lags().items():
+            if lag is not None:
+                m.lag.labels(name, str(tp[1])).set(lag)
         for tp, offsets in self.checkpoint.partitions.items():
             high = self.backend.high_watermark(tp)
-            if high is None:  # no fetch yet: no figure rather than a wrong one
-                continue
-            position = offsets.position if offsets.position is not None else offsets.committed
-            if position is not None:
-                m.lag.labels(name, str(tp[1])).set(max(0, high - position))
-            if offsets.committed is not None:
+            if high is not None and offsets.committed is not None:
                 m.committed_lag.labels(name, str(tp[1])).set(max(0, high - offsets.committed))
 
+    def _lags(self) -> dict[Partition, int | None]:
+        """Per owned partition, events behind the log end from this member's position; None before its
+        first fetch: no figure rather than a wrong one. A fetch that gave nothing found it at its end."""
+        lags: dict[Partition, int | None] = {}
+        for tp, offsets in self.checkpoint.partitions.items():
+            high = self.backend.high_watermark(tp)
+            position = next((p for p in (offsets.position, offsets.committed, high) if p is not None), None)
+            lags[tp] = None if high is None else max(0, high - position)
+        return lags
+
     def lag(self) -> int | None:
-        """Events behind the log end on the partitions this member owns; None before the first fetch."""
-        highs = [(self.backend.high_watermark(tp), o.position) for tp, o in self.checkpoint.partitions.items()]
-        if not highs or any(high is None for high, _ in highs):
-            return None
-        return sum(max(0, high - (position if position is not None else high)) for high, position in highs)
+        """Events behind the log end on the partitions this member owns; None until every one is known."""
+        lags = list(self._lags().values())
+        return None if not lags or None in lags else sum(lags)
 
     def _progress(self) -> None:
         """A line every ``progress_interval`` while there is work: never minutes of silence (retries,
