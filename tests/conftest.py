@@ -17,9 +17,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import ClassVar
 
+import psutil
 import pytest
 
 from vvv_core import db
@@ -160,10 +162,35 @@ class Trickle:
         self.sock.close()
 
 
+class ProcessTree:
+    """The processes a test starts and every descendant of theirs, known by a mark in their environment (which
+    each child inherits): leftover checks look at these alone, never at what else runs on the machine."""
+
+    def __init__(self) -> None:
+        self.mark = uuid.uuid4().hex
+
+    def env(self, **extra: str) -> dict[str, str]:
+        return {**os.environ, "TEST_PROCESS_MARK": self.mark, **extra}
+
+    def alive(self) -> list[str]:
+        found = []
+        for process in psutil.process_iter(["cmdline"]):
+            with contextlib.suppress(psutil.Error):
+                if process.environ().get("TEST_PROCESS_MARK") == self.mark and process.status() != "zombie":
+                    found.append(" ".join(process.info["cmdline"] or [])[:200])
+        return found
+
+
 def outbox_count(db_path: str) -> int:
     """Events waiting in the outbox beside ``db_path``."""
     spool = Spool(outbox_dir(db_path))
     return sum(len(spool.read(segment, lambda kept: kept["new"] + kept["stale"])) for segment in spool.segments())
+
+
+def hours_ago(hours: float) -> str:
+    """A snapshot time ``hours`` before now, as the cron writes it: tests never name a calendar day, so a
+    test that passes today passes next year (``make test-next-year`` runs the suite a year ahead)."""
+    return (datetime.now(UTC) - timedelta(hours=hours)).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def add_video(path: str, video_id: str, region: str | None, snapshots: list[tuple[int, int, int, str]]) -> None:

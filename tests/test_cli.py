@@ -7,11 +7,9 @@ import re
 import signal
 import sqlite3
 import subprocess
-import time
 import urllib.request
 
-import psutil
-from conftest import VVV, Trickle, cli_env, wait_for
+from conftest import VVV, ProcessTree, Trickle, cli_env, wait_for
 
 from vvv_core import kafka
 from vvv_core.broker import free_port
@@ -98,8 +96,8 @@ def test_sigterm_lets_running_checks_finish_commits_them_and_exits_0(settings, c
 
 
 def test_demo_runs_offline_and_leaves_nothing_behind():
-    before = {p.pid for p in psutil.process_iter()}
-    done = subprocess.run([*VVV, "demo", "--exit"], capture_output=True, text=True, timeout=120)
+    tree = ProcessTree()
+    done = subprocess.run([*VVV, "demo", "--exit"], capture_output=True, text=True, timeout=120, env=tree.env())
     assert done.returncode == 0, done.stderr[-2000:]
     out = done.stdout
     assert "sample cron database" in out and "delivered 401" in out
@@ -112,19 +110,15 @@ def test_demo_runs_offline_and_leaves_nothing_behind():
     checked = re.search(r"stale videos checked: (.*)", out).group(1)
     assert all(re.search(rf"{status} \d+", checked) for status in ("alive", "deleted", "private"))
     assert re.search(r"thumbnails: (valid|broken|placeholder) \d+, ", out)
-    time.sleep(0.5)
-    leftovers = [
-        p
-        for p in psutil.process_iter(["name", "cmdline"])
-        if p.pid not in before and "tansu" in " ".join(p.info["cmdline"] or [])
-    ]
-    assert leftovers == []
+    wait_for(lambda: not tree.alive(), 5, "the demo's processes to end")
 
 
 def test_demo_keeps_everything_up_with_its_console_until_ctrl_c(tmp_path):
     port = free_port()
-    before = {p.pid for p in psutil.process_iter()}
-    process = subprocess.Popen([*VVV, "demo", "--console-port", str(port)], stdout=subprocess.PIPE, text=True)
+    tree = ProcessTree()
+    process = subprocess.Popen(
+        [*VVV, "demo", "--console-port", str(port)], stdout=subprocess.PIPE, text=True, env=tree.env()
+    )
     try:
         lines = iter(process.stdout.readline, "")
         announced = next(line for line in lines if "console: " in line)
@@ -136,22 +130,13 @@ def test_demo_keeps_everything_up_with_its_console_until_ctrl_c(tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(60) == 0
-    time.sleep(0.5)
-    leftovers = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if p.pid not in before and "tansu" in " ".join(p.info["cmdline"] or [])
-    ]
-    assert leftovers == []
+    wait_for(lambda: not tree.alive(), 5, "the demo's processes to end")
 
 
 def test_broker_command_creates_the_topics_and_stops_on_ctrl_c():
-    port = free_port()
+    port, tree = free_port(), ProcessTree()
     process = subprocess.Popen(
-        [*VVV, "broker", "--port", str(port)],
-        stdout=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "VVV_NAMESPACE": "brk"},
+        [*VVV, "broker", "--port", str(port)], stdout=subprocess.PIPE, text=True, env=tree.env(VVV_NAMESPACE="brk")
     )
     try:
         assert f"on 127.0.0.1:{port}" in process.stdout.readline()
@@ -164,7 +149,4 @@ def test_broker_command_creates_the_topics_and_stops_on_ctrl_c():
     finally:
         process.send_signal(signal.SIGINT)
         assert process.wait(10) == 0
-    assert not any(
-        "tansu" in " ".join(p.info["cmdline"] or []) and str(port) in " ".join(p.info["cmdline"] or [])
-        for p in psutil.process_iter(["cmdline"])
-    )
+    wait_for(lambda: not tree.alive(), 5, "the broker's processes to end")

@@ -9,7 +9,7 @@ import time
 from dataclasses import replace
 
 import pytest
-from conftest import add_video, hold_write_lock, new_broker, outbox_count, vvv
+from conftest import add_video, hold_write_lock, hours_ago, new_broker, outbox_count, vvv
 
 from vvv_core import kafka
 from vvv_core.avro import SchemaStore
@@ -116,8 +116,8 @@ def test_whatever_breaks_after_the_hook_has_the_events_they_are_kept_and_deliver
 
 def test_publish_and_the_hook_share_one_record_of_what_was_published(settings, schemas, cron_db):
     """The hook is handed what the newest snapshot says; `vvv publish` then finds the same and sends only the rest."""
-    add_video(cron_db, "aaaaaaaaaaa", "PL", [(100, 1, 1, "2026-11-29 05:00:00")])
-    add_video(cron_db, "bbbbbbbbbbb", "US", [(100, 1, 1, "2026-11-29 05:00:00")])
+    add_video(cron_db, "aaaaaaaaaaa", "PL", [(100, 1, 1, hours_ago(2))])
+    add_video(cron_db, "bbbbbbbbbbb", "US", [(100, 1, 1, hours_ago(2))])
     hooked = background_processing(
         [
             {
@@ -140,8 +140,8 @@ def test_publish_and_the_hook_share_one_record_of_what_was_published(settings, s
 
 
 def test_publish_prints_each_rejected_row_exits_1_and_tries_it_again_later(settings, cron_db):
-    add_video(cron_db, "aaaaaaaaaaa", "PL", [(100, 1, 1, "2026-11-29 05:00:00")])
-    add_video(cron_db, "bad id; --x", "PL", [(100, 1, 1, "2026-11-29 05:00:00")])
+    add_video(cron_db, "aaaaaaaaaaa", "PL", [(100, 1, 1, hours_ago(2))])
+    add_video(cron_db, "bad id; --x", "PL", [(100, 1, 1, hours_ago(2))])
     done = vvv(settings, "publish", "--db", cron_db)
     assert done.returncode == 1
     assert "rejected {'video_id': 'bad id; --x'" in done.stdout and "invalid video_id 'bad id; --x'" in done.stdout
@@ -207,14 +207,14 @@ def test_an_event_the_broker_refuses_on_a_later_call_is_kept_not_counted_deliver
 
 
 def test_publish_publishes_each_new_snapshot_once(settings, schemas, cron_db):
-    add_video(cron_db, "aaaaaaaaaaa", "PL", [(100, 1, 1, "2026-11-28 10:00:00"), (200, 2, 2, "2026-11-29 05:00:00")])
-    add_video(cron_db, "bbbbbbbbbbb", "US", [(100, 1, 1, "2026-11-29 05:00:00")])
+    add_video(cron_db, "aaaaaaaaaaa", "PL", [(100, 1, 1, hours_ago(21)), (200, 2, 2, hours_ago(2))])
+    add_video(cron_db, "bbbbbbbbbbb", "US", [(100, 1, 1, hours_ago(2))])
     assert publish_new(cron_db, settings).delivered == 2
     assert publish_new(cron_db, settings).delivered == 0  # a rerun publishes nothing new
 
     conn = sqlite3.connect(cron_db)
     with conn:
-        conn.execute("INSERT INTO video_snapshots VALUES ('bbbbbbbbbbb', 'US', 300, 3, 3, '2026-11-29 06:00:00')")
+        conn.execute("INSERT INTO video_snapshots VALUES ('bbbbbbbbbbb', 'US', 300, 3, 3, ?)", (hours_ago(1),))
     assert publish_new(cron_db, settings).delivered == 1
     keys = [m.key() for m in read_topic(settings, settings.videos_topic)]
     assert sorted(keys) == [b"aaaaaaaaaaa", b"bbbbbbbbbbb", b"bbbbbbbbbbb"]
@@ -223,8 +223,8 @@ def test_publish_publishes_each_new_snapshot_once(settings, schemas, cron_db):
 
 
 def test_publish_selects_stale_videos_once_per_age_window(settings, schemas, cron_db):
-    add_video(cron_db, "oldvideo001", "SE", [(10, 0, 0, "2026-01-01 00:00:00"), (20, 0, 0, "2026-01-02 00:00:00")])
-    add_video(cron_db, "newvideo001", "SE", [(10, 0, 0, "2099-01-01 00:00:00")])
+    add_video(cron_db, "oldvideo001", "SE", [(10, 0, 0, hours_ago(24 * 300)), (20, 0, 0, hours_ago(24 * 299))])
+    add_video(cron_db, "newvideo001", "SE", [(10, 0, 0, hours_ago(0))])
     publish_new(cron_db, settings)
     publish_new(cron_db, settings)
     stale = [
