@@ -43,7 +43,7 @@ test-kafka: $(STAMP)
 		echo "test-kafka: skipped, needs Java 17+ and Maven (the embedded-broker run above still counts)"; \
 	fi
 
-# Each guarantee of the runtime broken on purpose in a copy of the tree: a test must go red.
+# Each promise broken on purpose in a copy of the tree, one at a time: a test must go red (scripts/breaks.py).
 breaks: $(STAMP)
 	$(VENV)/bin/python scripts/breaks.py
 

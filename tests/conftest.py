@@ -65,8 +65,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = [item for item in items if "apache_kafka_only" not in item.keywords]
 
 
+class SharedBroker:
+    """A broker of ``TEST_BROKER``'s kind that someone else started and keeps (``TEST_BOOTSTRAP``): the
+    deliberate breaks (``scripts/breaks.py``) share one per kind across all their runs. Tests that stop,
+    freeze or restart their session's broker need one of their own, and ask for ``own_broker``."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+
 @pytest.fixture(scope="session")
-def broker() -> Iterator[EmbeddedBroker | ApacheKafka]:
+def broker() -> Iterator[EmbeddedBroker | ApacheKafka | SharedBroker]:
+    if shared := os.environ.get("TEST_BOOTSTRAP"):
+        yield SharedBroker(shared)
+        return
     with new_broker() as b:
         yield b
 
