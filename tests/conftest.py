@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import runpy
 import socket
 import sqlite3
 import subprocess
@@ -53,6 +54,30 @@ FAST_KIP848 = {"group.consumer.session.timeout.ms": "2000", "group.consumer.hear
 def new_broker(port: int | None = None) -> EmbeddedBroker | ApacheKafka:
     """A broker of the kind under test on ``port``, with nothing in it, not started yet."""
     return ApacheKafka(port=port, properties=FAST_KIP848) if BROKER_KIND == "kafka" else EmbeddedBroker(port)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock-ahead",
+        type=float,
+        default=0.0,
+        metavar="DAYS",
+        help="run with the wall clock of this process and of every Python process it starts DAYS ahead "
+        "(time-machine): a test that passes today must pass then too",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if days := config.getoption("clock_ahead"):
+        clock = Path(__file__).parent / "clock"  # its sitecustomize moves the clock of each process started
+        os.environ["TEST_CLOCK_AHEAD_DAYS"] = str(days)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(clock), os.environ.get("PYTHONPATH")]))
+        runpy.run_path(str(clock / "sitecustomize.py"))  # and this process's
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    days = config.getoption("clock_ahead")
+    return f"clock: {days:g} days ahead, now {datetime.now(UTC).isoformat(timespec='seconds')}" if days else None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -26,6 +26,12 @@ T = TypeVar("T")
 UNIX_EPOCH_JULIAN_DAY = 2440587.5  # julianday() of 1970-01-01T00:00:00Z
 
 
+def julian_now() -> float:
+    """Now as SQLite's ``julianday()``, from Python's clock: one clock for the whole process (SQLite's own
+    ``'now'`` reads the C library's, which a test moving the clock cannot move)."""
+    return time.time() / 86_400 + UNIX_EPOCH_JULIAN_DAY
+
+
 class DatabaseError(Fatal):
     """The database cannot be used as it is; the message says what to do."""
 

@@ -203,9 +203,9 @@ def _select_stale(conn: sqlite3.Connection, stale_hours: float) -> list[str]:
         """
         SELECT video_id FROM video_snapshots
         GROUP BY video_id
-        HAVING max(julianday(fetched_at)) < julianday('now') - :window
+        HAVING max(julianday(fetched_at)) < :before
         ORDER BY video_id""",
-        {"window": stale_hours / 24.0},
+        {"before": db.julian_now() - stale_hours / 24.0},
     ).fetchall()
     return [row[0] for row in rows]
 

@@ -20,12 +20,11 @@ import hashlib
 import operator
 import os
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from vvv_core.db import UNIX_EPOCH_JULIAN_DAY
+from vvv_core.db import julian_now
 
 BUSY_TIMEOUT_S = 10.0
 DDL = """
@@ -69,7 +68,7 @@ class PublishedRecord:
         with self._folded() as conn:
             if conn is None:
                 return set()
-            rows = conn.execute("SELECT video_id FROM stale_check WHERE published_at >= julianday('now') - ?", (days,))
+            rows = conn.execute("SELECT video_id FROM stale_check WHERE published_at >= ?", (julian_now() - days,))
             return {row[0] for row in rows}
 
     @contextlib.contextmanager
@@ -127,7 +126,7 @@ class Entry:
             lines = [f"N {fingerprint(r).hex()} {r['video_id']}\n" for r in self.new]
             lines += [f"S {r['video_id']}\n" for r in self.stale]
             # Led by a newline: a line an earlier crash left torn stays a line of its own, and is dropped.
-            self._data = f"\nT {time.time() / 86400 + UNIX_EPOCH_JULIAN_DAY!r}\n{''.join(lines)}".encode()
+            self._data = f"\nT {julian_now()!r}\n{''.join(lines)}".encode()
 
     def write(self) -> None:
         """Record the events as delivered or kept in the outbox (so they will be)."""
