@@ -16,7 +16,7 @@ $(KAFKA_JARS): kafka/pom.xml
 	mvn -q -B -f kafka/pom.xml dependency:copy-dependencies -DoutputDirectory=lib
 	touch $(KAFKA_JARS)
 
-.PHONY: demo test test-embedded test-kafka breaks kafka lint bench
+.PHONY: demo test test-embedded test-kafka breaks kafka lint bench mutants
 demo: $(STAMP)
 	$(VENV)/bin/vvv demo
 
@@ -53,3 +53,7 @@ lint: $(STAMP)
 # Every benchmark in one run, then one table of figures, goals and ratios (bench/run.py).
 bench: $(STAMP)
 	$(VENV)/bin/python bench/run.py
+
+# Mutation testing of the pure modules (mutmut; by hand, not in CI): the score per module, the mutants alive.
+mutants: $(STAMP)
+	$(VENV)/bin/python scripts/mutants.py

@@ -81,7 +81,13 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests of what only Apache Kafka has (replication, a cluster) belong to its run alone."""
+    """Tests of what only Apache Kafka has (replication, a cluster) belong to its run alone; under mutation
+    testing (``make mutants``) only the broker-free tests run."""
+    if "MUTANT_UNDER_TEST" in os.environ or config.pluginmanager.hasplugin("mutmut"):
+        needs_broker = [item for item in items if "broker" in getattr(item, "fixturenames", ())]
+        config.hook.pytest_deselected(items=needs_broker)
+        items[:] = [item for item in items if item not in needs_broker]
+        return
     if BROKER_KIND == "kafka":
         return
     other = [item for item in items if "apache_kafka_only" in item.keywords]
@@ -373,6 +379,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     are destroyed at interpreter exit, when every test broker is gone; seen once in a full Apache
     Kafka run, a consumer's rd_kafka_destroy then waited for ever, after all tests had passed.
     """
+    if config.pluginmanager.hasplugin("mutmut") or "MUTANT_UNDER_TEST" in os.environ:
+        return  # mutmut runs pytest inside its own process, many times over
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_exit_status)
