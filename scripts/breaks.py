@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RUNTIME = "tests/test_runtime.py::"  # the runtime's broker-free tests (the in-memory backend)
+EFFECTS = "tests/test_effects.py::"  # how results take effect in the cron database (broker-free)
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,133 @@ BREAKS = [
         "busy = False",
         RUNTIME + "test_fetching_pauses_while_too_much_is_unfinished",
     ),
+    # -- faults: the broker, the database -------------------------------------------------------
+    Break(
+        "a consumer waits for a lost broker for ever",
+        "vvv_core/runtime/backends/brokerwatch.py",
+        "if away >= self.give_up_after:",
+        "if False:",
+        "tests/test_faults_crash.py::test_a_consumer_whose_broker_is_gone_says_so_briefly_and_exits",
+        broker="any",
+    ),
+    Break(
+        "a locked database ends a consumer",
+        "vvv_core/db.py",
+        "            if not _locked(exc):\n                raise\n",
+        "            raise\n",
+        "tests/test_faults_crash.py::test_a_database_locked_past_every_busy_timeout_is_waited_out",
+        broker="any",
+    ),
+    Break(
+        "a consumer failed for good is not replaced",
+        "vvv_core/runtime/backends/kafka.py",
+        "                self._resubscribe = True\n            elif err.code() in kafka.MISSING:",
+        "                pass\n            elif err.code() in kafka.MISSING:",
+        "tests/test_faults_crash.py::test_broker_restart_empty_consumer_recovers_and_recreates_topics",
+        broker="kafka",  # a KIP-848 member whose group vanished is failed for good: Apache Kafka restarted empty
+    ),
+    # -- the wire ---------------------------------------------------------------------------------
+    Break(
+        "the compiled Avro writer's zig-zag wrong",
+        "vvv_core/avro_writer.py",
+        "n = (n << 1) ^ (n >> 63)",
+        "n = n << 1",
+        "tests/test_avro.py::test_the_compiled_writers_write_what_fastavro_writes",
+    ),
+    Break(
+        "a replay of one dead letter leaves no marker (a later replay sends it again)",
+        "vvv_core/dlq.py",
+        'producer.produce(topic, None, d.key, headers=[(MARKER, f"{d.partition}/{d.offset}".encode())])',
+        "pass",
+        "tests/test_console.py::test_the_console_shows_the_pipeline_live_and_replays_a_dead_letter",
+        broker="any",
+    ),
+    Break(
+        "a replay of all dead letters leaves their position where it was (the next sends them again)",
+        "vvv_core/dlq.py",
+        "_commit_positions(settings, group, topic, ends)",
+        "pass",
+        "tests/test_faults_poison.py::test_dlq_list_and_replay_from_the_command_line",
+        broker="any",
+    ),
+    # -- operating it ---------------------------------------------------------------------------
+    Break(
+        "a replay from the beginning starts at the end",
+        "vvv_core/replay.py",
+        "return {p: low for p, (low, _high) in marks.items()}",
+        "return {p: high for p, (_low, high) in marks.items()}",
+        "tests/test_operations.py::test_replay_from_the_beginning_and_from_a_time",
+        broker="any",
+    ),
+    Break(
+        "a replay from a time reads the time as seconds",
+        "vvv_core/replay.py",
+        "cutoff = int(since.timestamp() * 1000)",
+        "cutoff = int(since.timestamp())",
+        "tests/test_operations.py::test_replay_from_the_beginning_and_from_a_time",
+        broker="any",
+    ),
+    Break(
+        "a replay from a time trusts the broker's time index unchecked",
+        "vvv_core/replay.py",
+        "if asked is not None and kafka.first_at_or_after(settings, topic, cutoff, asked, marks):",
+        "if asked is not None:",
+        "tests/test_operations.py::test_replay_from_the_beginning_and_from_a_time",
+        broker="embedded",  # Apache Kafka's time index is right: only a broker that answers wrongly tells
+    ),
+    # -- liveness ---------------------------------------------------------------------------------
+    Break(
+        "the rate limit is per member, not per group",
+        "vvv_core/runtime/ratelimit.py",
+        "self._assignment = (frozenset(owned), max(1, total))",
+        "self._assignment = (frozenset(range(max(1, total))), max(1, total))",  # every member: every slot
+        "tests/test_liveness.py::test_rate_limit_is_for_the_whole_group[2]",
+        broker="any",
+    ),
     # -- the sink ------------------------------------------------------------------------------
+    Break(
+        "the sink writes its effects and its offsets in two SQLite transactions",
+        "vvv_core/groups/sink.py",
+        '        conn.executemany(\n            "INSERT INTO vvv_sink_offsets',
+        '        conn.execute("COMMIT")\n        conn.execute("BEGIN IMMEDIATE")\n'
+        '        conn.executemany(\n            "INSERT INTO vvv_sink_offsets',
+        EFFECTS + "test_the_sinks_effects_and_its_offsets_commit_together_or_not_at_all",
+    ),
+    Break(
+        "the sink applies again a result its member stored itself",
+        "vvv_core/groups/sink.py",
+        "if not result.stored and result.group in APPLIERS:",
+        "if result.group in APPLIERS:",
+        EFFECTS + "test_the_sink_never_applies_a_result_its_member_stored_itself",
+    ),
+    Break(
+        "a repeated thumbnail result of the same event applied again",
+        "vvv_core/groups/thumbnails.py",
+        "excluded.event_id IS NOT thumbnail_checks.event_id",
+        "1",
+        EFFECTS + "test_a_repeated_result_of_the_same_event_changes_nothing[thumbnails]",
+    ),
+    Break(
+        "a repeated liveness result of the same event applied again",
+        "vvv_core/groups/liveness.py",
+        "excluded.event_id IS NOT video_liveness.event_id",
+        "1",
+        EFFECTS + "test_a_repeated_result_of_the_same_event_changes_nothing[liveness]",
+    ),
+    Break(
+        "an older thumbnail check replaces a newer verdict",
+        "vvv_core/groups/thumbnails.py",
+        "WHERE excluded.event_at > coalesce(thumbnail_checks.event_at, 0)",
+        "WHERE 1",
+        EFFECTS + "test_an_older_check_arriving_later_never_replaces_a_newer_verdict[thumbnails]",
+    ),
+    Break(
+        "an older liveness check replaces a newer verdict",
+        "vvv_core/groups/liveness.py",
+        "AND (excluded.event_at > coalesce(video_liveness.event_at, 0)",
+        "AND (1",
+        EFFECTS + "test_an_older_check_arriving_later_never_replaces_a_newer_verdict[liveness]",
+    ),
     Break(
         "the sink ignores the offsets it stored with its effects",
         "vvv_core/groups/sink.py",
@@ -168,8 +295,9 @@ BREAKS = [
 ]
 
 
-def run_tests(tree: Path, tests: list[str], broker: tuple[str, str] | None) -> bool:
-    """True when ``tests`` pass against ``tree``; ``broker``: (kind, bootstrap) for tests that need one."""
+def run_tests(tree: Path, tests: list[str], broker: tuple[str, str] | None, show: bool = False) -> bool:
+    """True when ``tests`` pass against ``tree``; ``broker``: (kind, bootstrap) for tests that need one;
+    ``show``: print pytest's summary when they fail."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     if broker is not None:
         env |= {"TEST_BROKER": broker[0], "TEST_BOOTSTRAP": broker[1]}
@@ -180,6 +308,8 @@ def run_tests(tree: Path, tests: list[str], broker: tuple[str, str] | None) -> b
         capture_output=True,
         text=True,
     )
+    if show and done.returncode != 0:
+        print(done.stdout[-3000:], file=sys.stderr)
     return done.returncode == 0
 
 
@@ -224,13 +354,15 @@ def main() -> int:
             source, target = ROOT / part, tree / part
             target.parent.mkdir(parents=True, exist_ok=True)
             (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+        if (ROOT / "kafka" / "lib").is_dir():  # fetched jars: linked, not copied
+            (tree / "kafka" / "lib").symlink_to(ROOT / "kafka" / "lib")
         brokers = start_brokers(
             stack, {k for b in chosen for k in (["embedded", "kafka"] if b.broker == "any" else [b.broker]) if k}
         )
         plan = [(b, kind) for b in chosen for kind in kinds(b, brokers)]
         for kind in dict.fromkeys(kind for _b, kind in plan):
             tests = sorted({t for b, k in plan if k == kind for t in b.test.split()})
-            if not run_tests(tree, tests, None if kind is None else (kind, brokers[kind])):
+            if not run_tests(tree, tests, None if kind is None else (kind, brokers[kind]), show=True):
                 print(f"breaks: the unbroken tree fails its own tests ({kind or 'no broker'})", file=sys.stderr)
                 return 1
         missed = 0
