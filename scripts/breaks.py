@@ -295,6 +295,13 @@ BREAKS = [
 ]
 
 
+def markdown() -> str:
+    """The README's table: one row a break (``tests/test_docs.py`` checks that every break has its row)."""
+    rows = ["| break | file | caught by | broker |", "|---|---|---|---|"]
+    rows += [f"| {b.what} | `{b.file}` | `{b.test}` | {b.broker or 'none'} |" for b in BREAKS]
+    return "\n".join(rows)
+
+
 def run_tests(tree: Path, tests: list[str], broker: tuple[str, str] | None, show: bool = False) -> bool:
     """True when ``tests`` pass against ``tree``; ``broker``: (kind, bootstrap) for tests that need one;
     ``show``: print pytest's summary when they fail."""
@@ -346,7 +353,12 @@ def start_brokers(stack: contextlib.ExitStack, needed: set[str]) -> dict[str, st
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="run only the breaks whose description contains this")
-    chosen = [b for b in BREAKS if parser.parse_args().only in b.what]
+    parser.add_argument("--markdown", action="store_true", help="print the README's table of breaks, run nothing")
+    args = parser.parse_args()
+    if args.markdown:
+        print(markdown())
+        return 0
+    chosen = [b for b in BREAKS if args.only in b.what]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="vvv-breaks-") as tmp, contextlib.ExitStack() as stack:
         tree = Path(tmp)
