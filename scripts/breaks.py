@@ -11,8 +11,10 @@ whose description contains TEXT.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -350,9 +352,38 @@ def start_brokers(stack: contextlib.ExitStack, needed: set[str]) -> dict[str, st
     return started
 
 
+def copy_tree(into: Path) -> Path:
+    """What the tests need of the checkout, copied (the fetched jars linked)."""
+    for part in ("vvv_core", "tests", "pyproject.toml", "kafka/broker.properties", "deploy", "scripts"):
+        source, target = ROOT / part, into / part
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+    if (ROOT / "kafka" / "lib").is_dir():
+        (into / "kafka" / "lib").symlink_to(ROOT / "kafka" / "lib")
+    return into
+
+
+def try_break(trees: queue.Queue[Path], b: Break, kind: str | None, brokers: dict[str, str]) -> bool | None:
+    """Whether the tests caught ``b`` (None: its code is not in its file exactly once), in a free tree."""
+    tree = trees.get()
+    try:
+        path = tree / b.file
+        original = path.read_text()
+        if original.count(b.old) != 1:
+            return None
+        path.write_text(original.replace(b.old, b.new))
+        try:
+            return not run_tests(tree, b.test.split(), None if kind is None else (kind, brokers[kind]))
+        finally:
+            path.write_text(original)
+    finally:
+        trees.put(tree)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="run only the breaks whose description contains this")
+    parser.add_argument("--jobs", type=int, default=2, help="breaks tried at once, each in its own copy of the tree")
     parser.add_argument("--markdown", action="store_true", help="print the README's table of breaks, run nothing")
     args = parser.parse_args()
     if args.markdown:
@@ -361,37 +392,29 @@ def main() -> int:
     chosen = [b for b in BREAKS if args.only in b.what]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="vvv-breaks-") as tmp, contextlib.ExitStack() as stack:
-        tree = Path(tmp)
-        for part in ("vvv_core", "tests", "pyproject.toml", "kafka/broker.properties", "deploy", "scripts"):
-            source, target = ROOT / part, tree / part
-            target.parent.mkdir(parents=True, exist_ok=True)
-            (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
-        if (ROOT / "kafka" / "lib").is_dir():  # fetched jars: linked, not copied
-            (tree / "kafka" / "lib").symlink_to(ROOT / "kafka" / "lib")
+        trees: queue.Queue[Path] = queue.Queue()
+        for n in range(max(1, args.jobs)):
+            trees.put(copy_tree(Path(tmp) / str(n)))
         brokers = start_brokers(
             stack, {k for b in chosen for k in (["embedded", "kafka"] if b.broker == "any" else [b.broker]) if k}
         )
         plan = [(b, kind) for b in chosen for kind in kinds(b, brokers)]
+        tree = trees.queue[0]
         for kind in dict.fromkeys(kind for _b, kind in plan):
             tests = sorted({t for b, k in plan if k == kind for t in b.test.split()})
             if not run_tests(tree, tests, None if kind is None else (kind, brokers[kind]), show=True):
                 print(f"breaks: the unbroken tree fails its own tests ({kind or 'no broker'})", file=sys.stderr)
                 return 1
         missed = 0
-        for b, kind in plan:
-            path = tree / b.file
-            original = path.read_text()
-            if original.count(b.old) != 1:
-                print(f"breaks: {b.what}: the code to break is not in {b.file} exactly once", file=sys.stderr)
-                return 1
-            path.write_text(original.replace(b.old, b.new))
-            try:
-                caught = not run_tests(tree, b.test.split(), None if kind is None else (kind, brokers[kind]))
-            finally:
-                path.write_text(original)
-            missed += not caught
-            where = f"{b.file}; {kind or 'no broker'}"
-            print(f"{'caught' if caught else 'MISSED'}  {b.what}  ({where}; {b.test})", flush=True)
+        with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            tries = {pool.submit(try_break, trees, b, kind, brokers): (b, kind) for b, kind in plan}
+            for done in concurrent.futures.as_completed(tries):
+                (b, kind), caught = tries[done], done.result()
+                if caught is None:
+                    print(f"breaks: {b.what}: the code to break is not in {b.file} exactly once", file=sys.stderr)
+                missed += not caught
+                where = f"{b.file}; {kind or 'no broker'}"
+                print(f"{'caught' if caught else 'MISSED'}  {b.what}  ({where}; {b.test})", flush=True)
         print(
             f"breaks: {len(plan) - missed} of {len(plan)} caught ({len(chosen)} breaks) "
             f"in {time.monotonic() - started:.0f} s"

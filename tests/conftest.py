@@ -115,6 +115,13 @@ def broker() -> Iterator[EmbeddedBroker | ApacheKafka | SharedBroker]:
 
 
 @pytest.fixture
+def own_broker() -> Iterator[EmbeddedBroker | ApacheKafka]:
+    """A broker for this test alone, for tests that stop, freeze or restart it."""
+    with new_broker() as b:
+        yield b
+
+
+@pytest.fixture
 def settings(broker: EmbeddedBroker) -> Settings:
     # The hook's deadline generous: a test about processing must not hinge on one call beating a busy machine
     # (tests of the deadline itself set theirs).
