@@ -24,6 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RUNTIME = "tests/test_runtime.py::"  # the runtime's broker-free tests (the in-memory backend)
+# Copied into the broken tree: the package, its tests and what the deployment tests read.
+COPIED = (
+    *("vvv_core", "tests", "pyproject.toml", "kafka/broker.properties", "deploy", "scripts"),
+    *("README.md", "Makefile", "docker-compose.yml", "Dockerfile", ".dockerignore", "registry/pom.xml"),
+)
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,23 @@ BREAKS = [
         "busy = False",
         RUNTIME + "test_fetching_pauses_while_too_much_is_unfinished",
     ),
+    # -- partitioning -----------------------------------------------------------------------
+    Break(
+        "murmur2 switched back to librdkafka's default partitioner",
+        "vvv_core/kafka.py",
+        'PARTITIONER = "murmur2_random"',
+        'PARTITIONER = "consistent_random"',
+        "tests/test_partitioning.py::test_every_topic_the_project_writes_is_partitioned_as_the_java_producer_does",
+        broker="kafka",
+    ),
+    Break(
+        "the in-memory broker partitions by CRC32",
+        "vvv_core/runtime/backends/memory.py",
+        'return java_partition(key or b"", self.partitions)',
+        'return __import__("zlib").crc32(key or b"") % self.partitions',
+        "tests/test_partitioning.py::test_the_pure_python_murmur2_partitions_as_kafkas_java_producer",
+        broker="kafka",
+    ),
     # -- the sink ------------------------------------------------------------------------------
     Break(
         "the sink ignores the offsets it stored with its effects",
@@ -220,10 +242,14 @@ def main() -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="vvv-breaks-") as tmp, contextlib.ExitStack() as stack:
         tree = Path(tmp)
-        for part in ("vvv_core", "tests", "pyproject.toml", "kafka/broker.properties", "deploy", "scripts"):
+        for part in COPIED:
             source, target = ROOT / part, tree / part
             target.parent.mkdir(parents=True, exist_ok=True)
             (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+        for fetched in ("kafka/lib", "registry/lib"):  # the jars, where fetched: linked, not copied
+            if (ROOT / fetched).is_dir():
+                (tree / fetched).parent.mkdir(parents=True, exist_ok=True)
+                (tree / fetched).symlink_to((ROOT / fetched).resolve())
         brokers = start_brokers(
             stack, {k for b in chosen for k in (["embedded", "kafka"] if b.broker == "any" else [b.broker]) if k}
         )
