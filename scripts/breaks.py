@@ -178,6 +178,21 @@ BREAKS = [
         "tests/test_partitioning.py::test_the_pure_python_murmur2_partitions_as_kafkas_java_producer",
         broker="kafka",
     ),
+    # -- the command line ---------------------------------------------------------------------
+    Break(
+        "each command's help lists every setting again",
+        "vvv_core/cli.py",
+        "epilog=environment_help(reads),",
+        "epilog=environment_help(),",
+        "tests/test_help.py::test_every_setting_is_read_by_some_part_and_each_command_lists_its_own",
+    ),
+    Break(
+        "a member's help leaves out the liveness settings it reads",
+        "vvv_core/cli.py",
+        'reads=("kafka", "topics", "schemas", "member", "thumbnails", "liveness"),',
+        'reads=("kafka", "topics", "schemas", "member", "thumbnails"),',
+        "tests/test_help.py::test_every_setting_is_read_by_some_part_and_each_command_lists_its_own",
+    ),
     # -- the schema registry (Apicurio, the real one) ---------------------------------------
     Break(
         "the registry's compatibility rule not set on the project's subjects",
