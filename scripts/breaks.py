@@ -178,6 +178,36 @@ BREAKS = [
         "tests/test_partitioning.py::test_the_pure_python_murmur2_partitions_as_kafkas_java_producer",
         broker="kafka",
     ),
+    # -- the demo and stopping --------------------------------------------------------------
+    Break(
+        "a member's worker threads hold its process's exit",
+        "vvv_core/runtime/executors.py",
+        'name=f"{self._name}_{self._threads}", daemon=True)',
+        'name=f"{self._name}_{self._threads}", daemon=False)',
+        "tests/test_cli.py::test_a_results_only_member_whose_checks_hang_in_a_name_lookup_stops_within_the_stop_timeout",
+        broker="embedded",
+    ),
+    Break(
+        "the demo's stand-in choice mixed: liveness asks the configured endpoint",
+        "vvv_core/demo.py",
+        'oembed_url=f"{oembed.base_url}/oembed",',
+        "oembed_url=settings.oembed_url,",
+        "tests/test_cli.py::test_demo_never_mixes_stand_ins_with_real_endpoints",
+    ),
+    Break(
+        "the demo's console not told the members it started",
+        "vvv_core/demo.py",
+        "serve(settings, groups, db_path, host, port, announce=announce, members=members)",
+        "serve(settings, groups, db_path, host, port, announce=announce)",
+        "tests/test_cli.py::test_demo_keeps_everything_up_with_its_console_and_stops_quietly_on_a_terminals_ctrl_c",
+    ),
+    Break(
+        "the embedded broker takes a terminal's Ctrl-C itself (stops before the groups)",
+        "vvv_core/broker.py",
+        "            process_group=0,\n",
+        "",
+        "tests/test_cli.py::test_demo_keeps_everything_up_with_its_console_and_stops_quietly_on_a_terminals_ctrl_c",
+    ),
     # -- the command line ---------------------------------------------------------------------
     Break(
         "each command's help lists every setting again",

@@ -257,7 +257,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.demo import run_demo
 
     console = None if args.exit else (args.console_host, args.console_port)
-    return run_demo(settings, GROUPS, db_path=args.db, until_idle=args.until_idle, console=console)
+    return run_demo(settings, GROUPS, db_path=args.db, real=args.real, until_idle=args.until_idle, console=console)
 
 
 def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
@@ -494,12 +494,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "demo",
         "the whole pipeline on the embedded broker and sample data, offline",
-        "Start the embedded broker and local stand-ins for YouTube, build a sample database, publish, run "
-        "every group until idle, and print what they found; then keep it all running with the console (new "
-        "events are processed as they come) until Ctrl-C, printing the console's address. Needs no network.",
+        "Start the embedded broker and local stand-ins for YouTube (or, with --real, use YouTube itself for every "
+        "check), build a sample database, publish (with two poison events, for dead letters), run every group until "
+        "idle, and print what they found; then keep it all running with the console (new events are processed as "
+        "they come) until Ctrl-C, printing the console's address and the line that points other commands at the "
+        "demo's broker. Its database is kept when it stops. Needs no network without --real.",
         reads=tuple(PARTS),
     )
-    p.add_argument("--db", help="use this cron database instead of a fresh sample one")
+    p.add_argument(
+        "--db",
+        help="use this cron database instead of a fresh sample one: a copy of it, unless with --real "
+        "(build one with `vvv sample --db FILE`)",
+    )
+    p.add_argument(
+        "--real",
+        action="store_true",
+        help="every check to YouTube's real endpoints (VVV_THUMBNAIL_HOSTS, VVV_OEMBED_URL, VVV_LIVENESS_RATE), "
+        "the results into the --db file itself; default: local stand-ins for every check, nothing leaves the machine",
+    )
     p.add_argument("--exit", action="store_true", help="exit after the summary instead of keeping it all up")
     p.add_argument("--console-host", default="127.0.0.1", help="address the console listens on")
     p.add_argument("--console-port", type=port, default=8765, help="port the console listens on")
