@@ -27,7 +27,7 @@ RUNTIME = "tests/test_runtime.py::"  # the runtime's broker-free tests (the in-m
 # Copied into the broken tree: the package, its tests and what the deployment tests read.
 COPIED = (
     *("vvv_core", "tests", "pyproject.toml", "kafka/broker.properties", "deploy", "scripts"),
-    *("README.md", "Makefile", "docker-compose.yml", "Dockerfile", ".dockerignore", "registry/pom.xml"),
+    *("README.md", "LICENSE", "Makefile", "docker-compose.yml", "Dockerfile", ".dockerignore", "registry/pom.xml"),
 )
 
 
@@ -207,6 +207,15 @@ BREAKS = [
         "            process_group=0,\n",
         "",
         "tests/test_cli.py::test_demo_keeps_everything_up_with_its_console_and_stops_quietly_on_a_terminals_ctrl_c",
+    ),
+    # -- installing and deploying ------------------------------------------------------------
+    Break(
+        "the README's extras line quotes the wheel's wildcard",
+        "README.md",
+        'pip install "$wheel[consumers]"  ',
+        "pip install 'dist/viralvidvault_streams-*.whl[consumers]'",
+        "tests/test_wheel.py::test_a_wheel_installs_into_a_fresh_venv_and_runs_the_pipeline_from_another_folder",
+        broker="kafka",
     ),
     # -- the command line ---------------------------------------------------------------------
     Break(
