@@ -217,6 +217,27 @@ BREAKS = [
         "tests/test_wheel.py::test_a_wheel_installs_into_a_fresh_venv_and_runs_the_pipeline_from_another_folder",
         broker="kafka",
     ),
+    Break(
+        "the compose image's permission check removed",
+        "deploy/docker/start.sh",
+        'if [ -n "$db" ]; then',
+        "if false; then",
+        "tests/test_deployment.py::test_the_entry_point_says_in_one_line_what_the_image_user_cannot_do_with_the_cron_database",
+    ),
+    Break(
+        "the console's port published on every interface",
+        "docker-compose.yml",
+        '"${VIRALVIDVAULT_BIND:-127.0.0.1}:8765:8765"',
+        '"8765:8765"',
+        "tests/test_deployment.py::test_every_published_port_is_on_loopback_unless_the_operator_asks",
+    ),
+    Break(
+        "the compose file's scaling line names another service than the README's",
+        "docker-compose.yml",
+        "#   docker compose up -d --scale thumbnails=3",
+        "#   docker compose up -d --scale scoring=3",
+        "tests/test_deployment.py::test_the_scaling_line_is_true_and_the_same_in_the_file_and_the_readme",
+    ),
     # -- the command line ---------------------------------------------------------------------
     Break(
         "each command's help lists every setting again",
