@@ -238,6 +238,27 @@ BREAKS = [
         "#   docker compose up -d --scale scoring=3",
         "tests/test_deployment.py::test_the_scaling_line_is_true_and_the_same_in_the_file_and_the_readme",
     ),
+    Break(
+        "the systemd members of one group share one metrics port",
+        "deploy/vvv-member",
+        "--metrics-port $((9100 + 10 * place + n))",
+        "--metrics-port $((9100 + 10 * place))",
+        "tests/test_deploy_examples.py::test_the_systemd_template_runs_several_members_of_a_group_each_with_its_own_metrics_port",
+    ),
+    Break(
+        "the set-up leaves the cron's data directory without group write",
+        "deploy/setup.sh",
+        'chmod 2770 "$root$cron_dir"',
+        'chmod 2750 "$root$cron_dir"',
+        "tests/test_deploy_examples.py::test_the_setup_script_makes_the_user_the_folders_and_the_venv_in_a_scratch_root",
+    ),
+    Break(
+        "a Kubernetes pod gets service links again",
+        "deploy/kubernetes/workers.yaml",
+        "      enableServiceLinks: false\n      terminationGracePeriodSeconds: 30  # the drain",
+        "      terminationGracePeriodSeconds: 30  # the drain",
+        "tests/test_deploy_examples.py::test_the_kubernetes_example_has_what_an_operator_needs_and_runs_real_commands",
+    ),
     # -- the command line ---------------------------------------------------------------------
     Break(
         "each command's help lists every setting again",
