@@ -193,10 +193,20 @@ def test_demo_keeps_everything_up_with_its_console_and_stops_quietly_on_a_termin
         assert status.returncode == 0 and "scoring" in status.stdout, status.stderr
         page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
         assert "ViralVidVault console" in page
-        pipeline = urllib.request.urlopen(f"http://127.0.0.1:{port}/views/pipeline", timeout=30).read().decode()
-        for group in ("scoring", "thumbnails", "liveness", "sink"):
-            row = re.search(rf"<tr data-group='{group}'>(.*?)</tr>", pipeline)[1]
-            assert f"vvv-{group}-direct:" in row and ">ready<" in row
+
+        def rows() -> dict[str, str]:
+            pipeline = urllib.request.urlopen(f"http://127.0.0.1:{port}/views/pipeline", timeout=30).read().decode()
+            return dict(re.findall(r"<tr data-group='(\w+)'>(.*?)</tr>", pipeline))
+
+        def all_ready() -> bool:
+            found = rows()
+            return set(found) == {"scoring", "thumbnails", "liveness", "sink"} and all(
+                ">ready<" in r for r in found.values()
+            )
+
+        wait_for(all_ready, 60, "every member to be ready (joined its group again)")
+        for group, row in rows().items():
+            assert f"vvv-{group}-direct:" in row  # each member, from its own probes: not `?`
             retrying = re.findall(r"<td class='n'>([^<]*)</td>", row)[1]
             assert retrying.isdigit(), row  # a figure, not `?`
         letters = (
