@@ -27,6 +27,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RUNTIME = "tests/test_runtime.py::"  # the runtime's broker-free tests (the in-memory backend)
 EFFECTS = "tests/test_effects.py::"  # how results take effect in the cron database (broker-free)
+# Copied into the broken tree: the package, its tests and what the deployment tests read.
+COPIED = (
+    *("vvv_core", "tests", "pyproject.toml", "kafka/broker.properties", "deploy", "scripts"),
+    *("README.md", "LICENSE", "Makefile", "docker-compose.yml", "Dockerfile", ".dockerignore", "registry/pom.xml"),
+)
 
 
 @dataclass(frozen=True)
@@ -242,6 +247,132 @@ BREAKS = [
         "tests/test_liveness.py::test_rate_limit_is_for_the_whole_group[2]",
         broker="any",
     ),
+    # -- partitioning, the registry, the demo, the deployment examples -------------------------
+    Break(
+        "murmur2 switched back to librdkafka's default partitioner",
+        "vvv_core/kafka.py",
+        'PARTITIONER = "murmur2_random"',
+        'PARTITIONER = "consistent_random"',
+        "tests/test_partitioning.py::test_every_topic_the_project_writes_is_partitioned_as_the_java_producer_does",
+        broker="kafka",
+    ),
+    Break(
+        "the in-memory broker partitions by CRC32",
+        "vvv_core/runtime/backends/memory.py",
+        'return java_partition(key or b"", self.partitions)',
+        'return __import__("zlib").crc32(key or b"") % self.partitions',
+        "tests/test_partitioning.py::test_the_pure_python_murmur2_partitions_as_kafkas_java_producer",
+        broker="kafka",
+    ),
+    Break(
+        "a member's worker threads hold its process's exit",
+        "vvv_core/runtime/executors.py",
+        'name=f"{self._name}_{self._threads}", daemon=True)',
+        'name=f"{self._name}_{self._threads}", daemon=False)',
+        "tests/test_cli.py::test_a_results_only_member_whose_checks_hang_in_a_name_lookup_stops_within_the_stop_timeout",
+        broker="embedded",
+    ),
+    Break(
+        "the demo's stand-in choice mixed: liveness asks the configured endpoint",
+        "vvv_core/demo.py",
+        'oembed_url=f"{oembed.base_url}/oembed",',
+        "oembed_url=settings.oembed_url,",
+        "tests/test_cli.py::test_demo_never_mixes_stand_ins_with_real_endpoints",
+    ),
+    Break(
+        "the demo's console not told the members it started",
+        "vvv_core/demo.py",
+        "serve(settings, groups, db_path, host, port, announce=announce, members=members)",
+        "serve(settings, groups, db_path, host, port, announce=announce)",
+        "tests/test_cli.py::test_demo_keeps_everything_up_with_its_console_and_stops_quietly_on_a_terminals_ctrl_c",
+    ),
+    Break(
+        "the embedded broker takes a terminal's Ctrl-C itself (stops before the groups)",
+        "vvv_core/broker.py",
+        "            process_group=0,\n",
+        "",
+        "tests/test_cli.py::test_demo_keeps_everything_up_with_its_console_and_stops_quietly_on_a_terminals_ctrl_c",
+    ),
+    Break(
+        "the README's extras line quotes the wheel's wildcard",
+        "README.md",
+        'pip install "$wheel[consumers]"  ',
+        "pip install 'dist/viralvidvault_streams-*.whl[consumers]'",
+        "tests/test_wheel.py::test_a_wheel_installs_into_a_fresh_venv_and_runs_the_pipeline_from_another_folder",
+        broker="kafka",
+    ),
+    Break(
+        "the compose image's permission check removed",
+        "deploy/docker/start.sh",
+        'if [ -n "$db" ]; then',
+        "if false; then",
+        "tests/test_deployment.py::test_the_entry_point_says_in_one_line_what_the_image_user_cannot_do_with_the_cron_database",
+    ),
+    Break(
+        "the console's port published on every interface",
+        "docker-compose.yml",
+        '"${VIRALVIDVAULT_BIND:-127.0.0.1}:8765:8765"',
+        '"8765:8765"',
+        "tests/test_deployment.py::test_every_published_port_is_on_loopback_unless_the_operator_asks",
+    ),
+    Break(
+        "the compose file's scaling line names another service than the README's",
+        "docker-compose.yml",
+        "#   docker compose up -d --scale thumbnails=3",
+        "#   docker compose up -d --scale scoring=3",
+        "tests/test_deployment.py::test_the_scaling_line_is_true_and_the_same_in_the_file_and_the_readme",
+    ),
+    Break(
+        "the systemd members of one group share one metrics port",
+        "deploy/vvv-member",
+        "--metrics-port $((9100 + 10 * place + n))",
+        "--metrics-port $((9100 + 10 * place))",
+        "tests/test_deploy_examples.py::test_the_systemd_template_runs_several_members_of_a_group_each_with_its_own_metrics_port",
+    ),
+    Break(
+        "the set-up leaves the cron's data directory without group write",
+        "deploy/setup.sh",
+        'chmod 2770 "$root$cron_dir"',
+        'chmod 2750 "$root$cron_dir"',
+        "tests/test_deploy_examples.py::test_the_setup_script_makes_the_user_the_folders_and_the_venv_in_a_scratch_root",
+    ),
+    Break(
+        "a Kubernetes pod gets service links again",
+        "deploy/kubernetes/workers.yaml",
+        "      enableServiceLinks: false\n      terminationGracePeriodSeconds: 30  # the drain",
+        "      terminationGracePeriodSeconds: 30  # the drain",
+        "tests/test_deploy_examples.py::test_the_kubernetes_example_has_what_an_operator_needs_and_runs_real_commands",
+    ),
+    Break(
+        "each command's help lists every setting again",
+        "vvv_core/cli.py",
+        "epilog=environment_help(reads),",
+        "epilog=environment_help(),",
+        "tests/test_help.py::test_every_setting_is_read_by_some_part_and_each_command_lists_its_own",
+    ),
+    Break(
+        "a member's help leaves out the liveness settings it reads",
+        "vvv_core/cli.py",
+        'reads=("kafka", "topics", "schemas", "member", "thumbnails", "liveness"),',
+        'reads=("kafka", "topics", "schemas", "member", "thumbnails"),',
+        "tests/test_help.py::test_every_setting_is_read_by_some_part_and_each_command_lists_its_own",
+    ),
+    Break(
+        "the registry's compatibility rule not set on the project's subjects",
+        "vvv_core/registry.py",
+        "self._client.set_compatibility(subject_name=subject, level=COMPATIBILITY)",
+        "pass",
+        "tests/test_registry.py::test_an_incompatible_schema_is_refused_by_the_registry_and_the_hooks_events_are_kept",
+        broker="any",
+    ),
+    Break(
+        "registry-format messages framed without the schema id",
+        "vvv_core/registry.py",
+        'return REGISTRY_MAGIC + schema_id.to_bytes(4, "big")',
+        "return REGISTRY_MAGIC + bytes(4)",
+        "tests/test_registry.py::test_the_hook_and_every_group_write_the_registry_format_that_confluents_deserializer_reads",
+        broker="any",
+    ),
     # -- the sink ------------------------------------------------------------------------------
     Break(
         "the sink writes its effects and its offsets in two SQLite transactions",
@@ -354,12 +485,14 @@ def start_brokers(stack: contextlib.ExitStack, needed: set[str]) -> dict[str, st
 
 def copy_tree(into: Path) -> Path:
     """What the tests need of the checkout, copied (the fetched jars linked)."""
-    for part in ("vvv_core", "tests", "pyproject.toml", "kafka/broker.properties", "deploy", "scripts"):
+    for part in COPIED:
         source, target = ROOT / part, into / part
         target.parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
-    if (ROOT / "kafka" / "lib").is_dir():
-        (into / "kafka" / "lib").symlink_to(ROOT / "kafka" / "lib")
+    for fetched in ("kafka/lib", "registry/lib"):  # the jars, where fetched: linked, not copied
+        if (ROOT / fetched).is_dir():
+            (into / fetched).parent.mkdir(parents=True, exist_ok=True)
+            (into / fetched).symlink_to((ROOT / fetched).resolve())
     return into
 
 
