@@ -238,6 +238,8 @@ def consumer_config(settings: Settings, group: str, protocol: str = "classic", *
             "enable.auto.commit": False,  # offsets are committed by the runtime, after results are durable
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
+            # what a transaction aborted never reaches a group; librdkafka's default, said where it is relied on
+            "isolation.level": "read_committed",
             "enable.partition.eof": True,  # how --until-idle knows a partition is drained
             "fetch.wait.max.ms": 10,
             "session.timeout.ms": 6000,

@@ -10,9 +10,11 @@
    always before partitions are given up or the member stops, each owned partition's offset is
    committed up to its first unfinished event.
 
-With exactly-once the same steps run inside a Kafka transaction opened at the first message
-after a commit: step 3 commits the offsets within it, so results, dead letters and offsets
-become visible together or not at all, and a refused message aborts it (the member stops).
+With exactly-once (the backend is ``transactional``: one flag, the backend's) the same steps run
+inside a Kafka transaction opened at the first message after a commit: step 3 sends the offsets
+to the transaction, never commits them through the consumer, and commits it, so results, dead
+letters and offsets become visible together or not at all; a refused message aborts it (the
+member stops).
 
 A crash anywhere repeats work since the last commit and never skips an event: the SQLite
 writes are idempotent upserts, and each result carries its source event's id.
@@ -53,7 +55,7 @@ class _InDelivery:
         self.attempt = attempt
         self.error: str | None = None
 
-    def answer(self, error: str | None) -> None:
+    def answer(self, error: str | None, _offset: int = -1) -> None:
         self.remaining -= 1
         if error is not None and self.error is None:
             self.error = error
@@ -68,7 +70,6 @@ class Checkpoint:
         metrics: Metrics,
         encode_result: Callable[[dict[str, Any]], bytes],
         *,
-        exactly_once: bool,
         commit_interval: float,
         results_topic: str,
         stopping: Callable[[], bool],
@@ -78,7 +79,7 @@ class Checkpoint:
         self.group = group
         self.dead_letters = dead_letters
         self.metrics = metrics
-        self.exactly_once = exactly_once
+        self.exactly_once = backend.transactional
         self.commit_interval = commit_interval
         self.partitions: dict[Partition, PartitionOffsets] = {}  # for one assignment: made on assign, dropped on revoke
         self._encode_result = encode_result
@@ -246,7 +247,9 @@ class Checkpoint:
             if not self._in_transaction:
                 return
             self._in_transaction = False
-            self.backend.commit_transaction(positions)
+            if positions:
+                self.backend.send_offsets_to_transaction(positions)
+            self.backend.commit_transaction()
         elif not positions or not self.backend.commit(positions, wait):
             return
         self.metrics.commit_seconds.labels(self.group.name).observe(time.perf_counter() - started)

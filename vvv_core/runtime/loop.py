@@ -55,7 +55,7 @@ class GroupRunner:
             settings,
             group.name,
             self.log,
-            exactly_once=settings.exactly_once,
+            transactional=settings.exactly_once,
             client_id=client_id(group),
             statistics=self.metrics.statistics_callback if settings.metrics_port else None,
         )
@@ -71,7 +71,6 @@ class GroupRunner:
             ),
             self.metrics,
             self.schemas.encoder("Result", settings.results_topic),
-            exactly_once=settings.exactly_once,
             commit_interval=settings.commit_interval,
             results_topic=settings.results_topic,
             stopping=lambda: self._stopping,
