@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RUNTIME = "tests/test_runtime.py::"  # the runtime's broker-free tests (the in-memory backend)
+STATE = "tests/test_state.py::"  # the state store's, on the same backend
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,49 @@ BREAKS = [
         "busy = self.executor.in_flight() >= self.group.max_in_flight()",
         "busy = False",
         RUNTIME + "test_fetching_pauses_while_too_much_is_unfinished",
+    ),
+    # -- the state store (scoring from the stream) -------------------------------------------
+    Break(
+        "no changelog write",
+        "vvv_core/runtime/state/__init__.py",
+        "self._changes.append(Change(partition, key, value))",
+        "pass",
+        STATE + "test_every_change_is_in_the_changelog_and_a_member_on_another_host_restores_it",
+    ),
+    Break(
+        "restore skipped",
+        "vvv_core/runtime/state/restore.py",
+        "            self.state.restoring.add(tp)\n",
+        "            self.backend.pause(False, [tp])\n",
+        STATE + "test_every_change_is_in_the_changelog_and_a_member_on_another_host_restores_it",
+    ),
+    Break(
+        "restore from the wrong position",
+        "vvv_core/runtime/state/restore.py",
+        "self.backend.restore(self.state.changelog_partition(tp), position)",
+        "self.backend.restore(self.state.changelog_partition(tp), position + 1)",
+        STATE + "test_a_partition_taken_back_is_restored_with_what_its_other_owner_did",
+    ),
+    Break(
+        "state kept across a revoke",
+        "vvv_core/runtime/state/__init__.py",
+        "            if (store := self.stores.pop(tp, None)) is not None:\n                store.close()\n",
+        "            pass\n",
+        STATE + "test_a_partition_taken_back_is_restored_with_what_its_other_owner_did",
+    ),
+    Break(
+        "the store trusted after a crash under exactly-once (its changes saved before the commit)",
+        "vvv_core/runtime/checkpoint.py",
+        "if batch.changes and self.exactly_once:",
+        "if batch.changes and False:",
+        STATE + "test_under_exactly_once_a_store_is_never_ahead_of_what_was_committed",
+    ),
+    Break(
+        "a video's first score of a batch stored, not its last",
+        "vvv_core/groups/scoring.py",
+        "            for e in effects\n",
+        "            for e in reversed(effects)\n",
+        STATE + "test_the_sink_stores_stream_scores_with_the_same_apply",
     ),
     # -- the sink ------------------------------------------------------------------------------
     Break(

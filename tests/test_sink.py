@@ -145,6 +145,21 @@ def test_status_says_which_mode_each_group_runs_in(settings, cron_db):
     assert "direct" in next(line for line in out.splitlines() if line.startswith("liveness"))
 
 
-def test_scoring_needs_the_database(settings):
-    done = vvv(settings, "consume", "scoring")
-    assert done.returncode == 2 and "vvv consume scoring needs --db" in done.stderr
+def test_scoring_runs_without_the_database_in_stream_mode(settings, schemas, cron_db, tmp_path):
+    """On a host with no cron database: the events' snapshots kept in a local store, the scores published, and
+    the sink storing them in the cron database."""
+    snapshots = [(1_000, 3600), (21_000, 0)]  # views, seconds before now: 20,000 views in an hour
+    for views, ago in snapshots:
+        item = {"video_id": "streamvideo", "region": "GB", "view_count": views, "fetched_at": now_ms() - ago * 1000}
+        assert background_processing([item], [], cron_db, settings).delivered == 1
+    state = tmp_path / "state"
+    env = cli_env(settings, VVV_STATE_DIR=str(state))
+    done = subprocess.run([*VVV, "consume", "scoring", "--until-idle", "1"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert [r["detail"]["score"] for r in results(settings, schemas)] == [0.0, 55.0]  # GB: 20,000/h is 100 * .55
+    assert list((state / settings.group_id("scoring")).glob("*.sqlite"))
+    conn = sqlite3.connect(cron_db)
+    conn.execute("INSERT INTO videos (video_id, region) VALUES ('streamvideo', 'GB')")
+    conn.commit()
+    run_group("sink", settings, cron_db)
+    assert conn.execute("SELECT virality_score FROM videos").fetchone() == (55.0,)

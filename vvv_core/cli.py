@@ -25,6 +25,7 @@ from vvv_core.errors import Fatal, VvvError
 from vvv_core.groups import GROUPS
 
 log = logging.getLogger("vvv")
+STATEFUL = [name for name, group in GROUPS.items() if group.stateful]  # groups with a changelog topic
 # What each optional dependency is installed with: the cron host needs none of them.
 EXTRAS = {
     "PIL": "consumers",
@@ -100,7 +101,7 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
         )
     try:
         settings = replace(settings, bootstrap=broker.bootstrap)
-        topics = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
+        topics = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS, stateful=STATEFUL)
         print(what)
         print(f"topics: {', '.join(topics)} ({settings.partitions} partitions each). Ctrl-C to stop.", flush=True)
         done = threading.Event()
@@ -114,7 +115,7 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    names = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
+    names = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS, stateful=STATEFUL)
     print(f"topics ready on {settings.bootstrap}: {', '.join(names)}")
     return 0
 
@@ -404,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--db",
         help="the cron's SQLite database, where results are stored (direct mode). Without it (thumbnails, "
-        "liveness), results are only published, for `vvv sink` on the cron's host to store: any host can run it",
+        "liveness, scoring in stream mode), results are only published, for `vvv sink` on the cron's host to "
+        "store: any host can run it",
     )
     member_options(p)
 

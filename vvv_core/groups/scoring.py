@@ -1,7 +1,12 @@
-"""Scoring group: re-score each video from its snapshot history into ``videos.virality_score``.
+"""Scoring group: re-score each video from its newest snapshots into ``videos.virality_score``.
 
-The whole batch is one history query and one write transaction: the database work does not
-grow with the number of round trips, and the cron's writer is kept waiting only briefly.
+Two modes, one formula (``domain/scoring.py``):
+
+- **direct** (``--db``): each batch is one history query on the cron database and one write
+  transaction, so the database work does not grow with the number of round trips;
+- **stream** (no database): each event carries the snapshot it announces, and the group keeps each
+  video's newest two in its state store (``runtime/state/``), restored from the changelog on
+  assignment; its results are stored by the sink with the same ``apply``.
 """
 
 from __future__ import annotations
@@ -11,13 +16,19 @@ import sqlite3
 from collections import defaultdict
 
 from vvv_core import db, events
-from vvv_core.db import UNIX_EPOCH_JULIAN_DAY
-from vvv_core.domain.scoring import Snapshot, score
+from vvv_core.domain.scoring import HISTORY_DEPTH, Snapshot, remember, score
 from vvv_core.runtime import BatchExecutor, EffectGroup, Inbound, Outcome
-from vvv_core.runtime.model import Effect
+from vvv_core.runtime.model import Effect, Partition
 
-HISTORY_DEPTH = 2  # the formula reads the two newest snapshots only
-MS_PER_DAY = 86_400_000
+
+def encode_state(kept: list[Snapshot]) -> bytes:
+    """A video's state in the store and the changelog: its newest snapshots, newest first, as JSON
+    ``[[fetched_at_ms, view_count, likes, comments, region], ...]`` (small, and readable with any tool)."""
+    return json.dumps([[s.fetched_at_ms, s.view_count, s.likes, s.comments, s.region] for s in kept]).encode()
+
+
+def decode_state(value: bytes) -> list[Snapshot]:
+    return [Snapshot(region, views, likes, comments, at) for at, views, likes, comments, region in json.loads(value)]
 
 
 class ScoringGroup(EffectGroup):
@@ -26,14 +37,23 @@ class ScoringGroup(EffectGroup):
     event_schema = "VideoEvent"
     detail_schema = "ScoreDetail"
     parse_event = staticmethod(events.video_event)
+    needs_db = False  # without it: stream mode
+    stateful = True
+
+    @classmethod
+    def create_tables(cls, conn: sqlite3.Connection) -> None:
+        """The columns scores are stored in, by a member in direct mode or by the sink."""
+        db.add_column(conn, "videos", "virality_score", "REAL")
+        # What is behind a score, for ranking videos whose scores are equal (100 is common: it saturates)
+        db.add_column(conn, "videos", "virality_velocity", "INTEGER")
+        db.add_column(conn, "videos", "virality_engagement", "REAL")
 
     def prepare(self) -> None:
+        if self.conn is None:
+            return  # stream mode: the state store is the runtime's
         db.require_table(self.conn, "videos")
         db.require_table(self.conn, "video_snapshots")
-        db.add_column(self.conn, "videos", "virality_score", "REAL")
-        # What is behind a score, for ranking videos whose scores are equal (100 is common: it saturates)
-        db.add_column(self.conn, "videos", "virality_velocity", "INTEGER")
-        db.add_column(self.conn, "videos", "virality_engagement", "REAL")
+        self.create_tables(self.conn)
         # Each video's newest snapshots straight from the index, however long its history: without
         # it every lookup scans all snapshots (the old design's 20x slowdown). julianday() orders
         # every timestamp format SQLite accepts; equal times fall back to rowid, the index's last key.
@@ -46,14 +66,14 @@ class ScoringGroup(EffectGroup):
         self._columns = {c: f"s.{c}" if c in present else "NULL" for c in ("region", "view_count", "likes", "comments")}
 
     def executor(self) -> BatchExecutor:
-        return BatchExecutor(self._score_batch)
+        return BatchExecutor(self._score_batch if self.conn is not None else self._score_from_state)
 
     def _history(self, video_ids: set[str]) -> dict[str, list[Snapshot]]:
         c = self._columns
         rows = self.conn.execute(
             f"""
             SELECT s.video_id, {c["region"]}, {c["view_count"]}, {c["likes"]}, {c["comments"]},
-                   CAST(round((julianday(s.fetched_at) - {UNIX_EPOCH_JULIAN_DAY}) * {MS_PER_DAY}) AS INTEGER)
+                   {db.epoch_ms("s.fetched_at")}
             FROM json_each(?) AS wanted
             JOIN video_snapshots AS s ON s.rowid IN (
                 SELECT rowid FROM video_snapshots
@@ -73,13 +93,35 @@ class ScoringGroup(EffectGroup):
         scores = {video_id: score(history.get(video_id, ())) for video_id in {i.event.video_id for i in items}}
         return [Outcome(item, detail=scores[item.event.video_id].detail()) for item in items]
 
+    def _score_from_state(self, items: list[Inbound]) -> list[Outcome]:
+        """Each event's snapshot into its video's state (a batch's reads in one query per partition), then the
+        score of the newest two, as direct mode reads them from the database."""
+        by_partition: dict[Partition, list[Inbound]] = defaultdict(list)
+        for item in items:
+            by_partition[(item.topic, item.partition)].append(item)
+        outcomes = []
+        for partition, batch in by_partition.items():
+            stored = self.state.get(partition, {i.event.video_id for i in batch})
+            kept = {video_id: decode_state(value) for video_id, value in stored.items()}
+            for item in batch:
+                e = item.event
+                snapshot = Snapshot(e.region, e.view_count or 0, e.likes or 0, e.comments or 0, e.snapshot_at)
+                if (newest := remember(kept.get(e.video_id, ()), snapshot)) is not None:
+                    kept[e.video_id] = newest
+                    self.state.put(partition, e.video_id, encode_state(newest))
+                outcomes.append(Outcome(item, detail=score(kept.get(e.video_id, ())).detail()))
+        return outcomes
+
     @classmethod
     def apply(cls, conn: sqlite3.Connection, effects: list[Effect]) -> None:
+        """Each video's last score of the batch (``effects`` are in their events' order); a result without a
+        score (``reason`` set) leaves the stored one as it is."""
+        latest = {
+            e.video_id: (e.detail["score"], e.detail["velocity"], e.detail["engagement"], e.video_id)
+            for e in effects
+            if e.detail["reason"] is None
+        }
         conn.executemany(
             "UPDATE videos SET virality_score = ?, virality_velocity = ?, virality_engagement = ? WHERE video_id = ?",
-            {
-                (e.detail["score"], e.detail["velocity"], e.detail["engagement"], e.video_id)
-                for e in effects
-                if e.detail["reason"] is None
-            },
+            latest.values(),
         )

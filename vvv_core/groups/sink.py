@@ -1,7 +1,7 @@
 """The sink: the one writer of results into the cron database, for members that run without it.
 
-Thumbnail and liveness members on other hosts publish their results only; the sink, on the
-cron's host, reads the results topic and applies each result with its group's own ``apply``
+Members on other hosts (thumbnails, liveness, and scoring in stream mode) publish their results
+only; the sink, on the cron's host, reads the results topic and applies each result with its group's own ``apply``
 (one definition of storing a result, shared with direct mode). Its consumed offsets are stored
 in the same SQLite transaction as the effects, and on assignment it skips what they say is
 done: a crash at any instant neither loses nor repeats an effect, without Kafka transactions.
@@ -16,11 +16,12 @@ from collections import defaultdict
 
 from vvv_core import events
 from vvv_core.groups.liveness import LivenessGroup
+from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.groups.thumbnails import ThumbnailGroup
 from vvv_core.runtime import BatchExecutor, ConsumerGroup, Inbound, Outcome
 from vvv_core.runtime.model import Effect, Partition
 
-APPLIERS = {group.name: group for group in (ThumbnailGroup, LivenessGroup)}  # scoring always runs in direct mode
+APPLIERS = {group.name: group for group in (ScoringGroup, ThumbnailGroup, LivenessGroup)}
 OFFSETS_DDL = """
 CREATE TABLE IF NOT EXISTS vvv_sink_offsets (
     topic TEXT NOT NULL,

@@ -42,6 +42,12 @@ class Metrics:
         )
         self.commit_seconds = Histogram("vvv_commit_seconds", "Time to commit offsets", **labels)
         self.partitions = Gauge("vvv_partitions_owned", "Input partitions this member owns", **labels)
+        self.restoring = Gauge(
+            "vvv_restoring_partitions", "Owned partitions whose state store is being restored", **labels
+        )
+        self.restore_left = Gauge(
+            "vvv_restore_records_left", "Changelog records still to read by the restores under way", **labels
+        )
         self.lag = Gauge(
             "vvv_lag",
             "Messages behind the log end, from this member's position and the last fetch's high watermark",

@@ -51,6 +51,7 @@ class KafkaBackend:
         log: logging.LoggerAdapter,
         *,
         transactional: bool,
+        stateful: bool = False,
         client_id: str = "rdkafka",
         statistics: Callable[[str], Callable[[str], None]] | None = None,
     ) -> None:
@@ -61,6 +62,7 @@ class KafkaBackend:
         self.group = group
         self.log = log
         self.transactional = transactional
+        self._stateful = [group] if stateful else []  # has a changelog topic
         self._broker = BrokerWatch(settings.bootstrap, settings.broker_timeout, log)
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -79,7 +81,9 @@ class KafkaBackend:
         return self._broker.reachable
 
     def subscribe(self, topic: str, listener: Rebalance) -> None:
-        kafka.ensure_project_topics(kafka.check_broker(self.settings), self.settings, [self.group])
+        kafka.ensure_project_topics(
+            kafka.check_broker(self.settings), self.settings, [self.group], stateful=self._stateful
+        )
         self._protocol = kafka.group_protocol(self.settings)
         self._topic, self._listener = topic, listener
         self._producer = self._new_producer()
@@ -351,7 +355,9 @@ class KafkaBackend:
         self._topics_checked = time.monotonic()
         self.log.warning("%s: %s: creating any missing topic of the project again", self.group, why)
         try:
-            kafka.ensure_project_topics(kafka.admin(self.settings), self.settings, [self.group])
+            kafka.ensure_project_topics(
+                kafka.admin(self.settings), self.settings, [self.group], stateful=self._stateful
+            )
         except KafkaException as exc:
             self.log.warning("%s: could not create the topics yet: %s", self.group, exc.args[0].str())
 
