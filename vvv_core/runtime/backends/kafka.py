@@ -362,10 +362,10 @@ class KafkaBackend:
             self.log.warning("%s: could not create the topics yet: %s", self.group, exc.args[0].str())
 
     def close(self) -> None:
-        if self._restorer is not None:
-            self._restorer.close()
         if self._consumer is not None:
             self._consumer.close()  # leaves the group at once, so the others take over without waiting
+        if self._restorer is not None:  # after: closing the consumer revokes, which stops restores
+            self._restorer.close()
         if self._producer is not None:
             self._producer.flush(5)
 

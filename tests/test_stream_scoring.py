@@ -1,0 +1,163 @@
+"""Scoring from the stream on a broker, on the real trending data: every snapshot published in the order the
+cron fetched it, scored with no database, equal to database mode for every video; under exactly-once, a crash
+between the state write and the commit, at several points, never leaves a store ahead of what was committed."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from conftest import Member, results, run_group, wait_for
+
+from vvv_core import db, kafka
+from vvv_core.config import Settings
+from vvv_core.domain.scoring import score
+from vvv_core.groups.scoring import ScoringGroup
+from vvv_core.hook import background_processing
+from vvv_core.kafka import read_topic
+from vvv_core.runtime import ConsumerStopped
+from vvv_core.runtime.backends.kafka import KafkaBackend
+from vvv_core.runtime.state import State
+from vvv_core.runtime.state.store import PartitionStore
+
+SNAPSHOTS = 1068  # in the sample: 308 videos
+
+
+def publish_every_snapshot(db_path: str, settings: Settings) -> int:
+    """Each snapshot of the cron database through the hook, in the order the cron fetched them (one call per
+    fetch time, as the cron would call it), each with its counts and its time as the cron wrote it."""
+    conn = sqlite3.connect(db_path)
+    rows = conn.execute(
+        "SELECT s.video_id, s.region, v.title, v.thumbnail_url, s.view_count, s.likes, s.comments, s.fetched_at"
+        " FROM video_snapshots AS s JOIN videos AS v USING (video_id) ORDER BY julianday(s.fetched_at), s.rowid"
+    ).fetchall()
+    conn.close()
+    calls: dict[str, list[dict]] = defaultdict(list)
+    names = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments", "fetched_at")
+    for row in rows:
+        calls[row[-1]].append(dict(zip(names, row, strict=True)))
+    for items in calls.values():
+        report = background_processing(items, [], db_path, settings)
+        assert report.ok and report.delivered == len(items), report
+    return len(rows)
+
+
+def database_scores(db_path: str, settings: Settings) -> dict[str, dict]:
+    """What direct mode scores each video from the database (its newest two snapshots)."""
+    group = ScoringGroup(settings, db.connect(db_path))
+    group.prepare()
+    ids = [r[0] for r in group.conn.execute("SELECT video_id FROM videos")]
+    history = group._history(set(ids))
+    group.conn.close()
+    return {video_id: score(history.get(video_id, ())).detail() for video_id in ids}
+
+
+def stream_scores(settings: Settings, schemas) -> dict[str, dict]:
+    """Each video's last result on the results topic (read_committed): what the sink stores last."""
+    return {r["video_id"]: r["detail"] for r in results(settings, schemas)}
+
+
+def stream(settings: Settings, state_dir: Path) -> Settings:
+    return replace(settings, state_dir=str(state_dir))
+
+
+def test_stream_mode_scores_equal_database_mode_on_the_real_data(settings, schemas, sample_db, tmp_path):
+    assert publish_every_snapshot(sample_db, settings) == SNAPSHOTS
+    runner = run_group("scoring", stream(settings, tmp_path / "host1"), None)
+    assert runner.processed == SNAPSHOTS
+    assert stream_scores(settings, schemas) == database_scores(sample_db, settings)
+    run_group("sink", settings, sample_db)  # the scores into the cron database, through the same apply
+    expected = {v: d["score"] for v, d in database_scores(sample_db, settings).items() if d["reason"] is None}
+    conn = sqlite3.connect(sample_db)
+    stored = dict(conn.execute("SELECT video_id, virality_score FROM videos WHERE virality_score IS NOT NULL"))
+    conn.close()
+    assert stored == expected and len(stored) == 280
+    # Another host, with no store: restored from the changelog, it scores the next snapshots as the database does
+    fresh = Member("scoring", stream(settings, tmp_path / "host2"), None, until_idle=None).start()
+    wait_for(lambda: len(fresh.runner.owned) == settings.partitions and not fresh.runner.state.restoring, 60, "restore")
+    restored = {}
+    for tp, store in fresh.runner.state.stores.items():
+        restored[tp[1]] = store.items()
+    fresh.runner.stop()
+    fresh.join()
+    kept = {k: v for partition in restored.values() for k, v in partition.items()}
+    original = {}
+    for path in (tmp_path / "host1" / settings.group_id("scoring")).glob("*.sqlite"):
+        store = PartitionStore(path)
+        original.update(store.items())
+        store.close()
+    assert kept == original and len(kept) == 308
+
+
+def store_rows(state_dir: Path, settings: Settings) -> dict[str, tuple[bytes, int]]:
+    """Every key of every partition store on a "host": its value and its store's changelog position."""
+    found = {}
+    for path in (state_dir / settings.group_id("scoring")).glob("*.sqlite"):
+        store = PartitionStore(path)
+        found.update({k: (v, store.position) for k, v in store.items().items()})
+        store.close()
+    return found
+
+
+@pytest.mark.apache_kafka_only  # tansu shows aborted records to read_committed readers
+@pytest.mark.parametrize(
+    "point", ["before the offsets", "before the commit", "after the commit"], ids=["offsets", "commit", "after"]
+)
+def test_a_crash_between_the_state_write_and_the_commit_never_leaves_a_store_ahead(
+    settings, schemas, sample_db, tmp_path, monkeypatch, point
+):
+    """The member dies at ``point`` of its first transaction (its changelog records and results written). Then
+    every value in its stores is one the changelog holds committed, before the store's position; a member
+    started again on the same host restores, finishes, and a read_committed reader sees each result once,
+    each video's last equal to database mode's."""
+    eos = replace(settings, exactly_once=True)
+    publish_every_snapshot(sample_db, eos)
+    host = tmp_path / "host"
+    crashed = []
+
+    def crash(original):
+        def dying(self, *args):
+            if not crashed:
+                crashed.append(point)
+                self._producer.flush(10)
+                if point == "after the commit":
+                    original(self, *args)
+                raise ConsumerStopped(f"died {point}")
+            return original(self, *args)
+
+        return dying
+
+    if point in ("before the offsets", "before the commit"):
+        step = "send_offsets_to_transaction" if point == "before the offsets" else "commit_transaction"
+        monkeypatch.setattr(KafkaBackend, step, crash(getattr(KafkaBackend, step)))
+    else:  # committed, and the member dies before its stores are written
+        save = State.save
+
+        def dying_save(self, changes):
+            if not crashed:
+                crashed.append(point)
+                raise ConsumerStopped("died after the commit")
+            return save(self, changes)
+
+        monkeypatch.setattr(State, "save", dying_save)
+    with pytest.raises(ConsumerStopped):
+        run_group("scoring", stream(eos, host), None)
+    assert crashed
+    committed_values = defaultdict(list)  # key -> [(offset, value)], read_committed: waits out the open transaction
+    for m in read_topic(eos, eos.changelog_topic("scoring"), timeout=60):
+        committed_values[m.key().decode()].append((m.offset(), m.value()))
+    for key, (value, position) in store_rows(host, eos).items():
+        assert any(v == value and o < position for o, v in committed_values[key]), f"{key}: ahead of the commit"
+    monkeypatch.undo()
+    run_group("scoring", stream(eos, host), None)  # restores what its stores lack, redoes what was not committed
+    latest = {m.key().decode(): m.value() for m in read_topic(eos, eos.changelog_topic("scoring"))}
+    assert {key: value for key, (value, _position) in store_rows(host, eos).items()} == latest  # caught up
+    out = results(eos, schemas)
+    assert len(out) == len({r["event_id"] for r in out}) == SNAPSHOTS  # each once
+    assert stream_scores(eos, schemas) == database_scores(sample_db, eos)
+    assert kafka.committed_offsets(eos, eos.group_id("scoring"), eos.videos_topic) == {
+        p: high for p, (_low, high) in kafka.watermarks(eos, eos.videos_topic).items() if high
+    }
