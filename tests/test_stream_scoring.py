@@ -4,7 +4,10 @@ between the state write and the commit, at several points, never leaves a store 
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
+import time
+import zlib
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +18,7 @@ from conftest import Member, results, run_group, wait_for
 from vvv_core import db, kafka
 from vvv_core.config import Settings
 from vvv_core.domain.scoring import score
+from vvv_core.events import now_ms
 from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.hook import background_processing
 from vvv_core.kafka import read_topic
@@ -161,3 +165,70 @@ def test_a_crash_between_the_state_write_and_the_commit_never_leaves_a_store_ahe
     assert kafka.committed_offsets(eos, eos.group_id("scoring"), eos.videos_topic) == {
         p: high for p, (_low, high) in kafka.watermarks(eos, eos.videos_topic).items() if high
     }
+
+
+def one_key_per_partition(partitions: int) -> list[str]:
+    """Video ids the producers' default partitioner (CRC32 of the key) puts on each partition, one each."""
+    keys: dict[int, str] = {}
+    for n in itertools.count():
+        keys.setdefault(zlib.crc32(f"roll{n:07d}".encode()) % partitions, f"roll{n:07d}")
+        if len(keys) == partitions:
+            return [keys[p] for p in range(partitions)]
+    raise AssertionError
+
+
+def compacted(settings: Settings, topic: str) -> bool:
+    """Whether every partition of ``topic`` has lost records to compaction (gaps between its offsets)."""
+    offsets = defaultdict(list)
+    for m in read_topic(settings, topic):
+        offsets[m.partition()].append(m.offset())
+    return len(offsets) == settings.partitions and all(o[-1] + 1 > len(o) for o in offsets.values())
+
+
+@pytest.mark.apache_kafka_only  # tansu does not compact
+def test_a_restore_from_the_compacted_changelog_gives_the_same_state_and_scores(
+    settings, schemas, sample_db, tmp_path
+):
+    changelog = settings.changelog_topic("scoring")
+    kafka.ensure_topics(  # made ahead of the members, so that its cleaner runs while the test watches
+        kafka.admin(settings),
+        settings,
+        [changelog],
+        config={"cleanup.policy": "compact", "segment.ms": "100", "min.cleanable.dirty.ratio": "0.01"},
+    )
+    publish_every_snapshot(sample_db, settings)
+    first = Member("scoring", stream(settings, tmp_path / "host1"), None, until_idle=None).start()
+    rolls = one_key_per_partition(settings.partitions)
+    hour = 0
+    while not compacted(settings, changelog):  # each new change rolls a segment (segment.ms): the cleaner's turn
+        hour += 1
+        assert hour < 60, "the changelog was never compacted"
+        at = now_ms() - (60 - hour) * 60_000  # a minute apart, all in the past
+        items = [{"video_id": v, "view_count": hour, "fetched_at": at} for v in rolls]
+        assert background_processing(items, [], sample_db, settings).ok
+        time.sleep(2)
+    first.runner.stop()
+    first.join()
+    before = store_rows(tmp_path / "host1", settings)
+    second = Member("scoring", stream(settings, tmp_path / "host2"), None, until_idle=None).start()
+    wait_for(lambda: len(second.runner.owned) == settings.partitions and not second.runner.state.restoring, 60, "it")
+    second.runner.stop()
+    second.join()
+    assert {k: v for k, (v, _p) in store_rows(tmp_path / "host2", settings).items()} == {
+        k: v for k, (v, _p) in before.items()
+    }
+    # The same scores: each video's newest snapshot again (a repeat, which changes no state) scored by host 2
+    conn = sqlite3.connect(sample_db)
+    newest = conn.execute(
+        "SELECT s.video_id, s.region, s.view_count, s.likes, s.comments, s.fetched_at FROM video_snapshots AS s"
+        " WHERE s.rowid = (SELECT rowid FROM video_snapshots WHERE video_id = s.video_id"
+        " ORDER BY julianday(fetched_at) DESC, rowid DESC LIMIT 1)"
+    ).fetchall()
+    conn.close()
+    names = ("video_id", "region", "view_count", "likes", "comments", "fetched_at")
+    start = {p: high for p, (_low, high) in kafka.watermarks(settings, settings.results_topic).items()}
+    background_processing([dict(zip(names, row, strict=True)) for row in newest], [], sample_db, settings)
+    run_group("scoring", stream(settings, tmp_path / "host2"), None)
+    since = read_topic(settings, settings.results_topic, start=start)
+    again = {r["video_id"]: r["detail"] for r in (schemas.decode(m.value(), "Result") for m in since)}
+    assert again == database_scores(sample_db, settings)

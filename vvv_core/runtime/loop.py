@@ -322,9 +322,9 @@ class GroupRunner:
     # -- rebalancing (called by the backend from inside poll) -----------------------------
 
     def assigned(self, partitions: list[Partition], total: int) -> None:
-        self.checkpoint.assign(partitions)
-        if self.restorer is not None:
+        if self.restorer is not None:  # first: a partition is never owned without its restore under way
             self.restorer.start(partitions)
+        self.checkpoint.assign(partitions)
         self._total_partitions = total
         self._joining_since = None
         self._last_message = time.monotonic()
