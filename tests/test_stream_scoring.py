@@ -186,9 +186,7 @@ def compacted(settings: Settings, topic: str) -> bool:
 
 
 @pytest.mark.apache_kafka_only  # tansu does not compact
-def test_a_restore_from_the_compacted_changelog_gives_the_same_state_and_scores(
-    settings, schemas, sample_db, tmp_path
-):
+def test_a_restore_from_the_compacted_changelog_gives_the_same_state_and_scores(settings, schemas, sample_db, tmp_path):
     changelog = settings.changelog_topic("scoring")
     kafka.ensure_topics(  # made ahead of the members, so that its cleaner runs while the test watches
         kafka.admin(settings),
