@@ -237,7 +237,14 @@ BREAKS = [
         "vvv_core/groups/scoring.py",
         "            for e in effects\n",
         "            for e in reversed(effects)\n",
-        STATE + "test_the_sink_stores_stream_scores_with_the_same_apply",
+        STATE + "test_the_sink_stores_each_videos_latest_score_and_never_an_older_events",
+    ),
+    Break(
+        "a late result of an older event replaces a video's score",
+        "vvv_core/groups/scoring.py",
+        " AND coalesce(virality_event_at, 0) <= ?4",
+        "",
+        STATE + "test_the_sink_stores_each_videos_latest_score_and_never_an_older_events",
     ),
     # -- the sink ------------------------------------------------------------------------------
     Break(

@@ -206,7 +206,7 @@ def test_under_exactly_once_a_store_is_never_ahead_of_what_was_committed(tmp_pat
     assert [s.view_count for s in store_contents(tmp_path / "host")["video"]] == [5000, 1000]
 
 
-def test_the_sink_stores_stream_scores_with_the_same_apply(tmp_path):
+def test_the_sink_stores_each_videos_latest_score_and_never_an_older_events(tmp_path):
     conn = sqlite3.connect(tmp_path / "cron.db")
     conn.executescript("CREATE TABLE videos (video_id TEXT PRIMARY KEY, region TEXT);")
     conn.execute("INSERT INTO videos VALUES ('video', 'PL')")
@@ -217,3 +217,5 @@ def test_the_sink_stores_stream_scores_with_the_same_apply(tmp_path):
     assert first["score"] != second["score"]
     ScoringGroup.apply(conn, [Effect("video", first, T0, "a"), Effect("video", second, T0, "b")])
     assert conn.execute("SELECT virality_score FROM videos").fetchone()[0] == second["score"]  # the batch's last
+    ScoringGroup.apply(conn, [Effect("video", first, T0 - 1, "late")])  # an older event's result, arriving late
+    assert conn.execute("SELECT virality_score FROM videos").fetchone()[0] == second["score"]

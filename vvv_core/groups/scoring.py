@@ -47,6 +47,7 @@ class ScoringGroup(EffectGroup):
         # What is behind a score, for ranking videos whose scores are equal (100 is common: it saturates)
         db.add_column(conn, "videos", "virality_velocity", "INTEGER")
         db.add_column(conn, "videos", "virality_engagement", "REAL")
+        db.add_column(conn, "videos", "virality_event_at", "INTEGER")  # the source event of the stored score
 
     def prepare(self) -> None:
         if self.conn is None:
@@ -114,14 +115,17 @@ class ScoringGroup(EffectGroup):
 
     @classmethod
     def apply(cls, conn: sqlite3.Connection, effects: list[Effect]) -> None:
-        """Each video's last score of the batch (``effects`` are in their events' order); a result without a
-        score (``reason`` set) leaves the stored one as it is."""
+        """Each video's last score of the batch (``effects`` are in their events' order), unless the stored one
+        came from a later event: a result arriving late (redone after a rebalance, or sent by a member cut off
+        from the broker once its partitions had moved) never replaces a newer score. A result without a score
+        (``reason`` set) leaves the stored one as it is."""
         latest = {
-            e.video_id: (e.detail["score"], e.detail["velocity"], e.detail["engagement"], e.video_id)
+            e.video_id: (e.detail["score"], e.detail["velocity"], e.detail["engagement"], e.event_at, e.video_id)
             for e in effects
             if e.detail["reason"] is None
         }
         conn.executemany(
-            "UPDATE videos SET virality_score = ?, virality_velocity = ?, virality_engagement = ? WHERE video_id = ?",
+            "UPDATE videos SET virality_score = ?1, virality_velocity = ?2, virality_engagement = ?3,"
+            " virality_event_at = ?4 WHERE video_id = ?5 AND coalesce(virality_event_at, 0) <= ?4",
             latest.values(),
         )
