@@ -13,14 +13,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import Member, results, run_group, wait_for
+from conftest import Member, outbox_count, results, run_group, vvv, wait_for
 
 from vvv_core import db, kafka
 from vvv_core.config import Settings
 from vvv_core.domain.scoring import score
 from vvv_core.events import now_ms
 from vvv_core.groups.scoring import ScoringGroup
-from vvv_core.hook import background_processing
+from vvv_core.hook import background_processing, flush_outbox, publish_new
 from vvv_core.kafka import read_topic
 from vvv_core.runtime import ConsumerStopped
 from vvv_core.runtime.backends.kafka import KafkaBackend
@@ -47,6 +47,14 @@ def publish_every_snapshot(db_path: str, settings: Settings) -> int:
         report = background_processing(items, [], db_path, settings)
         assert report.ok and report.delivered == len(items), report
     return len(rows)
+
+
+def publish_all(db_path: str, settings: Settings) -> None:
+    """`vvv publish`, and the outbox flushed until empty (a first call on Apache Kafka creates the topics and may
+    keep its events for the next one)."""
+    assert not publish_new(db_path, settings).rejected
+    while outbox_count(db_path):
+        assert flush_outbox(db_path, settings).error is None or outbox_count(db_path)
 
 
 def database_scores(db_path: str, settings: Settings) -> dict[str, dict]:
@@ -230,3 +238,30 @@ def test_a_restore_from_the_compacted_changelog_gives_the_same_state_and_scores(
     since = read_topic(settings, settings.results_topic, start=start)
     again = {r["video_id"]: r["detail"] for r in (schemas.decode(m.value(), "Result") for m in since)}
     assert again == database_scores(sample_db, settings)
+
+
+def test_seeding_the_changelog_switches_a_running_installation_to_stream_mode_losing_no_history(
+    settings, schemas, sample_db, tmp_path
+):
+    """Direct mode ran (vvv publish, scoring with --db); `vvv state seed` writes each video's newest two snapshots
+    to the changelog; then the cron fetches a new snapshot of every video, the hook announces it, and scoring runs
+    on a host with no database and no store: each video's score is database mode's, history included."""
+    publish_all(sample_db, settings)
+    run_group("scoring", settings, sample_db)  # the running installation, in direct mode
+    seeded = vvv(settings, "state", "seed", "--db", sample_db)
+    assert seeded.returncode == 0, seeded.stderr
+    assert "with the newest snapshots of 308 videos" in seeded.stdout
+    conn = sqlite3.connect(sample_db)
+    with conn:  # the cron's next fetch: every video a little later, with more views
+        conn.execute(
+            "INSERT INTO video_snapshots SELECT video_id, region, view_count * 2, likes, comments,"
+            " strftime('%Y-%m-%d %H:%M:%S', julianday(fetched_at) + 1.0 / 24) FROM video_snapshots AS s"
+            " WHERE s.rowid = (SELECT max(rowid) FROM video_snapshots WHERE video_id = s.video_id)"
+        )
+    conn.close()
+    start = {p: high for p, (_low, high) in kafka.watermarks(settings, settings.results_topic).items()}
+    publish_all(sample_db, settings)  # the new snapshots, with their counts and times
+    run_group("scoring", stream(settings, tmp_path / "worker"), None)
+    since = read_topic(settings, settings.results_topic, start=start)
+    scored = {r["video_id"]: r["detail"] for r in (schemas.decode(m.value(), "Result") for m in since)}
+    assert scored == database_scores(sample_db, settings) and len(scored) == 308

@@ -157,6 +157,18 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_state_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from vvv_core.groups.scoring import seed_changelog
+
+    conn = db.connect(args.db)
+    try:
+        seeded = seed_changelog(conn, settings)
+    finally:
+        conn.close()
+    print(f"seeded {settings.changelog_topic('scoring')} with the newest snapshots of {seeded} videos")
+    return 0
+
+
 def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.dlq import list_dead_letters
 
@@ -420,6 +432,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True, help="the cron's SQLite database")
     member_options(p)
     p.set_defaults(group="sink")
+
+    p = command("state", "scoring's state store", "The changelog scoring keeps its state in (stream mode).")
+    state = p.add_subparsers(dest="state_command", required=True, metavar="ACTION", help="what to do")
+    q = command(
+        "seed",
+        "seed scoring's changelog from the cron database: the one-time switch to stream mode",
+        "Write each video's newest two snapshots from the cron database to scoring's changelog, so that scoring "
+        "members started without --db afterwards (they restore on assignment) lose no history. Stop the scoring "
+        "members first; run it once per switch.",
+        state,
+    )
+    q.add_argument("--db", required=True, help="the cron's SQLite database")
+    q.set_defaults(func=cmd_state_seed)
 
     p = command("dlq", "dead letters: events a group could not process", "A group's dead-letter topic.")
     dlq = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION", help="what to do")

@@ -15,7 +15,10 @@ import json
 import sqlite3
 from collections import defaultdict
 
-from vvv_core import db, events
+from confluent_kafka import Producer
+
+from vvv_core import db, events, kafka
+from vvv_core.config import Settings
 from vvv_core.domain.scoring import HISTORY_DEPTH, Snapshot, remember, score
 from vvv_core.runtime import BatchExecutor, EffectGroup, Inbound, Outcome
 from vvv_core.runtime.model import Effect, Partition
@@ -29,6 +32,40 @@ def encode_state(kept: list[Snapshot]) -> bytes:
 
 def decode_state(value: bytes) -> list[Snapshot]:
     return [Snapshot(region, views, likes, comments, at) for at, views, likes, comments, region in json.loads(value)]
+
+
+def seed_changelog(conn: sqlite3.Connection, settings: Settings) -> int:
+    """The one-time switch to stream mode (``vvv state seed``): each video's newest two snapshots from the cron
+    database written to the changelog, keyed by video, so on the partition of its events (the same producers'
+    partitioner, the same partition count). Members starting after it restore them, and go on from the offsets
+    direct mode committed; an event already in a seeded state changes nothing. Returns the videos seeded."""
+    kafka.ensure_project_topics(kafka.check_broker(settings), settings, [], stateful=[ScoringGroup.name])
+    columns = db.columns(conn, "video_snapshots")
+    c = {name: name if name in columns else "NULL" for name in ("region", "view_count", "likes", "comments")}
+    rows = conn.execute(f"""
+        SELECT video_id, region, view_count, likes, comments, at FROM (
+            SELECT video_id, {c["region"]} AS region, {c["view_count"]} AS view_count, {c["likes"]} AS likes,
+                   {c["comments"]} AS comments, {db.epoch_ms("fetched_at")} AS at,
+                   row_number() OVER (PARTITION BY video_id ORDER BY julianday(fetched_at) DESC, rowid DESC) AS n
+            FROM video_snapshots WHERE julianday(fetched_at) IS NOT NULL)
+        WHERE n <= {HISTORY_DEPTH} ORDER BY video_id, n""")
+    history: dict[str, list[Snapshot]] = defaultdict(list)
+    for video_id, region, views, likes, comments, at in rows:
+        history[video_id].append(Snapshot(region, views or 0, likes or 0, comments or 0, at))
+    producer, refused = Producer(kafka.producer_config(settings)), []
+    topic = settings.changelog_topic(ScoringGroup.name)
+    for video_id, kept in history.items():
+        while True:
+            try:
+                producer.produce(
+                    topic, encode_state(kept), video_id.encode(), on_delivery=lambda e, _m: e and refused.append(e)
+                )
+                break
+            except BufferError:  # the local queue is full: let the broker catch up
+                producer.poll(0.1)
+    if producer.flush(60) or refused:
+        raise kafka.BrokerUnavailable(settings.bootstrap, f"{len(refused)} records refused, {len(producer)} unanswered")
+    return len(history)
 
 
 class ScoringGroup(EffectGroup):
