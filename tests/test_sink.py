@@ -157,7 +157,7 @@ def test_scoring_runs_without_the_database_in_stream_mode(settings, schemas, cro
     done = subprocess.run([*VVV, "consume", "scoring", "--until-idle", "1"], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     assert [r["detail"]["score"] for r in results(settings, schemas)] == [0.0, 55.0]  # GB: 20,000/h is 100 * .55
-    assert list((state / settings.group_id("scoring")).glob("*.sqlite"))
+    assert list((state / settings.group_id("scoring")).glob("*.lmdb"))
     conn = sqlite3.connect(cron_db)
     conn.execute("INSERT INTO videos (video_id, region) VALUES ('streamvideo', 'GB')")
     conn.commit()

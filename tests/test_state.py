@@ -179,7 +179,7 @@ def test_a_rebalance_during_a_restore_loses_nothing(tmp_path):
 
 def store_contents(state_dir: Path) -> dict[str, list[Snapshot]]:
     found = {}
-    for path in (state_dir / "t.scoring").glob("*.sqlite"):
+    for path in (state_dir / "t.scoring").glob("*.lmdb"):
         store = PartitionStore(path)
         found.update({k: decode_state(v) for k, v in store.items().items()})
         store.close()

@@ -97,7 +97,7 @@ def test_stream_mode_scores_equal_database_mode_on_the_real_data(settings, schem
     fresh.join()
     kept = {k: v for partition in restored.values() for k, v in partition.items()}
     original = {}
-    for path in (tmp_path / "host1" / settings.group_id("scoring")).glob("*.sqlite"):
+    for path in (tmp_path / "host1" / settings.group_id("scoring")).glob("*.lmdb"):
         store = PartitionStore(path)
         original.update(store.items())
         store.close()
@@ -107,7 +107,7 @@ def test_stream_mode_scores_equal_database_mode_on_the_real_data(settings, schem
 def store_rows(state_dir: Path, settings: Settings) -> dict[str, tuple[bytes, int]]:
     """Every key of every partition store on a "host": its value and its store's changelog position."""
     found = {}
-    for path in (state_dir / settings.group_id("scoring")).glob("*.sqlite"):
+    for path in (state_dir / settings.group_id("scoring")).glob("*.lmdb"):
         store = PartitionStore(path)
         found.update({k: (v, store.position) for k, v in store.items().items()})
         store.close()

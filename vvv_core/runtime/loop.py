@@ -153,6 +153,8 @@ class GroupRunner:
             self.executor.close()
             group.close()
             self.backend.close()
+            if self.state is not None:  # whatever the backend revoked on closing, or not (a failure)
+                self.state.close(list(self.state.stores))
         self.log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
 
     def _accept(self, polled: Polled) -> None:

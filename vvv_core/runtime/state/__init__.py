@@ -49,7 +49,7 @@ class State:
 
     def open(self, partition: Partition) -> int:
         """Open ``partition``'s store, or a new one in place of a damaged one; its changelog position."""
-        path = self.directory / f"{partition[0]}-{partition[1]}.sqlite"
+        path = self.directory / f"{partition[0]}-{partition[1]}.lmdb"
         try:
             store = PartitionStore(path)
         except StoreDamaged as exc:
