@@ -247,6 +247,14 @@ BREAKS = [
         STATE + "test_the_sink_stores_each_videos_latest_score_and_never_an_older_events",
     ),
     Break(
+        "a restore ends at the last record it can read (high watermark - 1), not at the high watermark",
+        "vvv_core/runtime/state/restore.py",
+        "        if position < high:\n",
+        "        if position < high - 1:\n",
+        "tests/test_stream_scoring.py::test_a_restore_waits_for_a_transaction_open_on_its_changelog_and_status_shows_it",
+        broker="kafka",
+    ),
+    Break(
         "the switch to stream mode seeds no history",
         "vvv_core/groups/scoring.py",
         "    for video_id, kept in history.items():\n",

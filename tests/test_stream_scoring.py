@@ -5,6 +5,7 @@ between the state write and the commit, at several points, never leaves a store 
 from __future__ import annotations
 
 import itertools
+import socket
 import sqlite3
 import time
 import zlib
@@ -13,13 +14,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 from conftest import Member, outbox_count, results, run_group, vvv, wait_for
 
 from vvv_core import db, kafka
 from vvv_core.config import Settings
-from vvv_core.domain.scoring import score
+from vvv_core.domain.scoring import Snapshot, score
 from vvv_core.events import now_ms
-from vvv_core.groups.scoring import ScoringGroup
+from vvv_core.groups.scoring import ScoringGroup, encode_state
 from vvv_core.hook import background_processing, flush_outbox, publish_new
 from vvv_core.kafka import read_topic
 from vvv_core.runtime import ConsumerStopped
@@ -265,3 +267,35 @@ def test_seeding_the_changelog_switches_a_running_installation_to_stream_mode_lo
     since = read_topic(settings, settings.results_topic, start=start)
     scored = {r["video_id"]: r["detail"] for r in (schemas.decode(m.value(), "Result") for m in since)}
     assert scored == database_scores(sample_db, settings) and len(scored) == 308
+
+
+@pytest.mark.apache_kafka_only  # tansu has no open transactions to wait for
+def test_a_restore_waits_for_a_transaction_open_on_its_changelog_and_status_shows_it(settings, schemas, tmp_path):
+    """A transaction is open on one changelog partition (a member that died mid-commit): its records are past the
+    last stable offset, so the restore cannot reach the high watermark; it waits (saying so in the metrics and
+    `vvv status`) instead of finishing short or hanging on the marker, and finishes once the transaction ends."""
+    from vvv_core import status
+    from vvv_core.groups import GROUPS
+
+    kafka.ensure_project_topics(kafka.admin(settings), settings, [], stateful=["scoring"])
+    changelog = settings.changelog_topic("scoring")
+    dead = Producer(kafka.producer_config(settings, **{"transactional.id": f"{settings.namespace}-dead"}))
+    dead.init_transactions(10)
+    dead.begin_transaction()
+    kept = [Snapshot("PL", 100, 1, 0, now_ms() - 7_200_000)]
+    dead.produce(changelog, encode_state(kept), b"stuckvideo1", partition=2)
+    dead.flush(10)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    member = Member("scoring", replace(stream(settings, tmp_path), metrics_port=port), None, until_idle=None).start()
+    wait_for(lambda: member.runner.state.restoring == {(settings.videos_topic, 2)}, 30, "the others restored, one not")
+    time.sleep(2)
+    assert member.runner.state.restoring == {(settings.videos_topic, 2)}  # still waiting, not finished short
+    [scoring] = [g for g in status.group_status(settings, GROUPS) if g.group == "scoring"]
+    assert scoring.restoring == (1, 1)
+    dead.commit_transaction(10)
+    wait_for(lambda: not member.runner.state.restoring, 30, "the restore, once the transaction ended")
+    assert member.runner.state.get((settings.videos_topic, 2), {"stuckvideo1"}) == {"stuckvideo1": encode_state(kept)}
+    member.runner.stop()
+    member.join()
