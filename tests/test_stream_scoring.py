@@ -89,6 +89,12 @@ def test_stream_mode_scores_equal_database_mode_on_the_real_data(settings, schem
     stored = dict(conn.execute("SELECT video_id, virality_score FROM videos WHERE virality_score IS NOT NULL"))
     conn.close()
     assert stored == expected and len(stored) == 280
+    # The table for downstream services: each video's latest state, as the database holds it
+    table = {
+        m.key().decode(): schemas.decode(m.value(), "VideoState") for m in read_topic(settings, settings.table_topic)
+    }
+    assert {v: t["score"] for v, t in table.items() if t["score"] is not None} == expected
+    assert {t["label"] for t in table.values()} <= {"VIRAL", "TRENDING", "NORMAL", None} and len(table) == 308
     # Another host, with no store: restored from the changelog, it scores the next snapshots as the database does
     fresh = Member("scoring", stream(settings, tmp_path / "host2"), None, until_idle=None).start()
     wait_for(lambda: len(fresh.runner.owned) == settings.partitions and not fresh.runner.state.restoring, 60, "restore")

@@ -240,6 +240,11 @@ class Settings:
     def dead_letter_topic(self, group: str) -> str:
         return f"{self.namespace}.{group}.dlq"
 
+    @property
+    def table_topic(self) -> str:
+        """The compacted topic of each video's current results (``VideoState``), kept by the sink."""
+        return f"{self.namespace}.video_state"
+
     def changelog_topic(self, group: str) -> str:
         """The compacted topic a group's state store writes every change to."""
         return f"{self.namespace}.{group}.state"

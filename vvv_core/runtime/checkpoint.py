@@ -209,7 +209,8 @@ class Checkpoint:
             value, headers = self.dead_letters.message(item, outcome.failure)
             return self.dead_letters.topic, value, item.key, headers
         if not self.group.publishes:
-            return None
+            own = self.group.message(outcome)
+            return None if own is None else (own[0], own[2], own[1], None)
         result = {
             "event_id": item.event.event_id,
             "group": self.group.name,

@@ -60,6 +60,11 @@ class ConsumerGroup(ABC):
         """Where each partition's work is already done, for a group that keeps its offsets with its effects."""
         return {}
 
+    def message(self, outcome: Outcome) -> tuple[str, bytes, bytes] | None:
+        """A group publishing no results may publish something else per outcome, in the same checkpoint:
+        (topic, key, value), or None."""
+        return None
+
     def max_in_flight(self) -> int:
         """Unfinished events this member holds before it pauses fetching."""
         return self.settings.max_in_flight
