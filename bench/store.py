@@ -151,7 +151,7 @@ def bench_stores(videos: int) -> None:
         figure(f"state store {kind.name}: read + write, per key", per_key, "µs", higher_is_better=False)
 
 
-def restore_seconds(settings: Settings, state_dir: Path) -> float:
+def restore_seconds(settings: Settings, state_dir: Path, seeded: int) -> float:
     """A member with no store, from its first assignment until every partition is restored."""
     runner = GroupRunner(ScoringGroup(settings.replace(state_dir=str(state_dir)), None), settings)
     thread = threading.Thread(target=runner.run, daemon=True)
@@ -162,8 +162,10 @@ def restore_seconds(settings: Settings, state_dir: Path) -> float:
     while runner.state.restoring or len(runner.owned) < settings.partitions:
         time.sleep(0.001)
     took = time.perf_counter() - started
+    restored = sum(len(store) for store in runner.state.stores.values())
     runner.stop()
     thread.join()
+    assert restored == seeded, f"restored {restored} of {seeded} videos"
     return took
 
 
@@ -188,7 +190,7 @@ def bench_stream(broker_bootstrap: str, db_path: str, videos: int, tmp: Path) ->
     conn = db.connect(db_path)
     seeded = seed_changelog(conn, seeding)
     conn.close()
-    took = restore_seconds(seeding, tmp / "restore")
+    took = restore_seconds(seeding, tmp / "restore", seeded)
     per_100k = took * 100_000 / seeded
     print(
         f"restore: {seeded:,} videos' states from the changelog into a fresh store in {took:.2f} s"
