@@ -153,7 +153,8 @@ def bench_stores(videos: int) -> None:
 
 def restore_seconds(settings: Settings, state_dir: Path, seeded: int) -> float:
     """A member with no store, from its first assignment until every partition is restored."""
-    runner = GroupRunner(ScoringGroup(settings.replace(state_dir=str(state_dir)), None), settings)
+    settings = settings.replace(state_dir=str(state_dir))  # a folder of its own: nothing there yet
+    runner = GroupRunner(ScoringGroup(settings, None), settings)
     thread = threading.Thread(target=runner.run, daemon=True)
     thread.start()
     while not runner.owned:
