@@ -29,6 +29,11 @@ def peer_python() -> str:
     return str(venv / "bin" / "python")
 
 
+def store_candidates() -> None:
+    """RocksDB (rocksdict) beside lmdb, the project's store, for bench/store.py's comparison (a wheel; bench only)."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "rocksdict"], check=True)
+
+
 def main() -> int:
     broker = "kafka" if shutil.which("java") and (HERE.parent / "kafka" / "lib" / ".fetched").exists() else "embedded"
     runs = [
@@ -36,9 +41,11 @@ def main() -> int:
         ["scoring.py", "--broker", broker, "--profile", "--events", "50000"],
         ["scaling.py", "--broker", broker],
         ["sink.py", "--broker", broker],
+        ["store.py", "--broker", broker],
         ["thumbnails.py", "--videos", "5000", "--concurrency", "64,128,256"],
         ["liveness.py"],
     ]
+    store_candidates()
     figures: list[tuple[str, str, float, str, float | None, bool]] = []
     for args in runs:
         print(f"== bench/{' '.join(args)}", flush=True)

@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RUNTIME = "tests/test_runtime.py::"  # the runtime's broker-free tests (the in-memory backend)
+STATE = "tests/test_state.py::"  # the state store's, on the same backend
 EFFECTS = "tests/test_effects.py::"  # how results take effect in the cron database (broker-free)
 # Copied into the broken tree: the package, its tests and what the deployment tests read.
 COPIED = (
@@ -69,7 +70,7 @@ BREAKS = [
     Break(
         "exactly-once switched off",
         "vvv_core/runtime/checkpoint.py",
-        "self.exactly_once = exactly_once",
+        "self.exactly_once = backend.transactional",
         "self.exactly_once = False",
         RUNTIME + "test_exactly_once_commits_results_and_offsets_in_one_transaction",
     ),
@@ -371,6 +372,120 @@ BREAKS = [
         'return REGISTRY_MAGIC + schema_id.to_bytes(4, "big")',
         "return REGISTRY_MAGIC + bytes(4)",
         "tests/test_registry.py::test_the_hook_and_every_group_write_the_registry_format_that_confluents_deserializer_reads",
+        broker="any",
+    ),
+    # -- from statestore ----------------------------------------------------------------------
+    Break(
+        "offsets committed by the consumer instead of sent to the transaction",
+        "vvv_core/runtime/checkpoint.py",
+        "self.backend.send_offsets_to_transaction(positions)",
+        "self.backend.commit(positions, True)",
+        RUNTIME + "test_exactly_once_offsets_become_the_groups_only_when_its_transaction_commits",
+    ),
+    Break(
+        "members read uncommitted records",
+        "vvv_core/runtime/backends/memory.py",
+        "transactional: bool = False, isolation: str = ISOLATION",
+        'transactional: bool = False, isolation: str = "read_uncommitted"',
+        RUNTIME + "test_a_member_never_processes_what_a_transaction_upstream_aborted_nor_what_it_has_not_committed",
+    ),
+    Break(
+        "offsets committed by the consumer instead of sent to the transaction, on Apache Kafka",
+        "vvv_core/runtime/backends/kafka.py",
+        "self._producer.send_offsets_to_transaction(positions, group.consumer_group_metadata(), FLUSH_TIMEOUT)",
+        "group.commit(offsets=positions, asynchronous=False)",
+        "tests/test_scoring_e2e.py::test_a_member_dying_after_sending_its_offsets_but_before_its_commit_commits_neither",
+        broker="kafka",
+    ),
+    Break(
+        "members read uncommitted records, on Apache Kafka",
+        "vvv_core/kafka.py",
+        '"isolation.level": "read_committed",',
+        '"isolation.level": "read_uncommitted",',
+        "tests/test_scoring_e2e.py::test_what_a_transaction_upstream_aborted_is_never_processed",
+        broker="kafka",
+    ),
+    Break(
+        "no changelog write",
+        "vvv_core/runtime/state/__init__.py",
+        "self._changes.append(Change(partition, key, value))",
+        "pass",
+        STATE + "test_every_change_is_in_the_changelog_and_a_member_on_another_host_restores_it",
+    ),
+    Break(
+        "restore skipped",
+        "vvv_core/runtime/state/restore.py",
+        "            self.state.restoring.add(tp)\n",
+        "            self.backend.pause(False, [tp])\n",
+        STATE + "test_every_change_is_in_the_changelog_and_a_member_on_another_host_restores_it",
+    ),
+    Break(
+        "restore from the wrong position",
+        "vvv_core/runtime/state/restore.py",
+        "self.backend.restore(self.state.changelog_partition(tp), position)",
+        "self.backend.restore(self.state.changelog_partition(tp), position + 1)",
+        STATE + "test_a_partition_taken_back_is_restored_with_what_its_other_owner_did",
+    ),
+    Break(
+        "state kept across a revoke",
+        "vvv_core/runtime/state/__init__.py",
+        "            if (store := self.stores.pop(tp, None)) is not None:\n                store.close()\n",
+        "            pass\n",
+        STATE + "test_a_partition_taken_back_is_restored_with_what_its_other_owner_did",
+    ),
+    Break(
+        "the store trusted after a crash under exactly-once (its changes saved before the commit)",
+        "vvv_core/runtime/checkpoint.py",
+        "if batch.changes and self.exactly_once:",
+        "if batch.changes and False:",
+        STATE + "test_under_exactly_once_a_store_is_never_ahead_of_what_was_committed",
+    ),
+    Break(
+        "the store trusted after a crash under exactly-once, on Apache Kafka",
+        "vvv_core/runtime/checkpoint.py",
+        "if batch.changes and self.exactly_once:",
+        "if batch.changes and False:",
+        "tests/test_stream_scoring.py::test_a_crash_between_the_state_write_and_the_commit_never_leaves_a_store_ahead"
+        "[commit]",
+        broker="kafka",
+    ),
+    Break(
+        "a video's first score of a batch stored, not its last",
+        "vvv_core/groups/scoring.py",
+        "            for e in effects\n",
+        "            for e in reversed(effects)\n",
+        STATE + "test_the_sink_stores_each_videos_latest_score_and_never_an_older_events",
+    ),
+    Break(
+        "a late result of an older event replaces a video's score",
+        "vvv_core/groups/scoring.py",
+        " AND coalesce(virality_event_at, 0) <= ?4",
+        "",
+        STATE + "test_the_sink_stores_each_videos_latest_score_and_never_an_older_events",
+    ),
+    Break(
+        "a restore ends at the last record it can read (high watermark - 1), not at the high watermark",
+        "vvv_core/runtime/state/restore.py",
+        "        if position < high:\n",
+        "        if position < high - 1:\n",
+        "tests/test_stream_scoring.py::test_a_restore_waits_for_a_transaction_open_on_its_changelog_and_status_shows_it",
+        broker="kafka",
+    ),
+    Break(
+        "the switch to stream mode seeds no history",
+        "vvv_core/groups/scoring.py",
+        "    for video_id, kept in history.items():\n",
+        "    for video_id, kept in list(history.items())[:0]:\n",
+        "tests/test_stream_scoring.py::"
+        "test_seeding_the_changelog_switches_a_running_installation_to_stream_mode_losing_no_history",
+        broker="any",
+    ),
+    Break(
+        "the table holds the result just read, not the video's whole current state",
+        "vvv_core/groups/sink.py",
+        '"thumbnail": thumbnail,',
+        '"thumbnail": None,',
+        "tests/test_sink.py::test_the_table_holds_each_videos_latest_score_thumbnail_and_liveness",
         broker="any",
     ),
     # -- the sink ------------------------------------------------------------------------------

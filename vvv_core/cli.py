@@ -25,6 +25,7 @@ from vvv_core.errors import Fatal, VvvError
 from vvv_core.groups import GROUPS
 
 log = logging.getLogger("vvv")
+STATEFUL = [name for name, group in GROUPS.items() if group.stateful]  # groups with a changelog topic
 # What each optional dependency is installed with: the cron host needs none of them.
 EXTRAS = {
     "PIL": "consumers",
@@ -100,7 +101,7 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
         )
     try:
         settings = replace(settings, bootstrap=broker.bootstrap)
-        topics = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
+        topics = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS, stateful=STATEFUL)
         print(what)
         print(f"topics: {', '.join(topics)} ({settings.partitions} partitions each). Ctrl-C to stop.", flush=True)
         done = threading.Event()
@@ -114,7 +115,7 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    names = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
+    names = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS, stateful=STATEFUL)
     print(f"topics ready on {settings.bootstrap}: {', '.join(names)}")
     return 0
 
@@ -153,6 +154,18 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if conn is not None:
             conn.close()
+    return 0
+
+
+def cmd_state_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from vvv_core.groups.scoring import seed_changelog
+
+    conn = db.connect(args.db)
+    try:
+        seeded = seed_changelog(conn, settings)
+    finally:
+        conn.close()
+    print(f"seeded {settings.changelog_topic('scoring')} with the newest snapshots of {seeded} videos")
     return 0
 
 
@@ -412,7 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--db",
         help="the cron's SQLite database, where results are stored (direct mode). Without it (thumbnails, "
-        "liveness), results are only published, for `vvv sink` on the cron's host to store: any host can run it",
+        "liveness, scoring in stream mode), results are only published, for `vvv sink` on the cron's host to "
+        "store: any host can run it",
     )
     member_options(p)
 
@@ -427,6 +441,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", required=True, help="the cron's SQLite database")
     member_options(p)
     p.set_defaults(group="sink")
+
+    p = command("state", "scoring's state store", "The changelog scoring keeps its state in (stream mode).")
+    state = p.add_subparsers(dest="state_command", required=True, metavar="ACTION", help="what to do")
+    q = command(
+        "seed",
+        "seed scoring's changelog from the cron database: the one-time switch to stream mode",
+        "Write each video's newest two snapshots from the cron database to scoring's changelog, so that scoring "
+        "members started without --db afterwards (they restore on assignment) lose no history. Stop the scoring "
+        "members first; run it once per switch.",
+        state,
+    )
+    q.add_argument("--db", required=True, help="the cron's SQLite database")
+    q.set_defaults(func=cmd_state_seed)
 
     p = command("dlq", "dead letters: events a group could not process", "A group's dead-letter topic.")
     dlq = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION", help="what to do")

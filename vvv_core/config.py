@@ -192,6 +192,7 @@ class Settings:
     # auto: KIP-848's consumer protocol where the broker offers it (see kafka.group_protocol)
     group_protocol: str = setting("auto", check=_one_of(GROUP_PROTOCOLS))
     stale_hours: float = setting(48.0, 0.01, 87_600)
+    state_dir: str = setting(".vvv-state", check=lambda v: None if v else "must not be empty")  # local state stores
     # thumbnails
     thumbnail_hosts: tuple[str, ...] = setting(DEFAULT_THUMBNAIL_HOSTS, check=_hosts)
     thumbnail_timeout: float = setting(8.0, 0.1, 300)  # one deadline: connect, headers and body together
@@ -238,6 +239,15 @@ class Settings:
 
     def dead_letter_topic(self, group: str) -> str:
         return f"{self.namespace}.{group}.dlq"
+
+    @property
+    def table_topic(self) -> str:
+        """The compacted topic of each video's current results (``VideoState``), kept by the sink."""
+        return f"{self.namespace}.video_state"
+
+    def changelog_topic(self, group: str) -> str:
+        """The compacted topic a group's state store writes every change to."""
+        return f"{self.namespace}.{group}.state"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes``, validated like any other."""

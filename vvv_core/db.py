@@ -32,6 +32,12 @@ def julian_now() -> float:
     return time.time() / 86_400 + UNIX_EPOCH_JULIAN_DAY
 
 
+def epoch_ms(column: str) -> str:
+    """SQL for a timestamp column as milliseconds since the epoch, whatever format ``julianday()`` reads in it:
+    the one conversion, so that a snapshot's time is the same number in every mode."""
+    return f"CAST(round((julianday({column}) - {UNIX_EPOCH_JULIAN_DAY}) * 86400000) AS INTEGER)"
+
+
 class DatabaseError(Fatal):
     """The database cannot be used as it is; the message says what to do."""
 

@@ -173,7 +173,7 @@ def flush_outbox(db_path: str, settings: Settings) -> PublishReport:
 
 
 def _select_new(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every video with what its newest snapshot says, as the hook is handed it."""
+    """Every video with what its newest snapshot says (its counts and time), as the hook is handed it."""
     snap = db.columns(conn, "video_snapshots")
     vids = db.columns(conn, "videos")
 
@@ -184,16 +184,17 @@ def _select_new(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         WITH newest AS (
             SELECT video_id, rowid AS snapshot_rowid, {col(snap, "s", "region")} AS region,
                    {col(snap, "s", "view_count")} AS view_count, {col(snap, "s", "likes")} AS likes,
-                   {col(snap, "s", "comments")} AS comments,
+                   {col(snap, "s", "comments")} AS comments, {db.epoch_ms("s.fetched_at")} AS fetched_at,
                    row_number() OVER (PARTITION BY video_id ORDER BY julianday(fetched_at) DESC, rowid DESC) AS n
             FROM video_snapshots AS s)
         SELECT n.video_id, coalesce(n.region, {col(vids, "v", "region")}),
-               {col(vids, "v", "title")}, {col(vids, "v", "thumbnail_url")}, n.view_count, n.likes, n.comments
+               {col(vids, "v", "title")}, {col(vids, "v", "thumbnail_url")}, n.view_count, n.likes, n.comments,
+               n.fetched_at
         FROM newest AS n
         LEFT JOIN videos AS v ON v.video_id = n.video_id
         WHERE n.n = 1
         ORDER BY n.snapshot_rowid""").fetchall()
-    names = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments")
+    names = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments", "fetched_at")
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 

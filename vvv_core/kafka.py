@@ -245,6 +245,8 @@ def consumer_config(settings: Settings, group: str, protocol: str = "classic", *
             "enable.auto.commit": False,  # offsets are committed by the runtime, after results are durable
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
+            # what a transaction aborted never reaches a group; librdkafka's default, said where it is relied on
+            "isolation.level": "read_committed",
             "enable.partition.eof": True,  # how --until-idle knows a partition is drained
             "fetch.wait.max.ms": 10,
             "session.timeout.ms": 6000,
@@ -421,19 +423,24 @@ def read_topic(
 
 
 def ensure_project_topics(
-    client: AdminClient, settings: Settings, groups: Iterable[str], timeout: float = 10.0
+    client: AdminClient, settings: Settings, groups: Iterable[str], timeout: float = 10.0, stateful: Iterable[str] = ()
 ) -> list[str]:
-    """The event and results topics, and the dead-letter topics of ``groups``, created if missing; their names.
+    """The event, results and table topics, the dead-letter topics of ``groups`` and the changelogs of the
+    ``stateful`` ones, created if missing; their names.
 
-    Dead-letter topics take records as large as any the project keeps whole.
+    Dead-letter topics take records as large as any the project keeps whole. The table and the changelogs are
+    compacted (each key's latest value is kept); a changelog has the input's partition count, like every topic
+    here: a change goes to the partition of the input message it came from.
     """
     events = [settings.videos_topic, settings.stale_topic, settings.results_topic]
     dead_letters = [settings.dead_letter_topic(g) for g in groups]
+    compacted = [settings.table_topic] + [settings.changelog_topic(g) for g in stateful]
     ensure_topics(client, settings, events, timeout)
     ensure_topics(
         client, settings, dead_letters, timeout, config={"max.message.bytes": str(settings.max_message_bytes)}
     )
-    return events + dead_letters
+    ensure_topics(client, settings, compacted, timeout, config={"cleanup.policy": "compact"})
+    return events + dead_letters + compacted
 
 
 def committed_offsets(settings: Settings, group_id: str, topic: str, timeout: float = 10.0) -> dict[int, int]:

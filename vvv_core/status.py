@@ -47,6 +47,13 @@ class GroupStatus:
         return None if not told or None in told else sum(told)
 
     @property
+    def restoring(self) -> tuple[int, int] | None:
+        """Partitions whose state store members are restoring, and changelog records left, summed over the members
+        that say (those keeping state); None when none does."""
+        told = [(p.restoring, p.restore_left or 0) for p in self.probes if p.restoring is not None]
+        return (sum(r for r, _ in told), sum(left for _, left in told)) if told else None
+
+    @property
     def members(self) -> list[str] | None:
         """None: the broker does not report members (tansu)."""
         return None if self.owned is None else list(self.owned)
@@ -150,6 +157,7 @@ def as_json(statuses: list[GroupStatus], summary: dict | None) -> dict:
                 "total_lag": s.total_lag,
                 "modes": s.modes,
                 "retries_waiting": s.retries_waiting,
+                "restoring": s.restoring,
             }
             for s in statuses
         ],
@@ -170,6 +178,8 @@ def render(statuses: list[GroupStatus], summary: dict | None) -> str:
             f"{s.group:<12}{members:>8}{_show(s.total_lag):>8}{_show(s.retries_waiting):>10}"
             f"{_show(s.dead_letters):>14}  {s.last_result_at or 'none yet':<26}{modes}"
         )
+        if s.restoring and s.restoring[0]:
+            lines.append(f"  restoring state: {s.restoring[0]} partitions, {s.restoring[1]} changelog records left")
         for p in s.partitions:
             lines.append(
                 f"  {s.topic}[{p.partition}]  committed {_show(p.committed):>7}  end {_show(p.end):>7}"

@@ -1,26 +1,35 @@
 """The sink: the one writer of results into the cron database, for members that run without it.
 
-Thumbnail and liveness members on other hosts publish their results only; the sink, on the
-cron's host, reads the results topic and applies each result with its group's own ``apply``
+Members on other hosts (thumbnails, liveness, and scoring in stream mode) publish their results
+only; the sink, on the cron's host, reads the results topic and applies each result with its group's own ``apply``
 (one definition of storing a result, shared with direct mode). Its consumed offsets are stored
 in the same SQLite transaction as the effects, and on assignment it skips what they say is
 done: a crash at any instant neither loses nor repeats an effect, without Kafka transactions.
 Results their member stored itself (direct mode, ``stored``) are not applied again. What orders
 one video's results is its events' time (``event_at``): an older check arriving later changes nothing.
+
+It also keeps **the table**: for each result, the video's current score, thumbnail and liveness
+verdicts as the database holds them once the batch is applied (read in the same transaction), as a
+``VideoState`` record on the compacted table topic, keyed by video, in the same checkpoint: a service
+starting today reads the latest record per video. A record is the whole state, so a repeat is harmless.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import defaultdict
 
 from vvv_core import events
+from vvv_core.domain.scoring import label
 from vvv_core.groups.liveness import LivenessGroup
+from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.groups.thumbnails import ThumbnailGroup
+from vvv_core.registry import schema_store
 from vvv_core.runtime import BatchExecutor, ConsumerGroup, Inbound, Outcome
 from vvv_core.runtime.model import Effect, Partition
 
-APPLIERS = {group.name: group for group in (ThumbnailGroup, LivenessGroup)}  # scoring always runs in direct mode
+APPLIERS = {group.name: group for group in (ScoringGroup, ThumbnailGroup, LivenessGroup)}
 OFFSETS_DDL = """
 CREATE TABLE IF NOT EXISTS vvv_sink_offsets (
     topic TEXT NOT NULL,
@@ -42,6 +51,7 @@ class SinkGroup(ConsumerGroup):
         for group in APPLIERS.values():
             group.create_tables(self.conn)
         self.conn.execute(OFFSETS_DDL)
+        self._encode_state = schema_store(self.settings).encoder("VideoState", self.settings.table_topic)
 
     def executor(self) -> BatchExecutor:
         return BatchExecutor(self._judge)
@@ -60,11 +70,38 @@ class SinkGroup(ConsumerGroup):
             positions[(item.topic, item.partition)] = item.offset + 1
         for group, applied in effects.items():
             APPLIERS[group].apply(conn, applied)
+        self._table(conn, outcomes)
         conn.executemany(
             "INSERT INTO vvv_sink_offsets (topic, partition, next_offset) VALUES (?, ?, ?)"
             " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
             [(t, p, o) for (t, p), o in positions.items()],
         )
+
+    def _table(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+        """Each video's current state, read in the batch's transaction, onto the last outcome of the video."""
+        last = {o.inbound.event.video_id: o for o in outcomes}
+        rows = conn.execute(
+            """SELECT wanted.value, v.virality_score, t.status, l.status FROM json_each(?) AS wanted
+               LEFT JOIN videos AS v ON v.video_id = wanted.value
+               LEFT JOIN thumbnail_checks AS t ON t.video_id = wanted.value
+               LEFT JOIN video_liveness AS l ON l.video_id = wanted.value""",
+            (json.dumps(list(last)),),
+        )
+        updated_at = events.now_ms()
+        for video_id, score, thumbnail, liveness in rows:
+            state = {
+                "video_id": video_id,
+                "score": score,
+                "label": None if score is None else label(score),
+                "thumbnail": thumbnail,
+                "liveness": liveness,
+                "updated_at": updated_at,
+            }
+            last[video_id].detail["table"] = self._encode_state(state)
+
+    def message(self, outcome: Outcome) -> tuple[str, bytes, bytes] | None:
+        table = outcome.detail.get("table")
+        return None if table is None else (self.settings.table_topic, outcome.inbound.key, table)
 
     def start_offsets(self, partitions: list[Partition]) -> dict[Partition, int]:
         rows = self.conn.execute("SELECT topic, partition, next_offset FROM vvv_sink_offsets").fetchall()
