@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from vvv_core import db
+from vvv_core.config import Settings
 from vvv_core.events import ResultEvent
 from vvv_core.groups.liveness import LivenessGroup
 from vvv_core.groups.sink import SinkGroup
@@ -23,7 +24,8 @@ from vvv_core.sample import CRON_SCHEMA
 GROUPS = {"thumbnails": ThumbnailGroup, "liveness": LivenessGroup}
 # One verdict of each group that differs from the other: what a replaced row would show.
 STATUSES = {"thumbnails": ("valid", "broken"), "liveness": ("deleted", "alive")}
-RESULTS = "t.results"
+SETTINGS = Settings(namespace="t")
+RESULTS = SETTINGS.results_topic
 
 
 def detail(group: str, status: str) -> dict[str, Any]:
@@ -37,7 +39,7 @@ def cron(tmp_path: Path) -> sqlite3.Connection:
     with sqlite3.connect(path) as conn:
         conn.executescript(CRON_SCHEMA)
     conn = db.connect(path)
-    SinkGroup(None, conn).prepare()  # the verdict tables and the sink's offsets
+    SinkGroup(SETTINGS, conn).prepare()  # the verdict tables and the sink's offsets
     return conn
 
 
@@ -83,7 +85,8 @@ def test_the_sink_never_applies_a_result_its_member_stored_itself(tmp_path):
     would win by its time and id, the sink leaves the row alone; an unstored one it applies."""
     conn = cron(tmp_path)
     apply(conn, "thumbnails", "valid", event_at=1_000, event_id="e1")
-    sink = SinkGroup(None, conn)
+    sink = SinkGroup(SETTINGS, conn)
+    sink.prepare()
     with db.transaction(conn):
         sink.store(conn, [result(0, "thumbnails", "broken", event_at=2_000, event_id="e2", stored=True)])
     assert status(conn, "thumbnails") == "valid"
@@ -115,7 +118,8 @@ class CrashingAt:
 
 def test_the_sinks_effects_and_its_offsets_commit_together_or_not_at_all(tmp_path):
     conn = cron(tmp_path)
-    sink = SinkGroup(None, conn)
+    sink = SinkGroup(SETTINGS, conn)
+    sink.prepare()
     batch = [result(0, "thumbnails", "valid", 1_000, "e1"), result(1, "liveness", "deleted", 1_000, "e2")]
     with pytest.raises(Crash):
         db.write_with_retry(CrashingAt(conn, "vvv_sink_offsets"), sink.store, batch)

@@ -419,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Run one member of a consumer group until SIGTERM/SIGINT (graceful: running work finishes "
         "within VVV_STOP_TIMEOUT and is committed). Start more members, here or on other hosts, to "
         "share the partitions.",
-        reads=("kafka", "topics", "schemas", "member", "thumbnails", "liveness"),
+        reads=("kafka", "topics", "schemas", "member", "scoring", "thumbnails", "liveness"),
     )
     p.add_argument("group", choices=sorted(GROUPS), help="the group to join")
     p.add_argument(

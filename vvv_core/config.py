@@ -325,6 +325,7 @@ PARTS: dict[str, tuple[str, ...]] = {
         "liveness_rate",
         "liveness_concurrency",
     ),
+    "scoring": ("state_dir",),  # stream mode's local store
     "console": ("console_token", "thumbnail_hosts"),  # thumbnails shown only from the allowed hosts
 }
 
