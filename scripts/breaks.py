@@ -488,6 +488,13 @@ BREAKS = [
         "tests/test_sink.py::test_the_table_holds_each_videos_latest_score_thumbnail_and_liveness",
         broker="any",
     ),
+    Break(
+        "a member with a state store runs at-least-once when the setting says so",
+        "vvv_core/runtime/loop.py",
+        "transactional=settings.exactly_once or group.keeps_state,",
+        "transactional=settings.exactly_once,",
+        STATE + "test_a_member_with_a_state_store_runs_exactly_once_whatever_the_setting",
+    ),
     # -- the sink ------------------------------------------------------------------------------
     Break(
         "the sink writes its effects and its offsets in two SQLite transactions",

@@ -219,3 +219,15 @@ def test_the_sink_stores_each_videos_latest_score_and_never_an_older_events(tmp_
     assert conn.execute("SELECT virality_score FROM videos").fetchone()[0] == second["score"]  # the batch's last
     ScoringGroup.apply(conn, [Effect("video", first, T0 - 1, "late")])  # an older event's result, arriving late
     assert conn.execute("SELECT virality_score FROM videos").fetchone()[0] == second["score"]
+
+
+def test_a_member_with_a_state_store_runs_exactly_once_whatever_the_setting(tmp_path):
+    """At-least-once, a member cut off from the broker could put a stale state on the changelog after its
+    partitions moved, and compaction would keep it: with a store, the checkpoint is transactional regardless."""
+    from vvv_core.runtime.loop import GroupRunner
+
+    settings = Settings(namespace="t", state_dir=str(tmp_path), exactly_once=False)
+    stream = GroupRunner(ScoringGroup(settings, None), settings)
+    assert stream.backend.transactional
+    direct = GroupRunner(ScoringGroup(settings, sqlite3.connect(":memory:")), settings)
+    assert not direct.backend.transactional  # without a store, the setting decides

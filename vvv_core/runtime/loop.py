@@ -58,7 +58,9 @@ class GroupRunner:
             settings,
             group.name,
             self.log,
-            transactional=settings.exactly_once,
+            # A state store runs transactional whatever the setting: at-least-once, a member cut off from the
+            # broker could deliver a stale state to the changelog after its partitions moved, for compaction to keep.
+            transactional=settings.exactly_once or group.keeps_state,
             stateful=group.keeps_state,
             client_id=client_id(group),
             statistics=self.metrics.statistics_callback if settings.metrics_port else None,

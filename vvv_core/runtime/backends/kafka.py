@@ -89,12 +89,13 @@ class KafkaBackend:
         self._producer = self._new_producer()
         self._join()
         self.log.info(
-            "%s: consuming %s as group %s (%s group protocol) as %s",
+            "%s: consuming %s as group %s (%s group protocol) as %s%s",
             self.group,
             topic,
             self.settings.group_id(self.group),
             self._protocol,
             self._client_id,
+            ", exactly-once" if self.transactional else "",
         )
 
     def _join(self) -> None:
