@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RUNTIME = "tests/test_runtime.py::"  # the runtime's broker-free tests (the in-memory backend)
+RATELIMIT = "tests/test_ratelimit.py::"  # the rate limiter's, on a virtual clock
 STATE = "tests/test_state.py::"  # the state store's, on the same backend
 EFFECTS = "tests/test_effects.py::"  # how results take effect in the cron database (broker-free)
 # Copied into the broken tree: the package, its tests and what the deployment tests read.
@@ -494,6 +495,35 @@ BREAKS = [
         "transactional=settings.exactly_once or group.keeps_state,",
         "transactional=settings.exactly_once,",
         STATE + "test_a_member_with_a_state_store_runs_exactly_once_whatever_the_setting",
+    ),
+    # -- from mutants -------------------------------------------------------------------------
+    Break(
+        "a member sends in the slots of partitions it does not own",
+        "vvv_core/runtime/ratelimit.py",
+        "self._assignment = (frozenset(owned), max(1, total))",
+        "self._assignment = (frozenset(range(total)), max(1, total))",
+        RATELIMIT + "test_members_send_only_in_their_partitions_slots_never_in_the_same_one_and_use_them_all",
+    ),
+    Break(
+        "a worker too late for its slot sends anyway",
+        "vvv_core/runtime/ratelimit.py",
+        "if time.time() - at <= self.late and slot % total in owned:",
+        "if slot % total in owned:",
+        RATELIMIT + "test_a_worker_waking_late_sends_up_to_a_fifth_of_a_slot_after_it_and_otherwise_in_its_next_slot",
+    ),
+    Break(
+        "a worker may be late by a fifth of a slot however long the slot",
+        "vvv_core/runtime/ratelimit.py",
+        "self.late = min(LATE * self.interval, MOST_LATE)",
+        "self.late = LATE * self.interval",
+        RATELIMIT + "test_a_minute_never_holds_more_than_the_limit_however_late_workers_wake[1]",
+    ),
+    Break(
+        "a stop does not end the wait for partitions",
+        "vvv_core/runtime/ratelimit.py",
+        "                if cancelled.is_set():\n                    return None\n",
+        "",
+        RATELIMIT + "test_a_stop_ends_the_wait_for_an_assignment",
     ),
     # -- the sink ------------------------------------------------------------------------------
     Break(
