@@ -1,0 +1,251 @@
+"""The outbox drains in pieces: every call that reaches the broker leaves it smaller, a deadline repeats at
+most one piece, each video's events stay in order, its files are durable and never change format, and two
+users share it through a group."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import uuid
+from collections import defaultdict
+from dataclasses import replace
+
+import pytest
+from conftest import FAST_GROUPS, VVV, broker_processes, cli_env, outbox_count
+
+from vvv_core import kafka, outbox
+from vvv_core.broker import free_port
+from vvv_core.config import Settings
+from vvv_core.hook import background_processing, flush_outbox
+from vvv_core.kafka import read_topic
+from vvv_core.outbox import outbox_dir
+from vvv_core.spool import MAGIC, RECORDS, SEGMENT, Spool
+
+VIDEOS, ROUNDS = 40, 50  # 2,000 events, each video's spread over the whole backlog
+
+
+def own_settings(broker, **changes) -> Settings:
+    settings = Settings(bootstrap=broker.bootstrap, kafka=dict(FAST_GROUPS), namespace=f"t{uuid.uuid4().hex[:10]}")
+    kafka.ensure_project_topics(kafka.admin(settings), settings, [])
+    return replace(settings, **changes)
+
+
+def down(settings: Settings) -> Settings:
+    """The same settings with no broker at their address: whatever is sent is kept."""
+    return replace(settings, bootstrap=f"127.0.0.1:{free_port()}", hook_timeout=0.05)
+
+
+def each_video_in_order(settings: Settings, schemas, expected: set[tuple[str, int]]) -> int:
+    """Asserts the topic holds every expected (video, view count), each video's in order where first seen
+    (a repeat dropped by its event id, as consumers do); returns how many records it holds."""
+    records = [schemas.decode(m.value(), "VideoEvent") for m in read_topic(settings, settings.videos_topic, 30)]
+    seen: set[str] = set()
+    per_video: dict[str, list[int]] = defaultdict(list)
+    for record in records:
+        if record["event_id"] not in seen:
+            seen.add(record["event_id"])
+            per_video[record["video_id"]].append(record["view_count"])
+    assert {(v, c) for v, counts in per_video.items() for c in counts} == expected
+    assert all(counts == sorted(counts) for counts in per_video.values()), "a video's events out of order"
+    return len(records)
+
+
+def test_a_backlog_ten_deadlines_long_shrinks_every_call_with_the_broker_frozen_mid_call(
+    own_broker, schemas, cron_db, monkeypatch
+):
+    """Each hook call has its first piece acknowledged, then the broker freezes (SIGSTOP) past the call's deadline:
+    the backlog is ten times what one deadline delivers. Every call leaves the outbox smaller by what it reports
+    delivered, its own event kept behind the rest; a piece cut off is at most twice what came before it; the topic
+    ends with every event, at most the events plus the pieces cut off, each video's in order."""
+    settings = own_settings(own_broker, hook_timeout=0.5)
+    warm = replace(settings, hook_timeout=30)  # new topics: Apache Kafka elects their leaders first
+    assert background_processing([{"video_id": "warmvideo01"}], [], cron_db, warm).delivered == 1
+    backlog = [{"video_id": f"vid{v:08d}", "view_count": r} for r in range(ROUNDS) for v in range(VIDEOS)]
+    assert background_processing(backlog, [], cron_db, down(settings)).queued == len(backlog)
+    processes, frozen = broker_processes(own_broker), []
+    delivered = outbox.Backlog.delivered
+
+    def then_freeze(self, spans, kept):
+        delivered(self, spans, kept)
+        if not frozen:
+            for p in processes:
+                os.kill(p.pid, signal.SIGSTOP)
+            frozen.append(True)
+
+    def thaw() -> None:
+        while frozen:
+            frozen.pop()
+            for p in processes:
+                os.kill(p.pid, signal.SIGCONT)
+
+    monkeypatch.setattr(outbox.Backlog, "delivered", then_freeze)
+    reports = []
+    try:
+        while (before := outbox_count(cron_db)) > 0:
+            assert len(reports) < 3 * len(backlog) // outbox.FIRST_PIECE, "the outbox does not empty"
+            own = {"video_id": f"vid{len(reports) % VIDEOS:08d}", "view_count": ROUNDS + len(reports)}
+            report = background_processing([own], [], cron_db, settings)
+            thaw()
+            after = outbox_count(cron_db)
+            assert report.delivered > 0 and after == before + 1 - report.delivered == report.queued, report
+            assert report.unconfirmed <= max(outbox.FIRST_PIECE, 2 * report.delivered), report
+            reports.append(report)
+    finally:
+        thaw()
+    assert max(r.delivered for r in reports) * 10 <= len(backlog) and sum(r.unconfirmed > 0 for r in reports) >= 10
+    expected = {(b["video_id"], b["view_count"]) for b in backlog} | {("warmvideo01", None)}
+    expected |= {(f"vid{n % VIDEOS:08d}", ROUNDS + n) for n in range(len(reports))}
+    assert each_video_in_order(settings, schemas, expected) <= len(expected) + sum(r.unconfirmed for r in reports)
+
+
+def test_a_drain_to_the_end_says_how_far_it_got(settings, cron_db, monkeypatch, caplog):
+    """`vvv outbox flush` drains everything in one call, pieces growing from a small first one, with progress lines."""
+    backlog = [{"video_id": f"vid{i % 300:08d}", "view_count": i} for i in range(3000)]
+    background_processing(backlog, [], cron_db, down(settings))
+    monkeypatch.setattr(outbox, "PROGRESS_SECONDS", 0.0)
+    with caplog.at_level(logging.INFO, logger="vvv_core.outbox"):
+        report = flush_outbox(cron_db, settings)
+    assert report.ok and (report.delivered, report.queued, report.unconfirmed) == (3000, 0, 0)
+    lines = [r.getMessage() for r in caplog.records if " events delivered (" in r.getMessage()]
+    assert lines[0].startswith(f"outbox: {outbox.FIRST_PIECE} of 3000 events delivered")
+    assert lines[-1].startswith("outbox: 3000 of 3000 events delivered") and len(lines) >= 4
+    assert len(read_topic(settings, settings.videos_topic)) == 3000 and outbox_count(cron_db) == 0
+
+
+def test_kept_segments_and_finished_pieces_are_on_disk_before_the_drain_goes_on(settings, cron_db, monkeypatch):
+    """A segment reaches its name only written whole and fsynced, through a temporary file and a rename, the
+    folder fsynced after; a finished piece's progress is fsynced before the next piece is sent."""
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace, real_write = os.fsync, os.replace, os.write
+
+    def path_of(fd: int) -> str:
+        return os.readlink(f"/proc/self/fd/{fd}")
+
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", path_of(fd))), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", f"{a} -> {b}")), real_replace(a, b))[1])
+    monkeypatch.setattr(os, "write", lambda fd, b: (events.append(("write", path_of(fd))), real_write(fd, b))[1])
+
+    class Recorded(outbox.Producer):
+        def produce(self, *args, **kwargs):
+            events.append(("produce", ""))
+            return super().produce(*args, **kwargs)
+
+    monkeypatch.setattr(outbox, "Producer", Recorded)
+    backlog = [{"video_id": f"vid{i:08d}"} for i in range(300)]
+    background_processing(backlog, [], cron_db, down(settings))
+    folder = str(outbox_dir(cron_db))
+    renames = [(i, e[1].split(" -> ")) for i, e in enumerate(events) if e[0] == "replace"]
+    assert renames and all(src != dst and src.endswith(".tmp") and dst.endswith(SEGMENT) for _i, (src, dst) in renames)
+    for i, (src, _dst) in renames:
+        assert ("fsync", src) in events[:i], "renamed before its bytes were on disk"
+        assert ("fsync", folder) in events[i:], "the rename itself not made durable"
+
+    del events[:]
+    assert background_processing([], [], cron_db, settings).delivered == 300  # pieces of 100, then 200
+    progress = str(Spool(outbox_dir(cron_db)).progress_path)
+    appended = [i for i, e in enumerate(events) if e == ("write", progress)]
+    assert appended, "no piece was recorded"
+    for i in appended:
+        later = events[i:]
+        next_piece = later.index(("produce", "")) if ("produce", "") in later else len(later)
+        assert ("fsync", progress) in later[:next_piece], "a finished piece not on disk before the next one went"
+
+
+def test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it(settings, schemas, cron_db):
+    """librdkafka refuses events larger than message.max.bytes (on either broker). Pieces of two (a remembered
+    pace): in [A1 refused, B1] B1 is delivered and A1 kept ahead of the rest; in [D1, E1, A2 (held behind A1), A3
+    (the call's own, held too)] everything sent is refused, so the piece stays where it is. The report counts what
+    was acknowledged; once the limit is lifted, every video's events arrive in order."""
+    large = "x" * 2000
+    limited = replace(settings, kafka={**settings.kafka, "message.max.bytes": "1000"}, hook_timeout=2.0)
+    first = [{"video_id": "videoA", "view_count": 1, "title": large}, {"video_id": "videoB", "view_count": 1}]
+    second = [
+        {"video_id": "videoD", "view_count": 1, "title": large},
+        {"video_id": "videoE", "view_count": 1, "title": large},
+        {"video_id": "videoA", "view_count": 2},
+    ]
+    for items in (first, second):
+        background_processing(items, [], cron_db, down(settings))
+    (outbox_dir(cron_db) / "pace").write_text("4\n")  # 4 events a second: pieces of 2 in a call of 2 s
+    report = background_processing([{"video_id": "videoA", "view_count": 3}], [], cron_db, limited)
+    assert (report.delivered, report.queued) == (1, 5) and "Message size too large" in report.error
+    assert flush_outbox(cron_db, settings).delivered == 5 and outbox_count(cron_db) == 0
+    expected = {("videoA", 1), ("videoA", 2), ("videoA", 3), ("videoB", 1), ("videoD", 1), ("videoE", 1)}
+    assert each_video_in_order(settings, schemas, expected) == 6
+
+
+def test_a_records_file_keeps_its_format_and_an_unreadable_file_is_set_aside(settings, schemas, cron_db, caplog):
+    """Issue 21, case 3, as reproduced: events kept as records (the settings broken), then a call with the broker
+    away rewrote them, as segment bytes, under the records file's name, and no later drain could read it again.
+    Now no file changes under its name, and a file that cannot be read is set aside while the rest is delivered."""
+    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap, "VVV_NAMESPACE": settings.namespace}
+    with pytest.MonkeyPatch.context() as broken:
+        for name, value in {**env, "VVV_HOOK_TIMEOUT": "nan"}.items():
+            broken.setenv(name, value)
+        kept = background_processing([{"video_id": "videoA", "view_count": 1}], [], cron_db)
+    assert kept.error.startswith("configuration error") and kept.queued == 1
+    folder = outbox_dir(cron_db)
+    (records,) = folder.glob(f"*{RECORDS}")
+    written = records.read_bytes()
+    away = background_processing([{"video_id": "videoA", "view_count": 2}], [], cron_db, down(settings))
+    assert (away.delivered, away.queued) == (0, 2) and records.read_bytes() == written
+    assert all(f.read_bytes().startswith(MAGIC) for f in folder.glob(f"*{SEGMENT}"))
+    json.loads(records.read_bytes())  # still what its name says
+
+    (folder / f"{time.time_ns():020d}-1-0-1{RECORDS}").write_bytes(b"\x00VVVOUTBOX1 torn")  # behind the others
+    with caplog.at_level(logging.ERROR, logger="vvv_core.outbox"):
+        back = background_processing([{"video_id": "videoA", "view_count": 3}], [], cron_db, settings)
+    assert (back.delivered, back.queued) == (3, 0) and [p.suffix for p in folder.glob("*.damaged")] == [".damaged"]
+    assert any("set aside as" in r.getMessage() for r in caplog.records)
+    assert each_video_in_order(settings, schemas, {("videoA", 1), ("videoA", 2), ("videoA", 3)}) == 3
+
+
+def test_publish_waits_for_room_in_the_producers_queue(settings, cron_db):
+    """Issue 21, case 7: `vvv publish` of more events than the producer's queue holds parked the rest with
+    `Local: Queue full`; it waits for room instead, and delivers them all in one call."""
+    conn = sqlite3.connect(cron_db)
+    with conn:
+        conn.executemany(
+            "INSERT INTO videos (video_id, region, title, thumbnail_url) VALUES (?, 'PL', 't', 'u')",
+            [(f"vid{i:08d}",) for i in range(2000)],
+        )
+        conn.executemany(
+            "INSERT INTO video_snapshots VALUES (?, 'PL', 1, 0, 0, ?)",
+            [(f"vid{i:08d}", time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())) for i in range(2000)],
+        )
+    conn.close()
+    env = cli_env(settings, VVV_KAFKA_QUEUE_BUFFERING_MAX_MESSAGES="50")
+    done = subprocess.run([*VVV, "publish", "--db", cron_db], capture_output=True, text=True, env=env, timeout=90)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[-1] == "publish: delivered 2000, kept in outbox 0, rejected 0"
+    assert len(read_topic(settings, settings.videos_topic)) == 2000
+
+
+def test_flush_is_bounded_by_its_own_timeout(own_broker, cron_db):
+    """A frozen broker: `vvv outbox flush --timeout 2` gives up after its timeout, keeps everything, exits 1."""
+    settings = own_settings(own_broker)
+    background_processing([{"video_id": f"vid{i:08d}"} for i in range(50)], [], cron_db, down(settings))
+    processes = broker_processes(own_broker)
+    for p in processes:
+        os.kill(p.pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            [*VVV, "outbox", "flush", "--db", cron_db, "--timeout", "2"],
+            capture_output=True,
+            text=True,
+            env=cli_env(settings),
+            timeout=60,
+        )
+        took = time.monotonic() - started
+    finally:
+        for p in processes:
+            os.kill(p.pid, signal.SIGCONT)
+    assert done.returncode == 1 and "outbox flush: delivered 0, kept in outbox 50" in done.stdout
+    assert took < 2 + 8, f"{took:.1f} s"  # its timeout, and starting Python
+    assert outbox_count(cron_db) == 50
