@@ -55,11 +55,19 @@ def test_same_video_lands_on_one_partition_in_order(settings, schemas, cron_db):
 
 
 def test_invalid_items_are_rejected_with_reasons_not_raised(settings, cron_db):
-    report = background_processing(
-        [{"video_id": "bad id; --"}, "not a dict", {"video_id": "okvideo0001"}], ["x" * 300], cron_db, settings
-    )
-    assert report.delivered == 1 and len(report.rejected) == 3 and not report.ok
-    assert any("invalid video_id" in reason for reason in report.rejected.values())
+    """Keyed by the video id, so the cron can map each back to its video; an item naming no usable id by its
+    position and what it is; a video rejected both as a new video and as a stale id keeps both reasons."""
+    new = [{"video_id": "bad id; --"}, "not a dict", {"video_id": "okvideo0001"}, {"video_id": "vid1", "likes": -1}]
+    report = background_processing(new, ["x" * 300, "vid1", "bad id; --", 7], cron_db, settings)
+    assert report.delivered == 2 and not report.ok
+    expected = "expected 1-64 of A-Z a-z 0-9 _ -"
+    assert report.rejected == {
+        "bad id; --": f"invalid video_id 'bad id; --': {expected}",
+        "new_videos[1]: 'not a dict'": "not a dict",
+        "vid1": "invalid likes -1: expected 0..10000000000000",
+        f"stale_ids[0]: '{'x' * 59}...": f"invalid video_id '{'x' * 39}... (300 chars): {expected}",
+        "stale_ids[3]: 7": f"invalid video_id 7: {expected}",
+    }
 
 
 def test_never_raises_into_the_cron_and_says_what_it_could_not_keep(settings, tmp_path):
@@ -146,7 +154,7 @@ def test_publish_prints_each_rejected_row_exits_1_and_tries_it_again_later(setti
     add_video(cron_db, "bad id; --x", "PL", [(100, 1, 1, hours_ago(2))])
     done = vvv(settings, "publish", "--db", cron_db)
     assert done.returncode == 1
-    assert "rejected {'video_id': 'bad id; --x'" in done.stdout and "invalid video_id 'bad id; --x'" in done.stdout
+    assert "rejected bad id; --x: invalid video_id 'bad id; --x'" in done.stdout  # keyed by the row's video id
     assert "delivered 1, kept in outbox 0, rejected 1" in done.stdout
     again = vvv(settings, "publish", "--db", cron_db)  # the good one is not sent twice; the bad one is tried again
     assert again.returncode == 1 and "delivered 0, kept in outbox 0, rejected 1" in again.stdout

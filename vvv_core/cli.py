@@ -126,8 +126,8 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     stop = threading.Event()
     on_stop_signals(stop.set)  # the piece in flight stays in the outbox; what was delivered is recorded
     report = publish_new(args.db, settings, args.timeout, stop)
-    for item, reason in report.rejected.items():
-        print(f"rejected {item}: {reason}")
+    for video_id, reason in report.rejected.items():
+        print(f"rejected {video_id}: {reason}")
     print(f"publish: {report}")
     return 0 if report.ok else 1
 

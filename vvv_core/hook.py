@@ -37,7 +37,8 @@ class PublishReport:
     delivered: int = 0  # acknowledged by the broker in this call, events the outbox held included
     queued: int = 0  # waiting in the outbox when the call returned: nothing is lost
     unconfirmed: int = 0  # of those, sent but cut off before the broker answered: a repeat when sent again
-    rejected: dict[str, str] = field(default_factory=dict)  # item -> why it is not a valid event
+    # video id (else "new_videos[3]: <the item>", "stale_ids[0]: ...") -> why it is not a valid event
+    rejected: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 
     @property
@@ -51,6 +52,11 @@ class PublishReport:
         text += f", rejected {len(self.rejected)}"
         return text + (f" ({self.error})" if self.error else "")
 
+    def reject(self, key: str, reason: str) -> None:
+        """One item's rejection; a video rejected twice (a new video and a stale id) keeps both reasons."""
+        known = self.rejected.get(key)
+        self.rejected[key] = reason if known is None or reason in known else f"{known}; {reason}"
+
 
 @dataclass
 class Records:
@@ -63,6 +69,7 @@ class Records:
         return len(self.new) + len(self.stale)
 
 
+MAX_ID_SHOWN = 256  # a longer "id" is no video's: it is described instead (it could be megabytes)
 _schemas: dict[str, SchemaStore] = {}  # by registry URL ("" for none): one per process, as the producer
 _publishers: dict[Settings, OutboxPublisher] = {}
 
@@ -83,13 +90,27 @@ def validate(new_videos: Iterable[dict[str, Any]], stale_ids: Iterable[str], rep
     """The records of the valid items; each invalid one is listed in ``report.rejected`` with why."""
     records = Records()
     event_ids, created_at = new_event_ids(), now_ms()  # one call's events share their creation time
-    for items, make, into in ((new_videos, video_record, records.new), (stale_ids, stale_record, records.stale)):
-        for item in items:
+    for name, items, make, into in (
+        ("new_videos", new_videos, video_record, records.new),
+        ("stale_ids", stale_ids, stale_record, records.stale),
+    ):
+        for position, item in enumerate(items):
             try:
                 into.append(make(item, next(event_ids), created_at))
             except (InvalidInput, AttributeError) as exc:
-                report.rejected[repr(item)[:80]] = str(exc) if isinstance(exc, InvalidInput) else "not a dict"
+                reason = str(exc) if isinstance(exc, InvalidInput) else "not a dict"
+                video_id = item if into is records.stale else item.get("video_id") if isinstance(item, dict) else None
+                report.reject(rejection_key(video_id, item, f"{name}[{position}]"), reason)
     return records
+
+
+def rejection_key(video_id: Any, item: Any, position: str) -> str:
+    """The video id an item names, for the cron to map a rejection back to its video; where it names
+    none usable (not a dict, no id, not text, too long to be one), its position and what it is."""
+    if isinstance(video_id, str) and 0 < len(video_id) <= MAX_ID_SHOWN and video_id.isprintable():
+        return video_id
+    shown = repr(item)
+    return f"{position}: {shown[:60]}..." if len(shown) > 60 else f"{position}: {shown}"
 
 
 def encode(settings: Settings, records: Records) -> list[Message]:
@@ -119,8 +140,8 @@ def background_processing(
             settings = settings or Settings.from_env()
             _publisher(settings).connect()  # a fresh process connects while it validates and encodes
         records = validate(new_videos, stale_ids, report)
-        for item, reason in report.rejected.items():
-            log.error("hook: rejected %s: %s", item, reason)
+        for key, reason in report.rejected.items():
+            log.error("hook: rejected %s: %s", key, reason)
         try:
             _publish(records, db_path, settings, report)
         except Exception as exc:  # the cron must go on whatever happens here
