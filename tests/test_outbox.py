@@ -4,19 +4,28 @@ users share it through a group."""
 
 from __future__ import annotations
 
+import contextlib
+import grp
 import json
 import logging
 import os
+import pwd
+import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
+import sys
+import tempfile
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
-from conftest import FAST_GROUPS, VVV, broker_processes, cli_env, outbox_count
+from conftest import FAST_GROUPS, VVV, add_video, broker_processes, cli_env, hours_ago, outbox_count
 
 from vvv_core import kafka, outbox
 from vvv_core.broker import free_port
@@ -24,6 +33,7 @@ from vvv_core.config import Settings
 from vvv_core.hook import background_processing, flush_outbox
 from vvv_core.kafka import read_topic
 from vvv_core.outbox import outbox_dir
+from vvv_core.sample import CRON_SCHEMA
 from vvv_core.spool import MAGIC, RECORDS, SEGMENT, Spool
 
 VIDEOS, ROUNDS = 40, 50  # 2,000 events, each video's spread over the whole backlog
@@ -249,3 +259,90 @@ def test_flush_is_bounded_by_its_own_timeout(own_broker, cron_db):
     assert done.returncode == 1 and "outbox flush: delivered 0, kept in outbox 50" in done.stdout
     assert took < 2 + 8, f"{took:.1f} s"  # its timeout, and starting Python
     assert outbox_count(cron_db) == 50
+
+
+AS_USER = """
+import os, sys
+# what the code below imports, read while still root: the interpreter may live where others cannot read
+import encodings.idna, json, sqlite3, fastavro, vvv_core.cli, vvv_core.hook, vvv_core.registry
+uid, gid, shared = (int(a) for a in sys.argv[1:4])
+os.setgroups([shared])
+os.setgid(gid)
+os.setuid(uid)
+os.umask(0o022)  # the usual one: sharing must not depend on a kinder umask
+exec(sys.argv[4])
+"""
+HOOK = """
+from vvv_core.config import Settings
+from vvv_core.hook import background_processing
+items = [{"video_id": v, "view_count": int(c)} for v, c in (x.split(":") for x in sys.argv[5].split(","))]
+print(background_processing(items, [], sys.argv[6], Settings.from_env()))
+"""
+CLI = "sys.exit(vvv_core.cli.main(sys.argv[5:]))"
+
+
+@contextlib.contextmanager
+def two_users_and_a_group() -> Iterator[tuple[int, tuple[int, int], tuple[int, int]]]:
+    """A group and two users in it, each with a private primary group: (group id, (uid, gid) of each)."""
+    tag = uuid.uuid4().hex[:8]
+    group, users = f"vvvg{tag}", [f"vvvc{tag}", f"vvvp{tag}"]
+    subprocess.run(["groupadd", group], check=True)
+    try:
+        for user in users:
+            subprocess.run(["useradd", "-M", "-U", "-G", group, "-s", "/usr/sbin/nologin", user], check=True)
+        yield grp.getgrnam(group).gr_gid, *((pwd.getpwnam(u).pw_uid, pwd.getpwnam(u).pw_gid) for u in users)
+    finally:
+        for user in users:
+            subprocess.run(["userdel", user], capture_output=True)
+        subprocess.run(["groupdel", group], capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="two real users: root creates them (CI runs as root)")
+def test_two_users_share_the_outbox_through_its_group(settings, schemas):
+    """The hook in the cron's own Python as one user, `vvv publish` and `vvv outbox flush` as another, both in the
+    group the operator gave the cron's data directory (setgid, 2770), each with the usual umask 022: each drains,
+    removes, appends to and folds what the other wrote, and every file of the outbox stays the group's, 0660."""
+    with two_users_and_a_group() as (shared, cron, publisher):
+        data = Path(tempfile.mkdtemp(prefix="vvv-shared-"))  # pytest's tmp_path is root's alone
+        try:
+            os.chown(data, 0, shared)
+            os.chmod(data, 0o2770)
+            cron_db = str(data / "cron.db")
+            conn = sqlite3.connect(cron_db)
+            conn.executescript(CRON_SCHEMA)
+            conn.close()
+            os.chown(cron_db, cron[0], shared)  # the cron's, its group may write (as `vvv publish` does)
+            os.chmod(cron_db, 0o660)
+
+            def run(user: tuple[int, int], code: str, *args: str, up: bool = True) -> str:
+                env = cli_env(settings if up else down(settings))
+                argv = [sys.executable, "-c", AS_USER, str(user[0]), str(user[1]), str(shared), code, *args]
+                done = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=data, timeout=90)
+                assert done.returncode in (0, 1), done.stderr
+                return done.stdout
+
+            hook = lambda user, items, up=True: run(user, HOOK, items, cron_db, up=up)  # noqa: E731
+            assert "kept in outbox 2" in hook(cron, "videoA:1,videoB:1", up=False)
+            add_video(cron_db, "videoC", "PL", [(1, 0, 0, hours_ago(1))])
+            assert "publish: delivered 3, kept in outbox 0" in run(publisher, CLI, "publish", "--db", cron_db)
+            assert "kept in outbox 1" in hook(cron, "videoA:2", up=False)
+            add_video(cron_db, "videoD", "PL", [(1, 0, 0, hours_ago(1))])
+            assert "kept in outbox 2" in run(publisher, CLI, "publish", "--db", cron_db, "--timeout", "2", up=False)
+            assert "delivered 3, kept in outbox 0" in hook(cron, "videoA:3")
+            assert "kept in outbox 1" in hook(cron, "videoB:2", up=False)
+            assert "delivered 1, kept in outbox 0" in run(publisher, CLI, "outbox", "flush", "--db", cron_db)
+
+            folder = outbox_dir(cron_db)
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o2770 and folder.stat().st_gid == shared
+            files = {p.name: p.stat() for p in folder.iterdir()}
+            assert {"lock", "published.log", "published.db"} <= set(files)
+            assert {(name, stat.S_IMODE(s.st_mode), s.st_gid) for name, s in files.items()} == {
+                (name, 0o660, shared) for name in files
+            }
+            assert {s.st_uid for s in files.values()} == {cron[0], publisher[0]}  # each created some of them
+        finally:
+            shutil.rmtree(data)
+    records = [schemas.decode(m.value(), "VideoEvent") for m in read_topic(settings, settings.videos_topic)]
+    assert sorted((r["video_id"], r["view_count"]) for r in records) == [
+        ("videoA", 1), ("videoA", 2), ("videoA", 3), ("videoB", 1), ("videoB", 2), ("videoC", 1), ("videoD", 1)
+    ]  # fmt: skip

@@ -70,7 +70,7 @@ DEFAULT_RATE = 20_000.0  # messages/s before any was measured: the hook's usual 
 MIN_RATE = 2.0  # a piece of one message in half a second
 FIRST_PIECE = 100  # of a call that finds a backlog; each next piece at most twice the last one acknowledged
 PROGRESS_SECONDS = 5.0  # between progress lines of a long drain
-CONNECT_TIMEOUT = 30.0  # seconds a drain waits for a broker that does not answer at all
+CONNECT_TIMEOUT = 10.0  # seconds a drain waits for a broker that does not answer at all
 WAIT_SLICE = 0.5  # seconds per flush while waiting, so a stop or a progress line is never far off
 
 

@@ -15,7 +15,13 @@ small write and one fsync per piece, where rewriting the rest of a large segment
 would cost its whole size again; a line torn by a crash is ignored or reads as a smaller count
 (a prefix of a number is never larger), which can only repeat messages, never skip one.
 
-Files are created 0600: the events are the cron's data.
+Two users share the outbox through its folder's group: the hook runs in the cron's own Python, `vvv
+publish` perhaps as another user. Files are created 0660 and folders 2770, whatever the umask:
+the group may read and write everything (both sides create, append to, rename and delete files),
+others nothing (the events are the cron's data). The setgid bit makes every file take the folder's
+group, which is the group of the cron database's directory when that directory is setgid (how the
+operator chooses it), else the primary group of whoever created the folder; no file is ever
+``chgrp``-ed. A file created 0600 by an older version is opened up by its owner on next use.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import fcntl
 import itertools
 import json
 import os
+import stat
 import struct
 import time
 import zlib
@@ -32,7 +39,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
-FILE_MODE = 0o600
+FILE_MODE = 0o660
+DIR_MODE = 0o2770  # setgid: files take the folder's group
 MAGIC = b"VVVOUTBOX1\n"
 RECORD = struct.Struct(">HiI")  # topic length, key length (-1: no key), value length
 SEGMENT = ".seg"
@@ -58,13 +66,25 @@ class Damaged(Exception):
 
 
 def open_shared(path: Path, flags: int) -> int:
-    """A file descriptor on ``path``, created if missing."""
-    return os.open(path, flags | os.O_CREAT, FILE_MODE)
+    """A file descriptor on ``path``, created if missing, that the folder's group can use too."""
+    fd = os.open(path, flags | os.O_CREAT, FILE_MODE)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) != FILE_MODE:  # the umask took bits away
+            os.fchmod(fd, FILE_MODE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def make_shared_dir(path: Path) -> None:
-    """``path`` as a folder; its parent must exist."""
-    path.mkdir(exist_ok=True)
+    """``path`` as a folder its group shares (see the module's docstring); its parent must exist."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, DIR_MODE)
+    st = os.stat(path)
+    if st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) & DIR_MODE != DIR_MODE:
+        os.chmod(path, stat.S_IMODE(st.st_mode) | DIR_MODE)
 
 
 def _order(path: Path) -> int:
