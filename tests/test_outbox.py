@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -30,13 +31,13 @@ from conftest import FAST_GROUPS, VVV, add_video, broker_processes, cli_env, hou
 from vvv_core import kafka, outbox
 from vvv_core.broker import free_port
 from vvv_core.config import Settings
-from vvv_core.hook import background_processing, flush_outbox
+from vvv_core.hook import background_processing, flush_outbox, publish_new
 from vvv_core.kafka import read_topic
 from vvv_core.outbox import outbox_dir
 from vvv_core.sample import CRON_SCHEMA
 from vvv_core.spool import MAGIC, RECORDS, SEGMENT, Spool
 
-VIDEOS, ROUNDS = 40, 50  # 2,000 events, each video's spread over the whole backlog
+VIDEOS, ROUNDS = 30, 40  # 1,200 events, each video's spread over the whole backlog
 
 
 def own_settings(broker, **changes) -> Settings:
@@ -72,9 +73,9 @@ def test_a_backlog_ten_deadlines_long_shrinks_every_call_with_the_broker_frozen_
     the backlog is ten times what one deadline delivers. Every call leaves the outbox smaller by what it reports
     delivered, its own event kept behind the rest; a piece cut off is at most twice what came before it; the topic
     ends with every event, at most the events plus the pieces cut off, each video's in order."""
-    settings = own_settings(own_broker, hook_timeout=0.5)
-    warm = replace(settings, hook_timeout=30)  # new topics: Apache Kafka elects their leaders first
-    assert background_processing([{"video_id": "warmvideo01"}], [], cron_db, warm).delivered == 1
+    settings = own_settings(own_broker, hook_timeout=1.0)
+    add_video(cron_db, "warmvideo01", "PL", [(1, 0, 0, hours_ago(1))])  # new topics: Apache Kafka elects leaders
+    assert publish_new(cron_db, settings, timeout=30).delivered == 1  # and the hook's producer is connected
     backlog = [{"video_id": f"vid{v:08d}", "view_count": r} for r in range(ROUNDS) for v in range(VIDEOS)]
     assert background_processing(backlog, [], cron_db, down(settings)).queued == len(backlog)
     processes, frozen = broker_processes(own_broker), []
@@ -108,9 +109,33 @@ def test_a_backlog_ten_deadlines_long_shrinks_every_call_with_the_broker_frozen_
     finally:
         thaw()
     assert max(r.delivered for r in reports) * 10 <= len(backlog) and sum(r.unconfirmed > 0 for r in reports) >= 10
-    expected = {(b["video_id"], b["view_count"]) for b in backlog} | {("warmvideo01", None)}
+    expected = {(b["video_id"], b["view_count"]) for b in backlog} | {("warmvideo01", 1)}
     expected |= {(f"vid{n % VIDEOS:08d}", ROUNDS + n) for n in range(len(reports))}
     assert each_video_in_order(settings, schemas, expected) <= len(expected) + sum(r.unconfirmed for r in reports)
+
+
+def test_the_pace_is_remembered_beside_the_outbox_and_moves_sensibly(tmp_path):
+    """Pieces of at most a quarter of the call's time; a quick piece shows only that the broker is at least that
+    fast (never lowering the pace, at most doubling it); a slow one measures it; a cut-off halves it; each cron
+    run, a new process, starts where the last one left."""
+    pace = outbox.Pace(tmp_path / "pace")
+    assert pace.rate == outbox.DEFAULT_RATE and pace.piece(budget=2.0, remaining=2.0) == 10_000
+    assert pace.piece(budget=0.4, remaining=0.4) == 2_000 and pace.piece(budget=2.0, remaining=0.1) == 1_000
+    pace.acknowledged(10, 0.004, budget=2.0)  # 2,500/s measured: a round trip, not the broker's pace
+    assert pace.rate == outbox.DEFAULT_RATE
+    pace.acknowledged(10_000, 0.01, budget=2.0)  # 1,000,000/s measured: one quick answer can be luck
+    assert pace.rate == 2 * outbox.DEFAULT_RATE
+    pace.acknowledged(10_000, 2.0, budget=2.0)  # twice a piece's time: the broker's pace, measured
+    assert pace.rate == 5_000
+    pace.missed()
+    assert pace.rate == 2_500
+    pace.save()
+    assert outbox.Pace(tmp_path / "pace").rate == 2_500
+    pace.acknowledged(500, 0.6, budget=2.0)  # slower than a piece may be, but within twice: not lowered
+    pace.save()
+    assert outbox.Pace(tmp_path / "pace").rate == 2_500
+    (tmp_path / "pace").write_text("torn")
+    assert outbox.Pace(tmp_path / "pace").rate == outbox.DEFAULT_RATE
 
 
 def test_a_drain_to_the_end_says_how_far_it_got(settings, cron_db, monkeypatch, caplog):
@@ -125,6 +150,22 @@ def test_a_drain_to_the_end_says_how_far_it_got(settings, cron_db, monkeypatch, 
     assert lines[0].startswith(f"outbox: {outbox.FIRST_PIECE} of 3000 events delivered")
     assert lines[-1].startswith("outbox: 3000 of 3000 events delivered") and len(lines) >= 4
     assert len(read_topic(settings, settings.videos_topic)) == 3000 and outbox_count(cron_db) == 0
+
+
+def test_a_stop_ends_a_drain_between_pieces_and_says_so(settings, cron_db, monkeypatch):
+    """SIGTERM or Ctrl-C on `vvv publish` or `vvv outbox flush` sets their stop: what was delivered stays removed,
+    the rest waits, and the report says why (the command exits 1)."""
+    background_processing([{"video_id": f"vid{i:08d}"} for i in range(1000)], [], cron_db, down(settings))
+    stop, delivered = threading.Event(), outbox.Backlog.delivered
+
+    def then_stop(self, spans, kept):
+        delivered(self, spans, kept)
+        stop.set()
+
+    monkeypatch.setattr(outbox.Backlog, "delivered", then_stop)
+    report = flush_outbox(cron_db, settings, stop=stop)
+    assert (report.delivered, report.queued, report.unconfirmed) == (outbox.FIRST_PIECE, 900, 0)
+    assert report.error == "stopped before the outbox was empty" and outbox_count(cron_db) == 900
 
 
 def test_kept_segments_and_finished_pieces_are_on_disk_before_the_drain_goes_on(settings, cron_db, monkeypatch):
@@ -215,6 +256,19 @@ def test_a_records_file_keeps_its_format_and_an_unreadable_file_is_set_aside(set
     assert each_video_in_order(settings, schemas, {("videoA", 1), ("videoA", 2), ("videoA", 3)}) == 3
 
 
+def test_what_a_drain_leaves_behind_is_tidied(settings, cron_db):
+    """The progress record goes once the outbox is empty; a temporary file a crash left (an hour old) goes, one
+    being written now stays."""
+    background_processing([{"video_id": f"vid{i:08d}"} for i in range(300)], [], cron_db, down(settings))
+    folder = outbox_dir(cron_db)
+    old, fresh = folder / "00000000000000000001-1-0-1.tmp", folder / f"{time.time_ns():020d}-1-0-1.tmp"
+    for tmp in (old, fresh):
+        tmp.write_bytes(b"half a segment")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    assert flush_outbox(cron_db, settings).delivered == 300  # in pieces of 100 and 200: a progress line between
+    assert not Spool(folder).progress_path.exists() and not old.exists() and fresh.exists()
+
+
 def test_publish_waits_for_room_in_the_producers_queue(settings, cron_db):
     """Issue 21, case 7: `vvv publish` of more events than the producer's queue holds parked the rest with
     `Local: Queue full`; it waits for room instead, and delivers them all in one call."""
@@ -257,14 +311,17 @@ def test_flush_is_bounded_by_its_own_timeout(own_broker, cron_db):
         for p in processes:
             os.kill(p.pid, signal.SIGCONT)
     assert done.returncode == 1 and "outbox flush: delivered 0, kept in outbox 50" in done.stdout
-    assert took < 2 + 8, f"{took:.1f} s"  # its timeout, and starting Python
+    assert took < 2 + 6, f"{took:.1f} s"  # its timeout, and starting Python
     assert outbox_count(cron_db) == 50
 
 
 AS_USER = """
 import os, sys
-# what the code below imports, read while still root: the interpreter may live where others cannot read
+# what the code below reads (modules, schemas) read while still root: the interpreter and this checkout may be
+# where the test's users cannot read, as any of root's folders
 import encodings.idna, json, sqlite3, fastavro, vvv_core.cli, vvv_core.hook, vvv_core.registry
+from vvv_core.config import Settings
+vvv_core.hook.encode(Settings.from_env(), vvv_core.hook.Records())
 uid, gid, shared = (int(a) for a in sys.argv[1:4])
 os.setgroups([shared])
 os.setgid(gid)

@@ -87,10 +87,6 @@ def make_shared_dir(path: Path) -> None:
         os.chmod(path, stat.S_IMODE(st.st_mode) | DIR_MODE)
 
 
-def _order(path: Path) -> int:
-    return int(path.name[:20])
-
-
 def _next_order() -> int:
     """The time now in ns, never the same nor going back within this process."""
     global _last_order
@@ -246,11 +242,6 @@ class Spool:
         finally:
             os.close(fd)
 
-    def first_order(self) -> int | None:
-        """The order of the first file (what must be read before it is named below it)."""
-        segments = self.segments()
-        return _order(segments[0]) if segments else None
-
     def record_delivered(self, segment: Path, count: int) -> None:
         """The first ``count`` messages of ``segment`` are acknowledged: durable on return."""
         fd = open_shared(self.progress_path, os.O_WRONLY | os.O_APPEND)
@@ -271,7 +262,12 @@ class Spool:
         return damaged
 
     def tidy(self) -> None:
-        """The progress record kept short: gone once the outbox is empty, rewritten with its live lines when long."""
+        """The progress record kept short: gone once the outbox is empty, rewritten with its live lines when long;
+        temporary files a crash left behind removed (a writer still writing one is never an hour at it)."""
+        for tmp in self.folder.glob("*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                if time.time() - tmp.stat().st_mtime > 3600:
+                    tmp.unlink()
         segments = self.segments()
         if not segments:
             self.progress_path.unlink(missing_ok=True)
