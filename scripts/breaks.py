@@ -24,6 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RUNTIME = "tests/test_runtime.py::"  # the runtime's broker-free tests (the in-memory backend)
+OUTBOX = "tests/test_outbox.py::"
+HOOK = "tests/test_hook.py::"
 
 
 @dataclass(frozen=True)
@@ -156,6 +158,213 @@ BREAKS = [
         "busy = False",
         RUNTIME + "test_fetching_pauses_while_too_much_is_unfinished",
     ),
+    # -- the outbox and the hook ---------------------------------------------------------------
+    Break(
+        "keep all on a missed deadline: a call's finished pieces not removed from the outbox",
+        "vvv_core/outbox.py",
+        "                self.spool.record_delivered(run.segment, end)",
+        "                pass",
+        OUTBOX + "test_a_backlog_ten_deadlines_long_shrinks_every_call_with_the_broker_frozen_mid_call",
+        broker="any",
+    ),
+    Break(
+        "no pieces: the whole backlog sent as one",
+        "vvv_core/outbox.py",
+        "spans = backlog.take(size)",
+        "spans = backlog.take(1 << 30)",
+        OUTBOX + "test_a_backlog_ten_deadlines_long_shrinks_every_call_with_the_broker_frozen_mid_call",
+        broker="any",
+    ),
+    Break(
+        "what earlier calls delivered of a segment sent again",
+        "vvv_core/outbox.py",
+        "start = self.done.get(segment.name, 0)",
+        "start = 0",
+        OUTBOX + "test_a_backlog_ten_deadlines_long_shrinks_every_call_with_the_broker_frozen_mid_call",
+        broker="any",
+    ),
+    Break(
+        "a piece still unanswered at the deadline counted as delivered",
+        "vvv_core/outbox.py",
+        "                sent.cut_off = True\n                break\n            if now - said",
+        "                break\n            if now - said",
+        HOOK + "test_a_broker_frozen_mid_call_costs_the_deadline_and_loses_nothing",
+        broker="any",
+    ),
+    Break(
+        "the hook's accounting: a piece cut off by the deadline counted as delivered",
+        "vvv_core/outbox.py",
+        "result.unconfirmed = sent.produced\n",
+        "result.unconfirmed = sent.produced\n                        result.delivered += len(piece)\n",
+        OUTBOX + "test_a_backlog_ten_deadlines_long_shrinks_every_call_with_the_broker_frozen_mid_call",
+        broker="any",
+    ),
+    Break(
+        "the hook's accounting: refused events counted as delivered",
+        "vvv_core/outbox.py",
+        "result.delivered += len(piece) - len(kept)",
+        "result.delivered += len(piece)",
+        OUTBOX + "test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it",
+        broker="any",
+    ),
+    Break(
+        "a failed send loses its events: a refused event not kept",
+        "vvv_core/outbox.py",
+        "kept = [m for m in piece if m.value in failed or (m.topic, m.key) in held] if failed or held else []",
+        "kept = [m for m in piece if (m.topic, m.key) in held] if held else []",
+        OUTBOX + "test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it",
+        broker="any",
+    ),
+    Break(
+        "the order of kept events: a refused event's video's later events sent before it",
+        "vvv_core/outbox.py",
+        "send = [m for m in piece if (m.topic, m.key) not in held] if held else piece",
+        "send = piece",
+        OUTBOX + "test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it",
+        broker="any",
+    ),
+    Break(
+        "the order of kept events: what a piece leaves behind written after the rest, not ahead",
+        "vvv_core/outbox.py",
+        "written = self.spool.write(kept, self._ahead)",
+        "written = self.spool.write(kept)",
+        OUTBOX + "test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it",
+        broker="any",
+    ),
+    Break(
+        "the outbox keeps nothing it could not deliver",
+        "vvv_core/outbox.py",
+        "kept = backlog.keep_rest()",
+        "kept = 0",
+        HOOK + "test_broker_down_returns_in_bounded_time_and_loses_nothing",
+        broker="any",
+    ),
+    Break(
+        "a failure while sending is not caught (events neither sent nor kept)",
+        "vvv_core/outbox.py",
+        "except Exception as exc:  # whatever fails while sending",
+        "except ZeroDivisionError as exc:  # whatever fails while sending",
+        HOOK + "test_whatever_fails_while_sending_every_event_is_kept",
+        broker="any",
+    ),
+    Break(
+        "the producer's failure reports go to its first piece's record, not the current one's",
+        "vvv_core/outbox.py",
+        "on_delivery=lambda err, msg: self._failures.on_delivery(err, msg),",
+        "on_delivery=self._failures.on_delivery,",
+        HOOK + "test_an_event_the_broker_refuses_on_a_later_call_is_kept_not_counted_delivered",
+        broker="kafka",
+    ),
+    Break(
+        "a full producer queue gives up instead of waiting for room",
+        "vvv_core/outbox.py",
+        "while time.monotonic() < deadline and not (stop and stop.is_set()):\n            producer.poll(0.05)",
+        "while False:\n            producer.poll(0.05)",
+        OUTBOX + "test_publish_waits_for_room_in_the_producers_queue",
+        broker="any",
+    ),
+    Break(
+        "vvv outbox flush ignores its --timeout",
+        "vvv_core/cli.py",
+        "report = flush_outbox(args.db, settings, args.timeout, stop)",
+        "report = flush_outbox(args.db, settings, DRAIN_TIMEOUT, stop)",
+        OUTBOX + "test_flush_is_bounded_by_its_own_timeout",
+        broker="any",
+    ),
+    Break(
+        "the pace not remembered between calls",
+        "vvv_core/outbox.py",
+        "        if abs(self.rate - self.saved) > self.saved / 5:",
+        "        if False:",
+        OUTBOX + "test_the_pace_is_remembered_beside_the_outbox_and_moves_sensibly",
+    ),
+    Break(
+        "one quick piece sets the pace to what it measured",
+        "vvv_core/outbox.py",
+        "min(max(self.rate, measured), 2 * self.rate)",
+        "max(self.rate, measured)",
+        OUTBOX + "test_the_pace_is_remembered_beside_the_outbox_and_moves_sensibly",
+    ),
+    Break(
+        "no drain lock around the outbox",
+        "vvv_core/spool.py",
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+        "pass",
+        HOOK + "test_a_second_process_draining_queues_behind_it_in_order",
+        broker="any",
+    ),
+    Break(
+        "a kept segment renamed into place before its bytes are fsynced",
+        "vvv_core/spool.py",
+        "                f.write(data)\n            os.fsync(fd)\n",
+        "                f.write(data)\n",
+        OUTBOX + "test_kept_segments_and_finished_pieces_are_on_disk_before_the_drain_goes_on",
+        broker="any",
+    ),
+    Break(
+        "a kept segment written under its own name, not a temporary file renamed",
+        "vvv_core/spool.py",
+        'tmp = target.with_suffix(".tmp")',
+        "tmp = target",
+        OUTBOX + "test_kept_segments_and_finished_pieces_are_on_disk_before_the_drain_goes_on",
+        broker="any",
+    ),
+    Break(
+        "the folder not fsynced after a segment's rename",
+        "vvv_core/spool.py",
+        "        self._sync_folder()\n        return paths",
+        "        return paths",
+        OUTBOX + "test_kept_segments_and_finished_pieces_are_on_disk_before_the_drain_goes_on",
+        broker="any",
+    ),
+    Break(
+        "a finished piece not fsynced before the next one is sent",
+        "vvv_core/spool.py",
+        "a torn line stays its own\n            os.fsync(fd)\n",
+        "a torn line stays its own\n",
+        OUTBOX + "test_kept_segments_and_finished_pieces_are_on_disk_before_the_drain_goes_on",
+        broker="any",
+    ),
+    Break(
+        "the progress record kept once the outbox is empty",
+        "vvv_core/spool.py",
+        "            self.progress_path.unlink(missing_ok=True)\n            return\n",
+        "            return\n",
+        OUTBOX + "test_what_a_drain_leaves_behind_is_tidied",
+        broker="any",
+    ),
+    Break(
+        "temporary files a crash left never removed",
+        "vvv_core/spool.py",
+        "                if time.time() - tmp.stat().st_mtime > 3600:",
+        "                if False:",
+        OUTBOX + "test_what_a_drain_leaves_behind_is_tidied",
+        broker="any",
+    ),
+    Break(
+        "a file the outbox cannot read stops it instead of being set aside",
+        "vvv_core/outbox.py",
+        'log.error("%s: set aside as %s", exc, self.spool.set_aside(segment).name)\n                continue',
+        "self.blocked = str(exc)\n                return False",
+        OUTBOX + "test_a_records_file_keeps_its_format_and_an_unreadable_file_is_set_aside",
+        broker="any",
+    ),
+    Break(
+        "outbox files private to their creator (0600), not shared with the group",
+        "vvv_core/spool.py",
+        "FILE_MODE = 0o660",
+        "FILE_MODE = 0o600",
+        OUTBOX + "test_two_users_share_the_outbox_through_its_group",
+        broker="any",
+    ),
+    Break(
+        "rejections keyed by the item's text, not its video id",
+        "vvv_core/hook.py",
+        'report.reject(rejection_key(video_id, item, f"{name}[{position}]"), reason)',
+        "report.reject(repr(item)[:80], reason)",
+        HOOK + "test_invalid_items_are_rejected_with_reasons_not_raised",
+        broker="any",
+    ),
     # -- the sink ------------------------------------------------------------------------------
     Break(
         "the sink ignores the offsets it stored with its effects",
@@ -224,6 +433,8 @@ def main() -> int:
             source, target = ROOT / part, tree / part
             target.parent.mkdir(parents=True, exist_ok=True)
             (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+        if (ROOT / "kafka" / "lib").is_dir():  # for tests that start a broker of their own (own_broker)
+            (tree / "kafka" / "lib").symlink_to((ROOT / "kafka" / "lib").resolve())
         brokers = start_brokers(
             stack, {k for b in chosen for k in (["embedded", "kafka"] if b.broker == "any" else [b.broker]) if k}
         )
