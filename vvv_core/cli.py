@@ -20,7 +20,7 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 
 from vvv_core import db, kafka, logs
-from vvv_core.config import DEFAULT_BOOTSTRAP, KAFKA_SOURCES, ConfigError, Settings, environment_help
+from vvv_core.config import DEFAULT_BOOTSTRAP, KAFKA_SOURCES, PARTS, ConfigError, Settings, environment_help
 from vvv_core.errors import Fatal, VvvError
 from vvv_core.groups import GROUPS
 from vvv_core.outbox import DRAIN_TIMEOUT
@@ -262,7 +262,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.demo import run_demo
 
     console = None if args.exit else (args.console_host, args.console_port)
-    return run_demo(settings, GROUPS, db_path=args.db, until_idle=args.until_idle, console=console)
+    return run_demo(settings, GROUPS, db_path=args.db, real=args.real, until_idle=args.until_idle, console=console)
 
 
 def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
@@ -345,12 +345,15 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, summary: str, description: str, parent=commands) -> argparse.ArgumentParser:
+    def command(
+        name: str, summary: str, description: str, parent=commands, reads: tuple[str, ...] = ()
+    ) -> argparse.ArgumentParser:
+        """A command; ``reads``: the parts of the settings it reads (config.PARTS), which its --help lists."""
         sub = parent.add_parser(
             name,
             help=summary,
             description=textwrap.fill(description, 100),
-            epilog=environment_help(),
+            epilog=environment_help(reads),
             formatter_class=_Help,
         )
         _global_options(sub)
@@ -361,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run a broker in the foreground: the embedded one, or Apache Kafka",
         "Run a Kafka broker on 127.0.0.1 until Ctrl-C and create the project's topics: the embedded "
         "one (tansu, memory only, no install), or with --kafka a one-node Apache Kafka from its jars.",
+        reads=("kafka", "topics"),
     )
     p.add_argument("--port", type=port, default=9092, help="the port to listen on, on 127.0.0.1")
     p.add_argument("--kafka", action="store_true", help="run Apache Kafka (jars fetched by `make kafka`; Java 17+)")
@@ -371,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
         "topics",
         "create the project's topics where missing",
         "Create every topic of the project that is missing (idempotent), with VVV_PARTITIONS partitions.",
+        reads=("kafka", "topics"),
     )
     p.set_defaults(func=cmd_topics)
 
@@ -380,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Find what the cron database holds that was not published yet (videos with a new snapshot, videos "
         "gone stale) and publish an event for each, behind whatever waits in the outbox, which is delivered "
         "to its end first. Exit 1 when anything was rejected or not delivered.",
+        reads=("kafka", "topics", "schemas", "hook"),
     )
     p.add_argument("--db", required=True, help="the cron's SQLite database")
     drain_timeout(p)
@@ -392,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
         "deliver the outbox now",
         "Deliver every event waiting in the outbox beside the cron database, in order.",
         outbox,
+        reads=("kafka", "topics", "schemas", "hook"),
     )
     q.add_argument("--db", required=True, help="the cron's SQLite database (the outbox is beside it)")
     drain_timeout(q)
@@ -418,6 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Run one member of a consumer group until SIGTERM/SIGINT (graceful: running work finishes "
         "within VVV_STOP_TIMEOUT and is committed). Start more members, here or on other hosts, to "
         "share the partitions.",
+        reads=("kafka", "topics", "schemas", "member", "thumbnails", "liveness"),
     )
     p.add_argument("group", choices=sorted(GROUPS), help="the group to join")
     p.add_argument(
@@ -433,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the sink (the group `sink`): it reads the results topic and stores the results of members that "
         "ran without the database, each exactly once: its offsets are kept in the same SQLite transaction as "
         "the results. One sink per cron database.",
+        reads=("kafka", "topics", "schemas", "member"),
     )
     p.add_argument("--db", required=True, help="the cron's SQLite database")
     member_options(p)
@@ -440,7 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("dlq", "dead letters: events a group could not process", "A group's dead-letter topic.")
     dlq = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION", help="what to do")
-    q = command("list", "show a group's dead letters and why", "List a group's dead letters with their reasons.", dlq)
+    q = command(
+        "list",
+        "show a group's dead letters and why",
+        "List a group's dead letters with their reasons.",
+        dlq,
+        reads=("kafka",),
+    )
     q.add_argument("group", choices=sorted(GROUPS), help="the group")
     q.add_argument("--json", action="store_true", help="one JSON object per line, for scripts")
     q.set_defaults(func=cmd_dlq_list)
@@ -449,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
         "send dead letters back to their topic for another try",
         "Send each dead letter not replayed yet back to its source topic, untouched (each is replayed once).",
         dlq,
+        reads=("kafka",),
     )
     q.add_argument("group", choices=sorted(GROUPS), help="the group")
     q.set_defaults(func=cmd_dlq_replay)
@@ -458,6 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
         "lag, members, dead letters and results of every consumer group",
         "Is the background work keeping up? Per group: members, committed offsets and lag per "
         "partition, dead letters, the time of the last result.",
+        reads=("kafka", "schemas"),
     )
     p.add_argument("--db", help="also summarise the results in this cron database")
     p.add_argument("--json", action="store_true", help="JSON, for scripts")
@@ -467,6 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         "an HTML page of viral videos, scores, thumbnails, dead videos and lag",
         "Write a static HTML report from the cron database (and the lag, if a broker answers).",
+        reads=("kafka", "schemas", "console"),
     )
     p.add_argument("--db", required=True, help="the cron's SQLite database")
     p.add_argument("--out", default="report.html", help="the HTML file to write")
@@ -476,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
         "replay",
         "process a stopped group's history again, from a time or the beginning",
         "Move a stopped group's committed offsets back, so that its next start processes history again.",
+        reads=("kafka",),
     )
     p.add_argument("group", choices=sorted(GROUPS), help="the group (its members must be stopped)")
     when = p.add_mutually_exclusive_group(required=True)
@@ -494,11 +513,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "demo",
         "the whole pipeline on the embedded broker and sample data, offline",
-        "Start the embedded broker and local stand-ins for YouTube, build a sample database, publish, run "
-        "every group until idle, and print what they found; then keep it all running with the console (new "
-        "events are processed as they come) until Ctrl-C, printing the console's address. Needs no network.",
+        "Start the embedded broker and local stand-ins for YouTube (or, with --real, use YouTube itself for every "
+        "check), build a sample database, publish (with two poison events, for dead letters), run every group until "
+        "idle, and print what they found; then keep it all running with the console (new events are processed as "
+        "they come) until Ctrl-C, printing the console's address and the line that points other commands at the "
+        "demo's broker. Its database is kept when it stops. Needs no network without --real.",
+        reads=tuple(PARTS),
     )
-    p.add_argument("--db", help="use this cron database instead of a fresh sample one")
+    p.add_argument(
+        "--db",
+        help="use this cron database instead of a fresh sample one: a copy of it, unless with --real "
+        "(build one with `vvv sample --db FILE`)",
+    )
+    p.add_argument(
+        "--real",
+        action="store_true",
+        help="every check to YouTube's real endpoints (VVV_THUMBNAIL_HOSTS, VVV_OEMBED_URL, VVV_LIVENESS_RATE), "
+        "the results into the --db file itself; default: local stand-ins for every check, nothing leaves the machine",
+    )
     p.add_argument("--exit", action="store_true", help="exit after the summary instead of keeping it all up")
     p.add_argument("--console-host", default="127.0.0.1", help="address the console listens on")
     p.add_argument("--console-port", type=port, default=8765, help="port the console listens on")
@@ -511,6 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Serve the operator's console: every group with its members, lag, rate, retries waiting and dead "
         "letters; dead letters searchable, replayable one by one or all matching; viral and trending videos per "
         "region. Bound to 127.0.0.1 unless told otherwise; replays need the token it prints when bound beyond.",
+        reads=("kafka", "schemas", "console"),
     )
     p.add_argument("--db", required=True, help="the cron's SQLite database")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond loopback: replays need a token)")

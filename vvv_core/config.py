@@ -25,7 +25,7 @@ import ipaddress
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -277,15 +277,63 @@ def _shown(value: Any) -> str:
     return value or "none"
 
 
-def environment_help() -> str:
-    """Every variable the settings read, with its default: the command line's epilog."""
-    lines = ["environment (default in brackets; the README's configuration table says more):"]
+# The settings each part of the project reads, by field name: a command's --help lists those of the parts it
+# uses (the README's configuration table lists them all). Every setting is in at least one part.
+PARTS: dict[str, tuple[str, ...]] = {
+    "kafka": ("bootstrap", "kafka", "kafka_config", "namespace", "topic_videos", "topic_stale", "topic_results"),
+    "topics": ("partitions", "replication_factor", "max_message_bytes"),  # what the topics are created with
+    "schemas": ("schema_registry_url",),  # and VVV_SCHEMA_DIR: whatever encodes or decodes events or results
+    "hook": ("hook_timeout", "stale_hours"),
+    "member": (
+        "batch_size",
+        "stop_timeout",
+        "time_limit",
+        "max_in_flight",
+        "dlq_max_ratio",
+        "max_message_bytes",
+        "exactly_once",
+        "commit_interval",
+        "progress_interval",
+        "metrics_port",
+        "broker_timeout",
+        "group_protocol",
+    ),
+    "thumbnails": (
+        "thumbnail_hosts",
+        "thumbnail_timeout",
+        "thumbnail_attempts",
+        "thumbnail_retry_delay",
+        "thumbnail_max_bytes",
+        "thumbnail_concurrency",
+        "thumbnail_memory",
+    ),
+    "liveness": (
+        "oembed_url",
+        "liveness_timeout",
+        "liveness_attempts",
+        "liveness_retry_delay",
+        "liveness_rate",
+        "liveness_concurrency",
+    ),
+    "console": ("console_token", "thumbnail_hosts"),  # thumbnails shown only from the allowed hosts
+}
+
+
+def environment_help(parts: Iterable[str] | None = None) -> str:
+    """The variables that ``parts`` read (every one for None), with their defaults: a command's epilog."""
+    wanted = {name for part in (PARTS if parts is None else parts) for name in PARTS[part]}
+    if not wanted:
+        return "environment: none of the settings (the README's configuration table lists them)"
+    lines = ["environment it reads (default in brackets; the README's configuration table has them all):"]
     for f in dataclasses.fields(Settings):
+        if f.name not in wanted:
+            continue
         if f.name == "kafka":
             lines.append("  VVV_KAFKA_<NAME>[_FILE]  a librdkafka setting (e.g. VVV_KAFKA_SECURITY_PROTOCOL=SASL_SSL)")
             continue
         lines.append(f"  {_env_name(f)} [{_shown(f.default)}]")
-    lines.append("  VVV_SCHEMA_DIR [the package's schemas]")
+    if "schema_registry_url" in wanted:
+        lines.append("  VVV_SCHEMA_DIR [the package's schemas]")
     return "\n".join(lines)
 
 

@@ -44,7 +44,9 @@ def connect(path: str | os.PathLike[str], stopping: Callable[[], bool] = lambda:
     """
     path = Path(path)
     if not path.is_file():
-        raise DatabaseError(f"database {path} does not exist (create it with the cron pipeline, or `vvv demo`)")
+        raise DatabaseError(
+            f"database {path} does not exist (the cron pipeline creates it; `vvv sample --db {path}` builds a sample)"
+        )
     if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
         raise DatabaseError(f"database {path} is read-only: the consumers must write results to it")
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)

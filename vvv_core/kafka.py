@@ -163,12 +163,19 @@ def _client_config(settings: Settings, defaults: Mapping[str, Any], role: str = 
     }
 
 
+# Keys placed as the JVM's clients place them (murmur2, what Kafka Streams and every Java producer use), so a
+# video's events share a partition with what any other producer or a table keyed by video writes. librdkafka's
+# default (consistent_random, CRC32) would put most videos elsewhere. Keyless records: a random partition.
+PARTITIONER = "murmur2_random"
+
+
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return _client_config(
         settings,
         {
             "enable.idempotence": True,  # retries keep each video's events in order, without repeats
             "acks": "all",
+            "partitioner": PARTITIONER,
             "linger.ms": 5,
             "compression.type": "lz4",
             "allow.auto.create.topics": False,  # see ensure_topics: the project creates its topics
@@ -254,6 +261,30 @@ def consumer_config(settings: Settings, group: str, protocol: str = "classic", *
             config.pop(name, None)
         config["group.protocol"] = "consumer"
     return config
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's ``Utils.murmur2`` (a 32-bit MurmurHash2, seed 0x9747b28c) as an unsigned 32-bit value."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = 0x9747B28C ^ len(data)
+    whole = len(data) - len(data) % 4
+    for (k,) in struct.iter_unpack("<I", data[:whole]):
+        k = (k * m) & mask
+        k ^= k >> 24
+        h = ((h * m) & mask) ^ ((k * m) & mask)
+    tail = data[whole:]
+    if tail:
+        for i in reversed(range(len(tail))):
+            h ^= tail[i] << (8 * i)
+        h = (h * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    return h ^ (h >> 15)
+
+
+def java_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's Java producer (and librdkafka's ``murmur2_random``) gives ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def admin(settings: Settings, **extra: Any) -> AdminClient:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -14,6 +15,8 @@ from vvv_core.probes import MemberProbe, probe_all
 from vvv_core.registry import schema_store
 from vvv_core.runtime.group import Groups, client_mode
 
+# Members by group id, each (client_id@host, as a broker names it) with the partitions it owns.
+MembersStarted = Callable[[], dict[str, dict[str, list[int]]]]
 RESULTS_TAIL = 200  # results read from the end of each partition to find each group's latest
 
 
@@ -74,10 +77,13 @@ def _last_results(settings: Settings) -> dict[str, datetime]:
     return latest
 
 
-def group_status(settings: Settings, groups: Groups) -> list[GroupStatus]:
+def group_status(settings: Settings, groups: Groups, started: MembersStarted | None = None) -> list[GroupStatus]:
+    """``started``: the members the caller started itself (the demo's), for groups the broker names none of."""
     kafka.check_broker(settings)
     last = _last_results(settings)
     members = kafka.group_members(settings, [settings.group_id(name) for name in groups])
+    known = started() if started is not None else {}
+    members = {group_id: named or known.get(group_id) for group_id, named in members.items()}
     statuses = []
     for name, group_class in groups.items():
         topic = group_class.input_topic(settings)

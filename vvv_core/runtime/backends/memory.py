@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -39,7 +38,9 @@ class MemoryBroker:
         return self.topics.setdefault(topic, [[] for _ in range(self.partitions)])
 
     def partition_for(self, key: bytes | None) -> int:
-        return zlib.crc32(key or b"") % self.partitions
+        from vvv_core.kafka import java_partition  # the producers' partitioner (murmur2), as on a real broker
+
+        return java_partition(key or b"", self.partitions)
 
     def publish(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None) -> Partition:
         self.log(topic)[self.partition_for(key)].append(Stored(key, value, headers))
