@@ -32,11 +32,12 @@ from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import Settings
 from vvv_core.groups import GROUPS
 from vvv_core.kafka import QUICK_JOIN, read_topic
-from vvv_core.outbox import Spool, outbox_dir
+from vvv_core.outbox import outbox_dir
 from vvv_core.runtime import ConsumerGroup
 from vvv_core.runtime.backends import Backend
 from vvv_core.runtime.loop import GroupRunner
 from vvv_core.sample import CRON_SCHEMA, build_sample_db
+from vvv_core.spool import Spool
 
 FAST_GROUPS = QUICK_JOIN  # joins in 1 s on tansu
 
@@ -119,6 +120,11 @@ def own_broker() -> Iterator[EmbeddedBroker | ApacheKafka]:
     """A broker for this test alone, for tests that stop, freeze or restart it."""
     with new_broker() as b:
         yield b
+
+
+def broker_processes(b: EmbeddedBroker | ApacheKafka) -> list[subprocess.Popen[bytes]]:
+    """The processes to SIGSTOP to freeze ``b``: each node's."""
+    return [n.process for n in b.nodes] if isinstance(b, ApacheKafka) else [b.process]
 
 
 @pytest.fixture
@@ -239,9 +245,13 @@ class ProcessTree:
 
 
 def outbox_count(db_path: str) -> int:
-    """Events waiting in the outbox beside ``db_path``."""
+    """Events waiting in the outbox beside ``db_path``: every file read, less what its progress says was delivered."""
     spool = Spool(outbox_dir(db_path))
-    return sum(len(spool.read(segment, lambda kept: kept["new"] + kept["stale"])) for segment in spool.segments())
+    done = spool.delivered()
+    return sum(
+        len(spool.read(segment, lambda kept: kept["new"] + kept["stale"])) - done.get(segment.name, 0)
+        for segment in spool.segments()
+    )
 
 
 def hours_ago(hours: float) -> str:

@@ -23,6 +23,7 @@ from vvv_core import db, kafka, logs
 from vvv_core.config import DEFAULT_BOOTSTRAP, KAFKA_SOURCES, PARTS, ConfigError, Settings, environment_help
 from vvv_core.errors import Fatal, VvvError
 from vvv_core.groups import GROUPS
+from vvv_core.outbox import DRAIN_TIMEOUT
 
 log = logging.getLogger("vvv")
 STATEFUL = [name for name, group in GROUPS.items() if group.stateful]  # groups with a changelog topic
@@ -123,9 +124,11 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.hook import publish_new
 
-    report = publish_new(args.db, settings)
-    for item, reason in report.rejected.items():
-        print(f"rejected {item}: {reason}")
+    stop = threading.Event()
+    on_stop_signals(stop.set)  # the piece in flight stays in the outbox; what was delivered is recorded
+    report = publish_new(args.db, settings, args.timeout, stop)
+    for video_id, reason in report.rejected.items():
+        print(f"rejected {video_id}: {reason}")
     print(f"publish: {report}")
     return 0 if report.ok else 1
 
@@ -133,7 +136,9 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_outbox_flush(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.hook import flush_outbox
 
-    report = flush_outbox(args.db, settings)
+    stop = threading.Event()
+    on_stop_signals(stop.set)
+    report = flush_outbox(args.db, settings, args.timeout, stop)
     print(f"outbox flush: {report}")
     return 0 if report.error is None else 1
 
@@ -327,6 +332,17 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def drain_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        default=DRAIN_TIMEOUT,
+        metavar="S",
+        help="seconds to deliver for at most, waiting for room in the producer's queue; what is left then "
+        "waits in the outbox for the next run",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vvv",
@@ -380,10 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
         "publish",
         "publish new and stale videos from the cron database (the hook's CLI)",
         "Find what the cron database holds that was not published yet (videos with a new snapshot, videos "
-        "gone stale) and publish an event for each. Exit 1 when anything was rejected or not delivered.",
+        "gone stale) and publish an event for each, behind whatever waits in the outbox, which is delivered "
+        "to its end first. Exit 1 when anything was rejected or not delivered.",
         reads=("kafka", "topics", "schemas", "hook"),
     )
     p.add_argument("--db", required=True, help="the cron's SQLite database")
+    drain_timeout(p)
     p.set_defaults(func=cmd_publish)
 
     p = command("outbox", "events kept while the broker was unreachable", "Events the hook could not deliver in time.")
@@ -396,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
         reads=("kafka", "topics", "schemas", "hook"),
     )
     q.add_argument("--db", required=True, help="the cron's SQLite database (the outbox is beside it)")
+    drain_timeout(q)
     q.set_defaults(func=cmd_outbox_flush)
 
     def member_options(p: argparse.ArgumentParser) -> None:
