@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from confluent_kafka import Message
 
-from vvv_core import db, dlq, kafka
+from vvv_core import dlq, kafka, scoreboard
 from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
-from vvv_core.domain.scoring import label
 from vvv_core.probes import MemberProbe, probe_all
 from vvv_core.registry import schema_store
 from vvv_core.runtime.group import Groups, client_mode
@@ -129,29 +127,14 @@ def _last_results(records: list[Message], schemas: SchemaStore) -> dict[str, dat
 
 
 def database_summary(db_path: str) -> dict[str, object]:
-    conn = db.connect(db_path)
-    try:
-        scores = conn.execute(
-            "SELECT coalesce(region, '?'), virality_score FROM videos WHERE virality_score IS NOT NULL"
-        ).fetchall()
-        labels: dict[str, Counter[str]] = {}
-        for region, score in scores:
-            labels.setdefault(region, Counter())[label(score)] += 1
-
-        def counts(table: str) -> dict[str, int]:
-            if not db.columns(conn, table):
-                return {}
-            return dict(conn.execute(f"SELECT status, count(*) FROM {table} GROUP BY status"))
-
-        liveness = counts("video_liveness")
-        return {
-            "labels_per_region": {r: dict(c) for r, c in sorted(labels.items())},
-            "thumbnails": counts("thumbnail_checks"),
-            "liveness": liveness,
-            "dead_videos": liveness.get("deleted", 0) + liveness.get("private", 0),
-        }
-    finally:
-        conn.close()
+    with scoreboard.reading(db_path) as conn:
+        found = scoreboard.read_summary(conn)
+    return {
+        "labels_per_region": {r: dict(found.scores.labels(r)) for r in sorted(found.scores.regions)},
+        "thumbnails": dict(found.thumbnails.counts),
+        "liveness": dict(found.liveness.counts),
+        "dead_videos": found.liveness.counts["deleted"] + found.liveness.counts["private"],
+    }
 
 
 def as_json(statuses: list[GroupStatus], summary: dict | None) -> dict:
