@@ -246,8 +246,8 @@ def test_a_malformed_request_is_answered_400_with_its_reason(settings, sample_db
         ("/views/results?PL=views", "PL: expected column.direction.page"),
         ("/views/results?PL=rank.desc.1", "the column one of score, views"),
         ("/views/results?PL=views.up.1", "the direction asc or desc"),
-        ("/views/results?PL=views.desc.0", "the page is a number from 1 to 40"),
-        ("/views/results?PL=views.desc.%C2%B2", "the page is a number from 1 to 40"),  # a superscript two
+        ("/views/results?PL=views.desc.0", "the page is a number from 1 to 20"),
+        ("/views/results?PL=views.desc.%C2%B2", "the page is a number from 1 to 20"),  # a superscript two
         ("/views/dead-letters?group=nope", "no such group"),
         ("/views/dead-letters?group=scoring&q=" + "x" * 501, "at most 500"),
     ]

@@ -8,8 +8,9 @@ Three things keep each look short, each created by ``prepare`` where it is missi
   rescore moves an entry in it, at about twice the cost to scoring's writes (``bench/console.py`` measures
   both); a count is one row of a small table.
 - **Each region's listing**: its viral and trending videos, best first, at most ``LISTED`` of them, from a
-  partial index that holds only those (scoring's updates of the rest never touch it). Sorting a listing by
-  any column and paging through it reads at most ``LISTED`` rows, however large the database.
+  partial index that holds only those (scoring's updates of the rest never touch it), with every column a
+  listing sorts by but the verdicts. Sorting a listing by any column and paging through it reads at most
+  ``LISTED`` rows, however large the database.
 - **Verdict counts**: an index on each verdict table's status and reason.
 
 Who creates them: the console (``prepare``, at each look while one is missing: a verdict table appears when
@@ -32,7 +33,7 @@ from vvv_core.domain.scoring import label
 
 log = logging.getLogger(__name__)
 
-LISTED = 1000  # videos in a region's listing at most: its best, sorted and paged by the database
+LISTED = 500  # videos in a region's listing at most: its best, sorted and paged by the database
 PAGE = 25  # videos per page of a listing
 LOCK_WAIT_MS = 100  # how long ``prepare`` waits for another writer's lock before trying at the next look
 # The lowest score listed (60.0): scores are written to 0.1, and labels rise with the score.
@@ -71,9 +72,9 @@ COUNTING = [
         BEGIN {_REMOVE} {_ADD} END""",
 ]
 COUNTING_PARTS = (COUNTS, "vvv_score_counts_insert", "vvv_score_counts_delete", "vvv_score_counts_update")
-LISTING_INDEX = (
-    "CREATE INDEX vvv_videos_listed ON videos (region, virality_score, virality_velocity, virality_engagement, "
-    f"video_id) WHERE virality_score >= {LISTED_FROM!r}"
+LISTING_COLUMNS = ("region", "virality_score", "virality_velocity", "virality_engagement", "video_id", "title")
+LISTING_INDEX = (  # all a listing sorts by, but the verdicts: read from the index alone
+    f"CREATE INDEX vvv_videos_listed ON videos ({', '.join(LISTING_COLUMNS)}) WHERE virality_score >= {LISTED_FROM!r}"
 )
 VERDICT_TABLES = {"thumbnail_checks": ("error",), "video_liveness": ("unknown",)}  # table -> statuses explained
 
@@ -86,7 +87,7 @@ def prepare(conn: sqlite3.Connection) -> None:
     if "virality_score" in scored and not set(COUNTING_PARTS) <= made:  # a part dropped: the counts rebuilt
         undo = [f"DROP TRIGGER IF EXISTS {name}" for name in COUNTING_PARTS[1:]] + [f"DROP TABLE IF EXISTS {COUNTS}"]
         wanted.append(("running counts of scores", undo + COUNTING))
-    if {"virality_score", "virality_velocity", "virality_engagement"} <= scored and "vvv_videos_listed" not in made:
+    if set(LISTING_COLUMNS) <= scored and "vvv_videos_listed" not in made:
         wanted.append(("the listings' index", [LISTING_INDEX]))
     for table in VERDICT_TABLES:
         if db.columns(conn, table) and f"vvv_{table}_by_status" not in made:
@@ -229,7 +230,7 @@ SORTS = {
     "views": "l.velocity",
     "engagement": "l.engagement",
     "video": "l.video_id",
-    "title": "(SELECT title FROM videos WHERE video_id = l.video_id) COLLATE NOCASE",
+    "title": "l.title COLLATE NOCASE",
     "thumbnail": "(SELECT status FROM thumbnail_checks WHERE video_id = l.video_id)",
     "liveness": "(SELECT status FROM video_liveness WHERE video_id = l.video_id)",
 }
@@ -297,19 +298,18 @@ def _listing(conn: sqlite3.Connection, region: str, order: Order, listed: int, c
         else:  # its group never ran: nothing checked
             checks.append("NULL, NULL")
             key = "NULL" if order.column == column else key
-    key = "NULL" if order.column == "title" and "title" not in columns else key
     page = min(order.page, -(-listed // PAGE))
     where = "(region IS NULL OR region = '?')" if region == NO_REGION else "region = :region"
     rows = conn.execute(
         f"""WITH l AS (
                 SELECT video_id, virality_score AS score, {col("virality_velocity")} AS velocity,
-                       {col("virality_engagement")} AS engagement
+                       {col("virality_engagement")} AS engagement, {col("title")} AS title
                 FROM videos WHERE {where} AND virality_score >= {LISTED_FROM!r}
                 ORDER BY virality_score DESC, {col("virality_velocity")} DESC, {col("virality_engagement")} DESC,
                          video_id DESC
                 LIMIT {LISTED}),
             shown AS (SELECT l.*, {key} AS key FROM l ORDER BY {order.sql()} LIMIT {PAGE} OFFSET :offset)
-            SELECT l.video_id, {col("title", "v.")}, l.score, l.velocity, l.engagement, {col("thumbnail_url", "v.")},
+            SELECT l.video_id, l.title, l.score, l.velocity, l.engagement, {col("thumbnail_url", "v.")},
                    {", ".join(checks)}
             FROM shown AS l JOIN videos AS v USING (video_id) {" ".join(joins)}
             ORDER BY {order.sql()}""",

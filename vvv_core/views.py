@@ -163,19 +163,18 @@ def _listing(region: str, listing: Listing, thumbnail_hosts: tuple[str, ...], so
             f"<td>{video_link(v.video_id)}</td><td>{e(v.title)}</td><td>{checks[0]}</td><td>{checks[1]}</td></tr>"
         )
     out.append("</table>")
-    first = (order.page - 1) * PAGE + 1
-    shown = f"{first:,}&ndash;{first + len(listing.videos) - 1:,} of {listing.listed:,}"
-    more = (
-        f" (the best {listing.listed:,} of {listing.candidates:,} viral or trending)"
-        if listing.candidates > listing.listed
-        else " viral or trending"
-    )
-    if not sortable:
-        out.append(f"<p class='muted'>{shown}{more}, best first</p>")
+    if not sortable:  # the report: the first page, best first
+        shown = f"{len(listing.videos)} of {listing.candidates:,}"
+        out.append(f"<p class='muted'>{shown} viral or trending, best first</p>")
         return "\n".join(out)
+    listed = f"{listing.listed:,}"
+    if listing.candidates > listing.listed:
+        listed = f"the best {listing.listed:,} of {listing.candidates:,}"
+    first = (order.page - 1) * PAGE + 1
+    shown = f"{first:,}&ndash;{first + len(listing.videos) - 1:,} of {listed} viral or trending"
     pager = [
         f"<button class='page' data-page='{order.page - 1}'{'' if order.page > 1 else ' disabled'}>previous</button>",
-        f"<span class='muted'>page {order.page} of {listing.pages}: {shown}{more}</span>",
+        f"<span class='muted'>page {order.page} of {listing.pages}: {shown}</span>",
         f"<button class='page' data-page='{order.page + 1}'"
         f"{'' if order.page < listing.pages else ' disabled'}>next</button>",
     ]
