@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
@@ -155,10 +155,10 @@ def read_scores(conn: sqlite3.Connection) -> Scores:
         else "SELECT coalesce(region, '?'), virality_score, count(*) FROM videos WHERE virality_score IS NOT NULL "
         "GROUP BY 1, 2"
     )
-    regions: dict[str, Counter[float]] = {}
+    regions: defaultdict[str, Counter[float]] = defaultdict(Counter)
     for region, score, n in rows:
-        regions.setdefault(region, Counter())[score] = n
-    scores = Scores(regions, 0)
+        regions[region][score] = n
+    scores = Scores(dict(regions), 0)
     scores.unscored = conn.execute("SELECT count(*) FROM videos").fetchone()[0] - scores.scored
     return scores
 
