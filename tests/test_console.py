@@ -306,7 +306,8 @@ def test_bound_beyond_loopback_the_token_guards_every_view(settings, sample_db, 
 def test_two_tabs_share_one_pipeline_answer(settings, sample_db, browser):
     """Two tabs open on one console: each view's answer is made once per its interval, and the broker is asked
     once per answer. Counted at the client layer the console owns: its long-lived ``kafka.Readers`` count the
-    requests they send by kind, and only a pipeline look asks for the groups' members."""
+    requests they send by kind, and only a pipeline look asks for the groups' members. A search typed into the
+    dead letters reads the topic no more often."""
     background_processing([{"video_id": f"fresh{i:06d}"} for i in range(30)], [], sample_db, settings)
     running = InProcessConsole(settings, sample_db)
     try:
@@ -339,6 +340,11 @@ def test_two_tabs_share_one_pipeline_answer(settings, sample_db, browser):
         assert members == made  # and one set of requests to the broker for each
         lag = [tab.locator("#groups tr[data-group=scoring] td.lag").inner_text() for tab in tabs]
         assert lag[0] == lag[1] != "?"  # the same answer in both
+
+        reads = answers.computed["dead-letters"]
+        tabs[0].type("#dlq-query", "database is locked", delay=20)  # the page asks again at each keystroke
+        tabs[0].wait_for_timeout(300)
+        assert answers.computed["dead-letters"] - reads <= 1  # searched in what one read of the topic found
     finally:
         running.stop()
     assert readers.closed  # closed with the console

@@ -13,17 +13,19 @@ import time
 from collections import Counter
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from starlette.concurrency import run_in_threadpool
 
-MOST = 256  # answers kept at once (distinct searches, sorts and pages); the expired ones are dropped first
+MOST = 256  # answers kept at once (distinct sorts and pages); the expired ones are dropped first
+T = TypeVar("T")
 
 
 @dataclass
 class _Answer:
     asked_at: float
     every: float
-    task: asyncio.Future[str]
+    task: asyncio.Future[Any]
 
     def fresh(self, now: float) -> bool:
         if self.task.done() and (self.task.cancelled() or self.task.exception() is not None):
@@ -32,7 +34,8 @@ class _Answer:
 
 
 class Answers:
-    """The answers of the views, by what was asked (``key``: the view's name first)."""
+    """The answers of the views (or what they are made from), by what was asked (``key``: the view's name
+    first)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -47,7 +50,7 @@ class Answers:
         """Answers being made now."""
         return sum(not a.task.done() for a in self._kept.values())
 
-    async def get(self, key: tuple[str, Hashable], every: float, compute: Callable[[], str]) -> tuple[str, float]:
+    async def get(self, key: tuple[str, Hashable], every: float, compute: Callable[[], T]) -> tuple[T, float]:
         """The answer for ``key`` (computed by ``compute`` if it has none from the last ``every`` seconds), and
         the seconds it stays the answer."""
         now = self._clock()
@@ -58,8 +61,8 @@ class Answers:
             task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is each waiter's to raise
             answer = self._kept[key] = _Answer(now, every, task)
             self.computed[key[0]] += 1
-        text = await asyncio.shield(answer.task)  # a client that leaves does not cancel it for the others
-        return text, max(0.0, answer.asked_at + answer.every - self._clock())
+        found = await asyncio.shield(answer.task)  # a client that leaves does not cancel it for the others
+        return found, max(0.0, answer.asked_at + answer.every - self._clock())
 
     def forget(self, view: str) -> None:
         """Drop a view's answers: something this console did (a replay) made them wrong before their time."""

@@ -31,7 +31,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
@@ -73,15 +73,20 @@ class BadRequest(Exception):
     """What a request asks makes no sense: answered 400 with this reason."""
 
 
+def nothing_asked(query: QueryParams) -> tuple[()]:
+    """A view that takes no parameters (any given are ignored)."""
+    return ()
+
+
 @dataclass(frozen=True)
 class View:
-    """A part of the page, at ``/views/<name>``: the page refreshes it every ``every`` seconds, and one answer
-    serves every request for that long. ``ask`` reads what a request asks of it (the answer's key; BadRequest
-    when it makes no sense), ``answer`` makes the HTML fragment for that (blocking: run in a worker thread)."""
+    """A part of the page, at ``/views/<name>``: the page refreshes it every ``every`` seconds. ``ask`` reads
+    what a request asks of it (BadRequest when it makes no sense); ``answer`` gives the HTML fragment for that,
+    and how many seconds it stays the answer (made at most once an interval: see ``create_app``'s ``kept``)."""
 
     every: float
-    answer: Callable[[Any], str]
-    ask: Callable[[QueryParams], Hashable] = lambda query: ()
+    answer: Callable[[Any], Awaitable[tuple[str, float]]]
+    ask: Callable[[QueryParams], Hashable] = nothing_asked
 
 
 class Rates:
@@ -128,13 +133,20 @@ def create_app(
             return views.pipeline(None, str(exc))
         return views.pipeline(found, rates=rates.update(found))
 
-    def dead_letters(asked: tuple[str, str]) -> str:
-        group, query = asked
+    def letters_of(group: str) -> list[DeadLetter] | str:
+        """A group's dead letters, or why they could not be read."""
         try:
-            letters = list_dead_letters(settings, group, readers[0])
+            return list_dead_letters(settings, group, readers[0])
         except (VvvError, KafkaException) as exc:
-            return f"<p class='muted'>{views.e(exc)}</p>"
-        return views.dead_letters(group, letters, query, actions=True)
+            return str(exc)
+
+    async def dead_letters(asked: tuple[str, str]) -> tuple[str, float]:
+        """One read of a group's letters an interval, whatever is searched: a search is a look at what it read."""
+        group, query = asked
+        letters, fresh_for = await answers.get(("dead-letters", group), 3, functools.partial(letters_of, group))
+        if isinstance(letters, str):
+            return f"<p class='muted'>{views.e(letters)}</p>", fresh_for
+        return await run_in_threadpool(views.dead_letters, group, letters, query, True), fresh_for
 
     def ask_dead_letters(query: QueryParams) -> tuple[str, str]:
         group, search = query.get("group", ""), query.get("q", "")
@@ -144,11 +156,15 @@ def create_app(
             raise BadRequest(f"a search of {len(search):,} characters: at most {LONGEST_SEARCH}")
         return group, search
 
+    def kept(name: str, every: float, make: Callable[[Any], str], ask: Callable[[QueryParams], Hashable]) -> View:
+        """A view whose answer to each question is made at most once every ``every`` seconds, for everyone."""
+        return View(every, lambda asked: answers.get((name, asked), every, functools.partial(make, asked)), ask)
+
     shown = {
-        "summary": View(5, summary),
-        "pipeline": View(2, pipeline),
+        "summary": kept("summary", 5, summary, nothing_asked),
+        "pipeline": kept("pipeline", 2, pipeline, nothing_asked),
         "dead-letters": View(3, dead_letters, ask_dead_letters),
-        "results": View(10, results, ask_listings),
+        "results": kept("results", 10, results, ask_listings),
     }
 
     def page(request: Request) -> HTMLResponse:
@@ -177,8 +193,7 @@ def create_app(
             asked = declared.ask(request.query_params)
         except BadRequest as exc:
             return HTMLResponse(f"<p class='bad'>bad request: {views.e(exc)}</p>", status_code=400)
-        key = (request.path_params["name"], asked)
-        fragment, fresh_for = await answers.get(key, declared.every, functools.partial(declared.answer, asked))
+        fragment, fresh_for = await declared.answer(asked)
         return HTMLResponse(fragment, headers={"X-VVV-Fresh-For": f"{fresh_for * 1000:.0f}"})  # ms
 
     async def replay_letters(request: Request) -> JSONResponse:
