@@ -227,8 +227,8 @@ BREAKS = [
     Break(
         "a listing not bounded to its region's best",
         "vvv_core/scoreboard.py",
-        "                LIMIT {LISTED}),",
-        "                LIMIT -1),",
+        "({best} LIMIT {LISTED}) AS l",
+        "({best}) AS l",
         SCOREBOARD + "test_a_listing_sorted_by_any_column_is_paged_by_the_database",
     ),
     Break(

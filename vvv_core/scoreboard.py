@@ -301,15 +301,19 @@ def _listing(conn: sqlite3.Connection, region: str, order: Order, listed: int, c
             key = "NULL" if order.column == column else key
     page = min(order.page, -(-listed // PAGE))
     where = "(region IS NULL OR region = '?')" if region == NO_REGION else "region = :region"
+    velocity, engagement = col("virality_velocity"), col("virality_engagement")
+    best = f"""SELECT video_id, virality_score AS score, {velocity} AS velocity, {engagement} AS engagement,
+                      {col("title")} AS title
+               FROM videos WHERE {where} AND virality_score >= {LISTED_FROM!r}
+               ORDER BY virality_score DESC, {velocity} DESC, {engagement} DESC, video_id DESC"""
+    if order.column == "score" and order.descending:  # the page straight from the index, within the listing
+        rest = min(PAGE, listed - (page - 1) * PAGE)
+        shown = f"SELECT l.*, NULL AS key FROM ({best} LIMIT {rest} OFFSET :offset) AS l"
+    else:  # the listing (its best LISTED), sorted as asked: then the page
+        shown = f"""SELECT l.*, {key} AS key FROM ({best} LIMIT {LISTED}) AS l
+                    ORDER BY {order.sql()} LIMIT {PAGE} OFFSET :offset"""
     rows = conn.execute(
-        f"""WITH l AS (
-                SELECT video_id, virality_score AS score, {col("virality_velocity")} AS velocity,
-                       {col("virality_engagement")} AS engagement, {col("title")} AS title
-                FROM videos WHERE {where} AND virality_score >= {LISTED_FROM!r}
-                ORDER BY virality_score DESC, {col("virality_velocity")} DESC, {col("virality_engagement")} DESC,
-                         video_id DESC
-                LIMIT {LISTED}),
-            shown AS (SELECT l.*, {key} AS key FROM l ORDER BY {order.sql()} LIMIT {PAGE} OFFSET :offset)
+        f"""WITH shown AS ({shown})
             SELECT l.video_id, l.title, l.score, l.velocity, l.engagement, {col("thumbnail_url", "v.")},
                    {", ".join(checks)}
             FROM shown AS l JOIN videos AS v USING (video_id) {" ".join(joins)}
