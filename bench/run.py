@@ -38,6 +38,7 @@ def main() -> int:
         ["sink.py", "--broker", broker],
         ["thumbnails.py", "--videos", "5000", "--concurrency", "64,128,256"],
         ["liveness.py"],
+        ["console.py"],  # on the embedded broker: the console's views on a year's data, the CPU of ten tabs
     ]
     figures: list[tuple[str, str, float, str, float | None, bool]] = []
     for args in runs:
