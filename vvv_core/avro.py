@@ -121,8 +121,8 @@ class SchemaStore:
         body.seek(start)
         try:
             record = fastavro.schemaless_reader(body, writer, reader_schema if writer is not reader_schema else None)
-        except Exception as exc:  # fastavro raises many types for damaged bodies
-            raise DecodeError(f"undecodable {writer['name']} body: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # fastavro raises many types for damaged bodies; some quote whole schemas
+            raise DecodeError(f"undecodable {writer['name']} body: {type(exc).__name__}: {str(exc)[:200]}") from None
         if body.tell() != len(data):
             raise DecodeError(f"{len(data) - body.tell()} trailing bytes after the {writer['name']} record")
         return record
