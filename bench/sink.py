@@ -113,7 +113,8 @@ def main() -> None:
     image = image_bytes(320, 180, seed=1)
     with broker, tempfile.TemporaryDirectory() as tmp, LocalServer(lambda _m, _p: Reply(200, image)) as server:
         db_path = str(Path(tmp) / "cron.db")
-        empty_cron_db(db_path)
+        known = [f"s{i:010d}" for i in range(args.results)]  # the videos of the results and the latency samples
+        empty_cron_db(db_path, known + [f"{m}{i:09d}" for m in "kd" for i in range(args.latency_samples)])
         bench_throughput(Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="sink"), db_path, args.results)
         settings = Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="lat", thumbnail_hosts=("127.0.0.1",))
         url = f"{server.base_url}/vi/x/default.jpg"

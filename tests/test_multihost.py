@@ -35,8 +35,9 @@ TABLES = ("thumbnail_checks", "video_liveness")
 
 
 def counted(cron_db: str) -> None:
-    """The verdict tables made ahead, with triggers counting every effect on them."""
+    """The videos the cron knows, and the verdict tables made ahead, with triggers counting every effect on them."""
     conn = sqlite3.connect(cron_db)
+    conn.executemany("INSERT INTO videos (video_id) VALUES (?)", [(v,) for v in VIDEOS])
     ThumbnailGroup.create_tables(conn)
     LivenessGroup.create_tables(conn)
     conn.execute("CREATE TABLE effects (target TEXT PRIMARY KEY, n INTEGER NOT NULL)")

@@ -37,6 +37,12 @@ def counting(cron_db: str) -> None:
     conn.close()
 
 
+def add_videos(cron_db: str, videos: list[str]) -> None:
+    """The videos the cron knows: the sink stores results for these only."""
+    with sqlite3.connect(cron_db) as conn:
+        conn.executemany("INSERT INTO videos (video_id) VALUES (?)", [(v,) for v in videos])
+
+
 def applied(cron_db: str) -> int:
     return sqlite3.connect(cron_db).execute("SELECT n FROM applied_count").fetchone()[0]
 
@@ -71,6 +77,7 @@ def test_thumbnails_without_the_database_and_the_sink_storing_their_results(sett
     with LocalServer(demo_thumbnails()) as server:
         thumbs = settings.replace(thumbnail_hosts=("127.0.0.1",))
         videos = [f"vid{i:08d}" for i in range(30)]
+        add_videos(cron_db, videos)
         items = [{"video_id": v, "thumbnail_url": f"{server.base_url}/vi/{v}/default.jpg"} for v in videos]
         background_processing(items, [], cron_db, thumbs)
         worker = Member("thumbnails", thumbs, until_idle=1.0).start()  # no database at all
@@ -89,9 +96,13 @@ def test_thumbnails_without_the_database_and_the_sink_storing_their_results(sett
 
 def test_an_older_result_arriving_later_never_replaces_a_newer_one(settings, schemas, cron_db):
     counting(cron_db)
-    publish_results(settings, schemas, [("vid00000001", "valid", 2000, False), ("vid00000001", "broken", 1000, False)])
+    add_videos(cron_db, ["vid00000001"])
+    newer, older = now_ms() - 1000, now_ms() - 2000
+    publish_results(
+        settings, schemas, [("vid00000001", "valid", newer, False), ("vid00000001", "broken", older, False)]
+    )
     run_group("sink", settings, cron_db)
-    assert rows(cron_db)["vid00000001"][:3] == ("valid", "r0", 2000)
+    assert rows(cron_db)["vid00000001"][:3] == ("valid", "r0", newer)
 
 
 def test_results_a_member_stored_itself_are_not_applied_again(settings, sample_db):
@@ -108,7 +119,8 @@ def test_results_a_member_stored_itself_are_not_applied_again(settings, sample_d
 def test_a_sink_killed_at_any_instant_neither_loses_nor_repeats_an_effect(settings, schemas, cron_db):
     counting(cron_db)
     count = 4000
-    publish_results(settings, schemas, [(f"vid{i:08d}", "valid", 1000 + i, False) for i in range(count)])
+    add_videos(cron_db, [f"vid{i:08d}" for i in range(count)])
+    publish_results(settings, schemas, [(f"vid{i:08d}", "valid", now_ms() - count + i, False) for i in range(count)])
     env = cli_env(settings, VVV_BATCH_SIZE="50")  # many small turns: each kill lands mid-way
     kills = 0
     for _ in range(3):  # killed three times, each time while it is applying results

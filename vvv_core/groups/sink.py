@@ -7,18 +7,26 @@ in the same SQLite transaction as the effects, and on assignment it skips what t
 done: a crash at any instant neither loses nor repeats an effect, without Kafka transactions.
 Results their member stored itself (direct mode, ``stored``) are not applied again. What orders
 one video's results is its events' time (``event_at``): an older check arriving later changes nothing.
+
+Every result is hostile until checked: ``events.result_event`` refuses the inconsistent and the absurd
+when it is read; here, a result for a video the cron database does not know is refused too (a dead
+letter saying so, to replay once the video exists), so no producer can grow the verdict tables with
+made-up ids. That is looked up inside the write transaction: the cron may call the hook while its own
+transaction adding the video is still open, and the sink's write waits for it.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import defaultdict
 
 from vvv_core import events
+from vvv_core.events import InvalidEvent
 from vvv_core.groups.liveness import LivenessGroup
 from vvv_core.groups.thumbnails import ThumbnailGroup
 from vvv_core.runtime import BatchExecutor, ConsumerGroup, Inbound, Outcome
-from vvv_core.runtime.model import Effect, Partition
+from vvv_core.runtime.model import Effect, Failure, Partition, Rejected
 
 APPLIERS = {group.name: group for group in (ThumbnailGroup, LivenessGroup)}  # scoring always runs in direct mode
 OFFSETS_DDL = """
@@ -48,14 +56,16 @@ class SinkGroup(ConsumerGroup):
 
     @staticmethod
     def _judge(items: list[Inbound]) -> list[Outcome]:
-        return [Outcome(i, detail={"status": "skipped" if i.event.stored else "applied"}) for i in items]
+        return [_judged(i) for i in items]
 
     def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+        if unknown := _unknown_videos(conn, [o for o in outcomes if not o.inbound.event.stored]):
+            raise Rejected([(o, f"video {o.inbound.event.video_id} is not in the cron database") for o in unknown])
         effects: dict[str, list[Effect]] = defaultdict(list)
         positions: dict[Partition, int] = {}
         for outcome in outcomes:
             item, result = outcome.inbound, outcome.inbound.event
-            if not result.stored and result.group in APPLIERS:
+            if not result.stored:
                 effects[result.group].append(Effect(result.video_id, result.detail, result.event_at, result.event_id))
             positions[(item.topic, item.partition)] = item.offset + 1
         for group, applied in effects.items():
@@ -69,3 +79,22 @@ class SinkGroup(ConsumerGroup):
     def start_offsets(self, partitions: list[Partition]) -> dict[Partition, int]:
         rows = self.conn.execute("SELECT topic, partition, next_offset FROM vvv_sink_offsets").fetchall()
         return {(t, p): o for t, p, o in rows if (t, p) in set(partitions)}
+
+
+def _unknown_videos(conn: sqlite3.Connection, outcomes: list[Outcome]) -> list[Outcome]:
+    """The outcomes whose video the cron database has no row for (replay them once it has)."""
+    wanted = json.dumps(sorted({o.inbound.event.video_id for o in outcomes}))
+    sql = "SELECT video_id FROM videos WHERE video_id IN (SELECT value FROM json_each(?))"
+    known = {video_id for (video_id,) in conn.execute(sql, (wanted,))}
+    return [o for o in outcomes if o.inbound.event.video_id not in known]
+
+
+def _judged(item: Inbound) -> Outcome:
+    """Stored by its member already (skipped), to apply, or a group's result the sink never applies."""
+    result = item.event
+    if result.stored:
+        return Outcome(item, detail={"status": "skipped"})
+    if result.group not in APPLIERS:
+        why = f"a {result.group} result not stored by its member: {result.group} members store their own results"
+        return Outcome(item, failure=Failure.of(InvalidEvent(why)))
+    return Outcome(item, detail={"status": "applied"})

@@ -1,0 +1,238 @@
+"""Nothing from outside stops it: results read back (the sink), a group's store failing on one event, and
+every case of issue 21 in this scope, each reproduced on the in-memory backend (no broker)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import Member, wait_for
+from test_runtime import Pipeline, valid, vid
+
+from vvv_core import db, events
+from vvv_core.avro import DEFAULT_SCHEMA_DIR, SchemaStore
+from vvv_core.config import Settings
+from vvv_core.events import DAY_MS, InvalidEvent, now_ms, result_event
+from vvv_core.groups.sink import SinkGroup
+from vvv_core.runtime.backends.memory import MemoryBackend, MemoryBroker
+from vvv_core.runtime.deadletter import read_headers
+from vvv_core.sample import CRON_SCHEMA
+
+SCHEMAS = SchemaStore()
+RESULT = SCHEMAS.encoder("Result")
+DETAIL = "com.viralvidvault.results."
+KNOWN = [f"known{n:06d}" for n in range(8)]  # in the cron database
+SCORE = {"score": 50.0, "label": "NORMAL", "velocity": 10, "engagement": 1.5, "region": "PL", "reason": None}
+
+
+def thumbnail(status: str = "valid", reason: str | None = "320x180", **changes: Any) -> tuple[str, dict]:
+    detail = {"status": status, "width": 320, "height": 180, "http_status": 200, "reason": reason, "attempts": 1}
+    return DETAIL + "ThumbnailDetail", {**detail, **changes}
+
+
+def liveness(status: str = "alive", **changes: Any) -> tuple[str, dict]:
+    return DETAIL + "LivenessDetail", {"status": status, "http_status": 200, "reason": None, "attempts": 1, **changes}
+
+
+def result(video_id: str, detail: tuple[str, dict], group: str = "thumbnails", **changes: Any) -> dict[str, Any]:
+    record = {"event_id": f"e-{video_id}-{now_ms()}", "group": group, "video_id": video_id}
+    record |= {"processed_at": now_ms(), "event_at": now_ms() - 1000, "stored": False, "detail": detail}
+    return record | changes
+
+
+class Sink:
+    """The sink on an in-memory broker, over a cron database that knows ``KNOWN``."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.broker = MemoryBroker(partitions=2)
+        self.backend = MemoryBackend(self.broker)
+        self.settings = Settings(namespace="b", stop_timeout=5)
+        self.path = tmp_path / "cron.db"
+        with sqlite3.connect(self.path) as conn:
+            conn.executescript(CRON_SCHEMA)
+            conn.executemany("INSERT INTO videos (video_id) VALUES (?)", [(v,) for v in KNOWN])
+        self.published: dict[str, bytes] = {}
+
+    def publish(self, record: dict[str, Any] | bytes, key: str | None = None) -> None:
+        value = record if isinstance(record, bytes) else RESULT(record)
+        key = key if key is not None else record["video_id"]
+        self.published[key] = value
+        self.broker.publish(self.settings.results_topic, key.encode(), value)
+
+    def run(self) -> Sink:
+        """A sink member until every result published so far is committed, then stopped."""
+        backend = MemoryBackend(self.broker)
+        member = Member(
+            SinkGroup(self.settings, db.connect(self.path)), self.settings, until_idle=None, backend=backend
+        )
+        member.start()
+        wait_for(lambda: backend._listener is not None, 5, "the sink to subscribe")
+        backend.assign(range(self.broker.partitions))
+        topic = self.settings.results_topic
+        ends = {(topic, p): len(log) for p, log in enumerate(self.broker.log(topic)) if log}
+        wait_for(lambda: self.broker.committed == ends or member.error, 10, "every result committed")
+        member.runner.stop()
+        member.thread.join(10)
+        assert member.error is None, member.error
+        return self
+
+    def rows(self, table: str = "thumbnail_checks") -> dict[str, tuple]:
+        with sqlite3.connect(self.path) as conn:
+            return {r[0]: r[1:] for r in conn.execute(f"SELECT video_id, status, reason, event_at FROM {table}")}
+
+    def dead_letters(self) -> dict[str, str]:
+        """Video id -> the reason its dead letter gives."""
+        letters = self.broker.read(self.settings.dead_letter_topic("sink"))
+        return {r.key.decode(): read_headers(r.headers)["error.message"] for r in letters}
+
+
+def test_a_result_whose_group_and_detail_disagree_is_a_dead_letter_and_the_partition_moves_on(tmp_path):
+    """Issue 21, case 1: a thumbnails result carrying a LivenessDetail crash-looped the sink (a missing :width)."""
+    sink = Sink(tmp_path)
+    sink.publish(result(KNOWN[0], liveness("deleted")))
+    sink.publish(result(KNOWN[1], thumbnail(), group="liveness"))
+    sink.publish(result(KNOWN[2], thumbnail("valid", "after the bad ones")))
+    sink.run()
+    assert sink.dead_letters() == {
+        KNOWN[0]: "a thumbnails result carries LivenessDetail as its detail: expected ThumbnailDetail",
+        KNOWN[1]: "a liveness result carries ThumbnailDetail as its detail: expected LivenessDetail",
+    }
+    assert sink.rows() == {KNOWN[2]: ("valid", "after the bad ones", pytest.approx(now_ms(), abs=60_000))}
+
+
+def test_a_far_future_time_never_pins_a_verdict(tmp_path):
+    """Issue 21, case 2: event_at 2**62 was stored, and every later real check of that video was 'older'."""
+    sink = Sink(tmp_path)
+    sink.publish(result(KNOWN[0], thumbnail("broken", "pinned"), event_at=2**62))
+    sink.publish(result(KNOWN[1], thumbnail("broken", "from the future"), processed_at=now_ms() + 2 * DAY_MS))
+    sink.publish(result(KNOWN[0], thumbnail("valid", "the real check")))
+    sink.publish(result(KNOWN[2], thumbnail("valid", "written before event_at existed"), event_at=0))
+    sink.run()
+    letters = sink.dead_letters()
+    assert letters[KNOWN[0]] == "invalid event_at 4611686018427387904 ms: outside 2005..tomorrow"
+    assert letters[KNOWN[1]].startswith("invalid processed_at ") and letters[KNOWN[1]].endswith(
+        "outside 2005..tomorrow"
+    )
+    assert {v: row[:2] for v, row in sink.rows().items()} == {
+        KNOWN[0]: ("valid", "the real check"),
+        KNOWN[2]: ("valid", "written before event_at existed"),
+    }
+
+
+def test_a_result_for_a_video_the_database_does_not_know_is_a_dead_letter_to_replay(tmp_path):
+    """Issue 21, case 10: such a result was stored silently; a 5 MB reason was stored whole."""
+    sink = Sink(tmp_path)
+    sink.publish(result("madeup00001", thumbnail()))
+    sink.publish(result(KNOWN[0], thumbnail("broken", "r" * 5_000_000)))
+    sink.publish(result(KNOWN[1], liveness("deleted"), group="liveness"))
+    sink.publish(result("madeup00002", liveness("deleted"), group="liveness", stored=True))  # its member stored it
+    sink.run()
+    too_long = (
+        "invalid reason 'rrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrrr... (5000000 chars): expected at most 2048 characters"
+    )
+    assert sink.dead_letters() == {
+        "madeup00001": "not stored: video madeup00001 is not in the cron database",
+        KNOWN[0]: too_long,
+    }
+    assert sink.rows() == {} and list(sink.rows("video_liveness")) == [KNOWN[1]]
+    with sqlite3.connect(sink.path) as conn:  # the video arrives; its result, replayed as it was, is stored
+        conn.execute("INSERT INTO videos (video_id) VALUES ('madeup00001')")
+    letter = next(r for r in sink.broker.read(sink.settings.dead_letter_topic("sink")) if r.key == b"madeup00001")
+    sink.publish(letter.value, "madeup00001")
+    assert list(sink.run().rows()) == ["madeup00001"]
+
+
+def test_a_store_failing_on_one_event_dead_letters_that_event_and_stores_the_others(tmp_path):
+    """The safety net: whatever inconsistency a future group meets, SQLite refusing one event's values
+    dead-letters that event as invalid input; the events before and after it are stored, the member goes on."""
+    p = Pipeline(tmp_path, valid, partitions=1)
+    for n in range(9):
+        p.publish(vid(n), "unstorable" if n == 4 else f"fine {n}")
+    sql = "INSERT INTO verdicts VALUES (:video_id, :status, :reason, :attempts)"
+
+    def store(conn: sqlite3.Connection, outcomes) -> None:  # an apply that trips on one event's detail
+        rows = [{**o.detail, "video_id": o.inbound.event.video_id} for o in outcomes]
+        conn.executemany(
+            sql, [{k: v for k, v in r.items() if r["reason"] != "unstorable" or k != "status"} for r in rows]
+        )
+
+    p.group.store = store
+    p.start()
+    wait_for(lambda: p.broker.committed == p.end_offsets(), 5, "every event committed")
+    p.stop()
+    assert sorted(p.rows()) == [vid(n) for n in range(9) if n != 4]
+    (letter,) = p.dead_letters()
+    why = read_headers(letter.headers)
+    assert (letter.key, why["error.kind"], why["error.class"]) == (vid(4).encode(), "invalid", "ProgrammingError")
+    assert why["error.message"] == "cannot be stored: You did not supply a value for binding parameter :status."
+    assert [r["video_id"] for r in p.results()] == [vid(n) for n in range(9) if n != 4]
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"group": "thumbnails", "detail": liveness()}, "a thumbnails result carries LivenessDetail"),
+        ({"group": "liveness", "detail": thumbnail()}, "a liveness result carries ThumbnailDetail"),
+        ({"group": "scoring", "detail": thumbnail()}, "a scoring result carries ThumbnailDetail"),
+        ({"group": "sink"}, "invalid group 'sink': expected one of scoring, thumbnails, liveness"),
+        ({"detail": {"status": "valid"}}, "carries an unknown record as its detail"),
+        ({"event_at": 2**62}, "invalid event_at 4611686018427387904 ms: outside 2005..tomorrow"),
+        ({"event_at": -1}, r"invalid event_at 1969-12-31T23:59:59.999000\+00:00: outside 2005..tomorrow"),
+        ({"event_at": 1_000_000_000_000}, "invalid event_at 2001-09-09"),
+        ({"processed_at": 0}, "invalid processed_at 1970-01-01"),
+        ({"stored": 1}, "invalid stored 1: expected true or false"),
+        ({"video_id": "x" * 65}, "invalid video_id"),
+        ({"detail": thumbnail(width=-1)}, "invalid width -1: expected 0..2147483647"),
+        ({"detail": thumbnail(http_status=99_999)}, "invalid http_status 99999: expected 100..599"),
+        ({"detail": thumbnail(attempts=0)}, "invalid attempts 0: expected 1..100"),
+        ({"detail": thumbnail(status="fine")}, "invalid status 'fine': expected one of valid, placeholder"),
+        ({"detail": thumbnail(reason="r" * 2049)}, r"invalid reason 'rrr.*\(2049 chars\): expected at most 2048"),
+        ({"group": "liveness", "detail": liveness(attempts=101)}, "invalid attempts 101: expected 1..100"),
+        (
+            {"group": "scoring", "detail": (DETAIL + "ScoreDetail", {**SCORE, "score": float("nan")})},
+            "invalid score nan",
+        ),
+        ({"group": "scoring", "detail": (DETAIL + "ScoreDetail", {**SCORE, "score": 101.0})}, "invalid score 101.0"),
+        ({"group": "scoring", "detail": (DETAIL + "ScoreDetail", {**SCORE, "engagement": -1.0})}, "invalid engagement"),
+        ({"group": "scoring", "detail": (DETAIL + "ScoreDetail", {**SCORE, "region": "R" * 3000})}, "invalid region"),
+    ],
+)
+def test_a_result_is_checked_whole(changes, reason):
+    """Every field of a result, each refusal with its reason (the detail a plain dict, as fastavro reads a union)."""
+    record = result(KNOWN[0], thumbnail()) | changes
+    if isinstance(record["detail"], tuple):
+        record["detail"] = record["detail"][1]
+    with pytest.raises(InvalidEvent, match=reason):
+        result_event(record)
+
+
+def test_the_detail_branches_named_by_their_fields_are_the_schemas():
+    """result_event tells a detail's branch by its fields: they must be the schema's, and no two alike."""
+    schema = json.loads((DEFAULT_SCHEMA_DIR / "result.avsc").read_text())
+    branches = next(f["type"] for f in schema["fields"] if f["name"] == "detail")
+    fields = {b["name"]: frozenset(f["name"] for f in b["fields"]) for b in branches}
+    assert {events.DETAIL_NAMES[g]: f for g, f in events.DETAIL_FIELDS.items()} == fields
+    assert len(set(fields.values())) == len(fields)
+
+
+def test_a_schema_id_the_registry_does_not_have_is_a_dead_letter_not_a_stop(tmp_path):
+    """With a registry, a message naming an id it does not have stopped the member (Fatal) on every restart."""
+    from registry_standin import RegistryStandIn
+
+    with RegistryStandIn() as registry:
+        p = Pipeline(tmp_path, valid, partitions=1, schema_registry_url=registry.url)
+        body = SCHEMAS.encoder("VideoEvent")(events.video_record({"video_id": vid(1)}, "e1", now_ms()))[10:]
+        p.publish(vid(1), value=b"\x00" + (424242).to_bytes(4, "big") + body)
+        p.publish(vid(2), value=b"\x00" + (1).to_bytes(4, "big") + body)  # id 1: the Result schema, registered
+        p.publish(vid(3), "after them")
+        p.start()
+        wait_for(lambda: p.broker.committed == p.end_offsets(), 5, "every message committed")
+        p.stop()
+    why = {r.key.decode(): read_headers(r.headers)["error.message"] for r in p.dead_letters()}
+    assert why[vid(1)] == "schema id 424242 is not in the schema registry"
+    assert why[vid(2)].startswith("undecodable com.viralvidvault.results.Result body: SchemaResolutionError: ")
+    assert len(why[vid(2)]) < 300  # not the whole schema it quotes
+    assert list(p.rows()) == [vid(3)]
