@@ -4,22 +4,30 @@ every case of issue 21 in this scope, each reproduced on the in-memory backend (
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Member, wait_for
+from conftest import VVV, Member, cli_env, outbox_count, wait_for
+from test_config import SECRET, SERVICE_LINKS, bad_file
 from test_runtime import Pipeline, valid, vid
 
 from vvv_core import db, events
 from vvv_core.avro import DEFAULT_SCHEMA_DIR, SchemaStore
+from vvv_core.broker import free_port
 from vvv_core.config import Settings
 from vvv_core.events import DAY_MS, InvalidEvent, now_ms, result_event
 from vvv_core.groups.sink import SinkGroup
+from vvv_core.hook import background_processing
+from vvv_core.kafka import read_topic
 from vvv_core.runtime.backends.memory import MemoryBackend, MemoryBroker
 from vvv_core.runtime.deadletter import read_headers
 from vvv_core.sample import CRON_SCHEMA
+from vvv_core.standins import LocalServer, demo_oembed
 
 SCHEMAS = SchemaStore()
 RESULT = SCHEMAS.encoder("Result")
@@ -236,3 +244,99 @@ def test_a_schema_id_the_registry_does_not_have_is_a_dead_letter_not_a_stop(tmp_
     assert why[vid(2)].startswith("undecodable com.viralvidvault.results.Result body: SchemaResolutionError: ")
     assert len(why[vid(2)]) < 300  # not the whole schema it quotes
     assert list(p.rows()) == [vid(3)]
+
+
+HOOK_ITEMS = [{"video_id": f"vid{i:08d}", "view_count": i} for i in range(5)]
+
+
+def hook_env(settings: Settings, **extra: str) -> dict[str, str]:
+    """The environment of a cron process calling the hook without settings of its own."""
+    return {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap, "VVV_NAMESPACE": settings.namespace, **extra}
+
+
+@pytest.mark.parametrize(
+    ("setting", "kind", "error"),
+    [
+        (SECRET, "not UTF-8", "VVV_KAFKA_SASL_PASSWORD_FILE={path}: the secret is not UTF-8 text"),
+        (SECRET, "a FIFO", "VVV_KAFKA_SASL_PASSWORD_FILE={path}: not a regular file"),
+        (SECRET, "a device", "VVV_KAFKA_SASL_PASSWORD_FILE={path}: not a regular file"),
+        (SECRET, "too large", "VVV_KAFKA_SASL_PASSWORD_FILE={path}: larger than 65,536 bytes"),
+        ("VVV_KAFKA_ACKS", "0", "VVV_KAFKA_ACKS='0': expected all or -1"),
+        ("VVV_THUMBNAILS", "x", "VVV_THUMBNAILS is not a setting"),
+    ],
+)
+def test_whatever_the_settings_do_the_hook_never_raises_and_keeps_every_event(
+    settings, schemas, cron_db, monkeypatch, tmp_path, setting, kind, error
+):
+    """Issue 21, case 4: a non-UTF-8 secret raised UnicodeDecodeError into the cron with no outbox written (the
+    events gone); a FIFO blocked the hook past its deadline. Now: within the deadline, kept, delivered later."""
+    import vvv_core.hook as hook
+
+    path = bad_file(kind, tmp_path) if setting == SECRET else kind
+    with monkeypatch.context() as broken:
+        broken.setattr(hook, "_schemas", {})  # what a fresh cron process has
+        for name, value in hook_env(settings, VVV_HOOK_TIMEOUT="1", **{setting: path}).items():
+            broken.setenv(name, value)
+        started = time.monotonic()
+        report = hook.background_processing(HOOK_ITEMS, ["stale0000001"], cron_db)
+        assert time.monotonic() - started < 1 + 1.5
+    assert report.error.startswith("configuration error: " + error.format(path=path))
+    assert (report.delivered, report.queued) == (0, 6) and outbox_count(cron_db) == 6
+    assert hook.background_processing([], [], cron_db, settings).delivered == 6  # the setting fixed
+    assert (
+        len(read_topic(settings, settings.videos_topic)) == 5 and len(read_topic(settings, settings.stale_topic)) == 1
+    )
+
+
+def test_the_hook_with_service_links_in_its_environment_delivers(settings, cron_db, monkeypatch):
+    """Issue 21, case 5: a Service named vvv-thumbnails made the hook keep every event for as long as it existed."""
+    for name, value in hook_env(settings, **SERVICE_LINKS).items():
+        monkeypatch.setenv(name, value)
+    report = background_processing(HOOK_ITEMS, [], cron_db)
+    assert report.ok and report.delivered == 5 and outbox_count(cron_db) == 0
+
+
+@pytest.mark.timeout(300)
+def test_every_command_runs_with_kubernetes_service_links_present(settings, sample_db, tmp_path):
+    """Issue 21, case 5: Services named vvv-thumbnails and vvv-kafka stopped every command (exit 2)."""
+    oembed = LocalServer(demo_oembed())
+    stand_ins = {
+        "VVV_OEMBED_URL": f"{oembed.base_url}/oembed",
+        "VVV_LIVENESS_RATE": "6000",
+        "VVV_THUMBNAIL_ATTEMPTS": "1",
+    }
+    env = cli_env(settings, **stand_ins, **SERVICE_LINKS)  # no network: YouTube unresolved, a check fails once
+    run = {"env": env, "capture_output": True, "text": True, "timeout": 60}
+    finished = [
+        ["topics"],
+        ["publish", "--db", sample_db],
+        ["outbox", "flush", "--db", sample_db],
+        ["consume", "scoring", "--db", sample_db, "--until-idle", "1"],
+        ["consume", "thumbnails", "--until-idle", "1"],
+        ["consume", "liveness", "--until-idle", "1"],
+        ["sink", "--db", sample_db, "--until-idle", "1"],
+        ["dlq", "list", "scoring"],
+        ["dlq", "replay", "scoring"],
+        ["status", "--db", sample_db],
+        ["replay", "thumbnails", "--from-beginning"],
+        ["report", "--db", sample_db, "--out", str(tmp_path / "report.html")],
+        ["sample", "--db", str(tmp_path / "sample.db")],
+    ]
+    with oembed:
+        for args in finished:
+            done = subprocess.run([*VVV, "-v", *args], **run)
+            assert done.returncode == 0, (args, done.stderr[-2000:])
+            assert "ignoring VVV_KAFKA_SERVICE_HOST: a Kubernetes service link" in done.stderr, args
+    running = {  # until stopped: each must get as far as saying it is up
+        "broker": (["broker", "--port", str(free_port())], "embedded Kafka-compatible broker (tansu) on "),
+        "console": (["console", "--db", sample_db, "--port", str(free_port())], "console: http://127.0.0.1:"),
+        "demo": (["demo", "--db", str(tmp_path / "demo.db"), "--exit"], "1. embedded broker on "),
+    }
+    for name, (args, says) in running.items():
+        process = subprocess.Popen([*VVV, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            first = process.stdout.readline()
+            assert says in first, (name, first, process.stderr.read() if process.poll() is not None else "")
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(30)

@@ -7,16 +7,26 @@ Commands point at a port where no broker listens: had one tried to connect, it w
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 import sqlite3
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
+from conftest import VVV
 
 from vvv_core import cli, kafka
 from vvv_core.broker import free_port
 from vvv_core.config import Settings
 
 RANGE = "expected a {kind} from {low} to {high}"
+NAMESPACE = "expected 1-200 of A-Z a-z 0-9 . _ -, parts joined by dots, each starting and ending with a letter or digit"
+TOPIC = "expected a Kafka topic name: 1-249 of A-Z a-z 0-9 . _ -, not . or .., not starting with __"
+TOKEN = "expected at least 16 printable characters, not only spaces"
+ACKS = 'expected all or -1: "delivered" means acknowledged by the in-sync replicas'
 BAD_SETTINGS = [
     ("VVV_BATCH_SIZE", "inf", RANGE.format(kind="whole number", low=1, high=100000)),
     ("VVV_BATCH_SIZE", "nan", RANGE.format(kind="whole number", low=1, high=100000)),
@@ -54,7 +64,34 @@ BAD_SETTINGS = [
     ("VVV_PARTITIONS", "many", RANGE.format(kind="whole number", low=1, high=1000)),
     ("VVV_EXACTLY_ONCE", "enabled", "expected one of 1/0, true/false, yes/no, on/off"),
     ("VVV_GROUP_PROTOCOL", "kip848", "expected one of auto, consumer, classic"),
-    ("VVV_NAMESPACE", "a b", "expected 1-200 characters of A-Z a-z 0-9 . _ -"),
+    ("VVV_NAMESPACE", "a b", NAMESPACE),
+    ("VVV_NAMESPACE", "..", NAMESPACE),
+    ("VVV_NAMESPACE", ".vvv", NAMESPACE),
+    ("VVV_NAMESPACE", "a..b", NAMESPACE),
+    ("VVV_NAMESPACE", "n" * 201, NAMESPACE),
+    ("VVV_TOPIC_STALE", "..", TOPIC),
+    ("VVV_TOPIC_STALE", "t" * 250, TOPIC),
+    ("VVV_TOPIC_RESULTS", "__consumer_offsets", TOPIC),  # Kafka's own
+    ("VVV_TOPIC_RESULTS", "vvv.videos", "the same topic as VVV_TOPIC_VIDEOS (vvv.videos): each must be its own"),
+    ("VVV_TOPIC_VIDEOS", "vvv.stale", "the same topic as VVV_TOPIC_STALE (vvv.stale): each must be its own"),
+    ("VVV_TOPIC_RESULTS", "vvv_videos", "the same topic as VVV_TOPIC_VIDEOS (vvv.videos)"),  # Kafka: . and _ collide
+    ("VVV_TOPIC_RESULTS", "vvv.thumbnails.dlq", "a dead-letter topic's name (<namespace>.<group>.dlq)"),
+    ("VVV_CONSOLE_TOKEN", "x", TOKEN),
+    ("VVV_CONSOLE_TOKEN", " " * 20, TOKEN),
+    ("VVV_CONSOLE_TOKEN", "sixteen chars\tno", TOKEN),
+    ("VVV_OEMBED_URL", "https://www.youtube.com/oembed?format=xml", "without a query or fragment"),
+    ("VVV_OEMBED_URL", "https://www.youtube.com/oembed#x", "without a query or fragment"),
+    ("VVV_OEMBED_URL", "https://user:pw@www.youtube.com/oembed", "without user@"),
+    ("VVV_SCHEMA_REGISTRY_URL", "http://registry:8081/?x=1", "without a query or fragment"),
+    ("VVV_KAFKA_ACKS", "0", ACKS),
+    ("VVV_KAFKA_ACKS", "1", ACKS),
+    ("VVV_KAFKA_REQUEST_REQUIRED_ACKS", "0", ACKS),  # librdkafka's other name for it
+    (
+        "VVV_KAFKA_BOOTSTRAP_SERVERS",
+        "10.0.0.9:9092",
+        "the brokers are named again, differently, by KAFKA_BOOTSTRAP_SERVERS=",
+    ),
+    ("VVV_KAFKA_METADATA_BROKER_LIST", "10.0.0.9:9092", "the brokers are named again, differently, by KAFKA_"),
     ("VVV_BROKER_TIMEOUT", "1", RANGE.format(kind="number", low=5, high=86400)),
     ("KAFKA_BOOTSTRAP_SERVERS", "nohost", "expected HOST:PORT[,HOST:PORT...] with ports from 1 to 65535"),
 ]
@@ -164,19 +201,51 @@ def test_librdkafka_settings_from_a_properties_file_the_environment_secret_files
     assert cli._settings(args).kafka["sasl.username"] == "from-flag"
 
 
+def bad_file(kind: str, folder: Path) -> str:
+    """A file a setting may name that cannot be read as one: what it is, by ``kind``."""
+    path = folder / kind.replace(" ", "-")
+    if kind == "a FIFO":
+        os.mkfifo(path)  # opening it to read blocks until a writer comes: it must not be opened
+    elif kind == "a folder":
+        path.mkdir()
+    elif kind == "a device":
+        return "/dev/zero"  # never ends
+    elif kind != "missing":
+        contents = {"not UTF-8": b"\xff\xfepassword", "too large": b"x" * (1024 * 1024 + 1), "with a NUL": b"pa\0ss"}
+        path.write_bytes(contents[kind])
+    return str(path)
+
+
+SECRET = "VVV_KAFKA_SASL_PASSWORD_FILE"
+NOT_REGULAR = "not a regular file (a FIFO, device or folder is not read)"
+
+
 @pytest.mark.parametrize(
-    ("env", "says"),
+    ("name", "kind", "says"),
     [
-        ({"VVV_KAFKA_SASL_PASSWORD_FILE": "/no/such/file"}, "VVV_KAFKA_SASL_PASSWORD_FILE=/no/such/file: cannot read"),
-        ({"VVV_KAFKA_CONFIG": "/no/such/file"}, "VVV_KAFKA_CONFIG / --kafka-config /no/such/file: cannot read"),
+        (SECRET, "missing", "{path}: cannot read it: No such file or directory"),
+        (SECRET, "not UTF-8", "{path}: the secret is not UTF-8 text"),
+        (SECRET, "a FIFO", "{path}: " + NOT_REGULAR),
+        (SECRET, "a folder", "{path}: " + NOT_REGULAR),
+        (SECRET, "a device", "{path}: " + NOT_REGULAR),
+        (SECRET, "too large", "{path}: larger than 65,536 bytes"),
+        (SECRET, "with a NUL", "{path}: contains a NUL character"),  # and never its value
+        ("VVV_KAFKA_CONFIG", "missing", " / --kafka-config {path}: cannot read it: No such file or directory"),
+        ("VVV_KAFKA_CONFIG", "not UTF-8", " / --kafka-config {path}: not a properties file"),
+        ("VVV_KAFKA_CONFIG", "a FIFO", " / --kafka-config {path}: " + NOT_REGULAR),
+        ("VVV_KAFKA_CONFIG", "too large", " / --kafka-config {path}: larger than 1,048,576 bytes"),
     ],
 )
-def test_unreadable_kafka_setting_files_are_one_line(no_broker, monkeypatch, capsys, env, says):
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert cli.main(["status"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"vvv: error: {says}") and err.count("\n") == 1
+def test_files_that_settings_name_are_read_in_bounded_time_or_refused_in_one_line(tmp_path, name, kind, says):
+    """Issue 21, case 4: a non-UTF-8 secret was a 20-line traceback, a FIFO blocked for ever."""
+    path = bad_file(kind, tmp_path)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", name: path}
+    started = time.monotonic()
+    done = subprocess.run([*VVV, "topics"], env=env, capture_output=True, text=True, timeout=20)
+    assert time.monotonic() - started < 10  # a FIFO is never opened: nothing waits for a writer
+    expected = f"vvv: error: {name}{'=' if name == SECRET else ''}{says.format(path=path)}"
+    assert done.returncode == 2 and done.stderr.startswith(expected) and done.stderr.count("\n") == 1
+    assert "pa\0ss" not in done.stderr
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
@@ -243,3 +312,96 @@ def test_a_file_that_is_not_the_cron_database_is_never_written(no_broker, tmp_pa
     assert empty.stat().st_size == 0
     conn = sqlite3.connect(empty)
     assert conn.execute("SELECT count(*) FROM sqlite_schema").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "says"),
+    [
+        (
+            {"VVV_KAFKA_BOOTSTRAP_SERVERS": "10.0.0.9:9092"},
+            [],
+            "VVV_KAFKA_BOOTSTRAP_SERVERS='10.0.0.9:9092': the brokers are named again, differently, by "
+            "KAFKA_BOOTSTRAP_SERVERS='{bootstrap}': set one of them",
+        ),
+        (
+            {},
+            ["-X", "bootstrap.servers=10.0.0.9:9092"],
+            "-X bootstrap.servers='10.0.0.9:9092': the brokers are named again, differently, by "
+            "KAFKA_BOOTSTRAP_SERVERS='{bootstrap}': set one of them",
+        ),
+        (
+            {},
+            ["--bootstrap", "10.0.0.8:9092", "-X", "metadata.broker.list=10.0.0.9:9092"],
+            "-X metadata.broker.list='10.0.0.9:9092': the brokers are named again, differently, by "
+            "--bootstrap='10.0.0.8:9092': set one of them",
+        ),
+        (
+            {"VVV_KAFKA_SASL_PASSWORD": "a", "VVV_KAFKA_SASL_PASSWORD_FILE": "SECRET"},
+            [],
+            "VVV_KAFKA_SASL_PASSWORD_FILE=SECRET and VVV_KAFKA_SASL_PASSWORD both set sasl.password: set it once",
+        ),
+        (
+            {"VVV_KAFKA_ACKS": "all", "VVV_KAFKA_REQUEST_REQUIRED_ACKS": "all"},
+            [],
+            "VVV_KAFKA_REQUEST_REQUIRED_ACKS and VVV_KAFKA_ACKS both set acks: set it once",
+        ),
+        ({}, ["-X", "acks=all", "-X", "acks=1"], "-X acks is given twice: give it once"),
+        ({}, ["-X", "acks=0"], "-X acks='0': expected all or -1"),
+    ],
+)
+def test_one_librdkafka_setting_given_twice_is_one_line_naming_both(
+    no_broker, monkeypatch, tmp_path, capsys, env, args, says
+):
+    """Issue 21, case 6: VVV_KAFKA_BOOTSTRAP_SERVERS silently replaced KAFKA_BOOTSTRAP_SERVERS, which errors named."""
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.replace("SECRET", str(secret)))
+    assert cli.main(["status", *args]) == 2
+    err = capsys.readouterr().err
+    says = says.format(bootstrap=os.environ["KAFKA_BOOTSTRAP_SERVERS"]).replace("SECRET", str(secret))
+    assert err.startswith(f"vvv: error: {says}") and err.count("\n") == 1
+
+
+def test_the_brokers_named_once_anywhere_are_the_address_used_and_named(monkeypatch, capsys):
+    """VVV_KAFKA_BOOTSTRAP_SERVERS alone is the address: the client uses it and every error names it."""
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    address = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("VVV_KAFKA_BOOTSTRAP_SERVERS", address)
+    settings = Settings.from_env()
+    assert settings.bootstrap == address and "bootstrap.servers" not in settings.kafka
+    assert cli.main(["status"]) == 1 and f"no Kafka broker reachable at {address}" in capsys.readouterr().err
+    assert Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": address, "VVV_KAFKA_BOOTSTRAP_SERVERS": address}).bootstrap
+
+
+# Two Services, as Kubernetes injects them into every pod started after them: vvv-thumbnails and vvv-kafka.
+SERVICE_LINKS = {
+    "VVV_THUMBNAILS_PORT": "tcp://10.0.0.7:9100",
+    "VVV_THUMBNAILS_PORT_9100_TCP": "tcp://10.0.0.7:9100",
+    "VVV_THUMBNAILS_PORT_9100_TCP_ADDR": "10.0.0.7",
+    "VVV_THUMBNAILS_PORT_9100_TCP_PORT": "9100",
+    "VVV_THUMBNAILS_PORT_9100_TCP_PROTO": "tcp",
+    "VVV_THUMBNAILS_SERVICE_HOST": "10.0.0.7",
+    "VVV_THUMBNAILS_SERVICE_PORT": "9100",
+    "VVV_THUMBNAILS_SERVICE_PORT_METRICS": "9100",
+    "VVV_KAFKA_PORT": "tcp://10.0.0.8:9092",
+    "VVV_KAFKA_PORT_9092_TCP": "tcp://10.0.0.8:9092",
+    "VVV_KAFKA_PORT_9092_TCP_ADDR": "10.0.0.8",
+    "VVV_KAFKA_PORT_9092_TCP_PORT": "9092",
+    "VVV_KAFKA_PORT_9092_TCP_PROTO": "tcp",
+    "VVV_KAFKA_SERVICE_HOST": "10.0.0.8",
+    "VVV_KAFKA_SERVICE_PORT": "9092",
+    "VVV_METRICS_PORT": "tcp://10.0.0.9:9400",  # a Service named vvv-metrics: the real setting's name, a link's value
+    "VVV_PORT": "tcp://10.0.0.10:80",  # a Service named vvv
+    "VVV_SERVICE_HOST": "10.0.0.10",
+}
+
+
+def test_kubernetes_service_links_are_never_settings(caplog):
+    """Issue 21, case 5: VVV_THUMBNAILS_PORT was 'not a setting' (exit 2), VVV_KAFKA_SERVICE_HOST went to librdkafka."""
+    with caplog.at_level(logging.DEBUG, logger="vvv_core.config"):
+        settings = Settings.from_env(SERVICE_LINKS)
+    assert settings == Settings() and settings.kafka == {}
+    ignored = {r.getMessage() for r in caplog.records}
+    assert ignored == {f"ignoring {name}: a Kubernetes service link, not a setting" for name in SERVICE_LINKS}
+    assert Settings.from_env({**SERVICE_LINKS, "VVV_METRICS_PORT": "9400"}).metrics_port == 9400  # set, not a link
