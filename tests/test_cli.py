@@ -79,7 +79,7 @@ def test_sigterm_lets_running_checks_finish_commits_them_and_exits_0(settings, c
         [*VVV, "consume", "thumbnails", "--db", cron_db],
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env(settings, VVV_THUMBNAIL_HOSTS="127.0.0.1"),
+        env=cli_env(settings, VVV_THUMBNAIL_HOSTS=f"127.0.0.1:{server.port}"),
     )
     try:
         wait_for(lambda: len(server.threads) == 3, 30, "the three checks to be running")

@@ -25,6 +25,7 @@ from vvv_core.config import Settings
 RANGE = "expected a {kind} from {low} to {high}"
 NAMESPACE = "expected 1-200 of A-Z a-z 0-9 . _ -, parts joined by dots, each starting and ending with a letter or digit"
 TOPIC = "expected a Kafka topic name: 1-249 of A-Z a-z 0-9 . _ -, not . or .., not starting with __"
+HOST = "is not a host name or IP address, with a port or not (no scheme or path)"
 TOKEN = "expected at least 16 printable characters, not only spaces"
 ACKS = 'expected all or -1: "delivered" means acknowledged by the in-sync replicas'
 BAD_SETTINGS = [
@@ -52,7 +53,11 @@ BAD_SETTINGS = [
     ("VVV_THUMBNAIL_MAX_BYTES", "0", RANGE.format(kind="whole number", low=1024, high=50000000)),
     ("VVV_THUMBNAIL_MAX_BYTES", "-1", RANGE.format(kind="whole number", low=1024, high=50000000)),
     ("VVV_THUMBNAIL_HOSTS", ",", "expected a comma-separated list of host names or IP addresses, none empty"),
-    ("VVV_THUMBNAIL_HOSTS", "https://i.ytimg.com", "is not a host name or IP address (no scheme, port or path)"),
+    ("VVV_THUMBNAIL_HOSTS", "https://i.ytimg.com", HOST),
+    ("VVV_THUMBNAIL_HOSTS", "i.ytimg.com:0", HOST),
+    ("VVV_THUMBNAIL_HOSTS", "thumbs.internal:99999", HOST),
+    ("VVV_THUMBNAIL_HOSTS", "i.ytimg.com,[::1", HOST),
+    ("VVV_THUMBNAIL_HOSTS", "2130706433:8080", HOST),
     ("VVV_LIVENESS_TIMEOUT", "0", RANGE.format(kind="number", low=0.1, high=300)),
     ("VVV_LIVENESS_TIMEOUT", "-1", RANGE.format(kind="number", low=0.1, high=300)),
     ("VVV_OEMBED_URL", "not-a-url", "expected an http:// or https:// URL with a host"),

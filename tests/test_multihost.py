@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import FAST_KIP848, VVV, wait_for
@@ -82,7 +83,7 @@ def test_workers_on_two_hosts_a_pulled_cable_and_a_killed_sink(tmp_path, cron_db
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VVV_", "KAFKA_"))} | {
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
             "VVV_NAMESPACE": "mh",
-            "VVV_THUMBNAIL_HOSTS": hosts.gateway,
+            "VVV_THUMBNAIL_HOSTS": urlsplit(thumbs.base_url).netloc,
             "VVV_OEMBED_URL": f"{oembed.base_url}/oembed",
             "VVV_LIVENESS_RATE": "6000",
             "VVV_THUMBNAIL_RETRY_DELAY": "1",
@@ -141,7 +142,9 @@ def test_workers_on_two_hosts_a_pulled_cable_and_a_killed_sink(tmp_path, cron_db
             for process in processes.values():
                 process.wait(30)
 
-        settings = Settings(bootstrap=broker.bootstrap, namespace="mh", thumbnail_hosts=(hosts.gateway,))
+        settings = Settings(
+            bootstrap=broker.bootstrap, namespace="mh", thumbnail_hosts=(urlsplit(thumbs.base_url).netloc,)
+        )
         settings = settings.replace(oembed_url=f"{oembed.base_url}/oembed")
         thumbnails, liveness = ThumbnailGroup(settings, None), LivenessGroup(settings, None)
         thumbnails.prepare()

@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from confluent_kafka import Producer
@@ -75,7 +76,7 @@ def publish_results(settings, schemas, results: list[tuple[str, str, int, bool]]
 def test_thumbnails_without_the_database_and_the_sink_storing_their_results(settings, schemas, cron_db):
     """The worker has no path to the cron database: its verdicts reach SQLite through the results topic."""
     with LocalServer(demo_thumbnails()) as server:
-        thumbs = settings.replace(thumbnail_hosts=("127.0.0.1",))
+        thumbs = settings.replace(thumbnail_hosts=(urlsplit(server.base_url).netloc,))
         videos = [f"vid{i:08d}" for i in range(30)]
         add_videos(cron_db, videos)
         items = [{"video_id": v, "thumbnail_url": f"{server.base_url}/vi/{v}/default.jpg"} for v in videos]

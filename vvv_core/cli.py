@@ -212,7 +212,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         lag, why = status.as_json(status.group_status(settings, GROUPS), None)["groups"], None
     except Fatal as exc:  # the page is still worth having without the lag (no broker, no topics)
         lag, why = None, str(exc)
-    page = build_report(args.db, lag, why, settings.thumbnail_hosts)
+    page = build_report(args.db, lag, why, settings.thumbnail_host_names)
     Path(args.out).write_text(page, encoding="utf-8")
     print(f"report written to {args.out}")
     return 0

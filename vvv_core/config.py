@@ -172,15 +172,48 @@ def _namespace(value: str) -> str | None:
     return None
 
 
+def host_and_port(entry: str) -> tuple[str, int | None]:
+    """An allow-list entry, ``host``, ``host:port``, ``[v6]`` or ``[v6]:port``, as (host, port or None);
+    ValueError if it is none of them. No port: the scheme's default port only."""
+    if entry.startswith("["):
+        host, bracket, rest = entry[1:].partition("]")
+        if not bracket or not isinstance(ipaddress.ip_address(host), ipaddress.IPv6Address):
+            raise ValueError(entry)
+        port = rest.removeprefix(":") if rest.startswith(":") else None
+        if rest and port is None:
+            raise ValueError(entry)
+    else:  # a bare IPv6 address has more than one colon, and no port
+        host, port = entry.split(":") if entry.count(":") == 1 else (entry, None)
+        named = HOST_NAME.fullmatch(host) and not host.replace(".", "").isdigit()  # 2130706433 is no name
+        if not named and not _is_ip(host):
+            raise ValueError(entry)
+    return host, _port(port, entry)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _port(text: str | None, entry: str) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(entry)
+    return int(text)
+
+
 def _hosts(value: tuple[str, ...]) -> str | None:
     if not value or not all(value):
         return "expected a comma-separated list of host names or IP addresses, none empty"
-    for host in value:
+    for entry in value:
         try:
-            ipaddress.ip_address(host)
+            host_and_port(entry)
         except ValueError:
-            if not HOST_NAME.fullmatch(host):
-                return f"{host!r} is not a host name or IP address (no scheme, port or path)"
+            return f"{entry!r} is not a host name or IP address, with a port or not (no scheme or path)"
     return None
 
 
@@ -307,6 +340,11 @@ class Settings:
             plain = topic.replace(".", "_")
             if plain.startswith(dead_letters) and plain.endswith("_dlq"):
                 raise ConfigError(f"{name}={topic!r}: a dead-letter topic's name (<namespace>.<group>.dlq)")
+
+    @property
+    def thumbnail_host_names(self) -> tuple[str, ...]:
+        """The allow-listed thumbnail hosts without their ports (what a browser is let load images from)."""
+        return tuple(dict.fromkeys(host_and_port(entry)[0] for entry in self.thumbnail_hosts))
 
     @property
     def videos_topic(self) -> str:

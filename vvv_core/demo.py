@@ -11,6 +11,7 @@ from collections import Counter
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from vvv_core import db, kafka
 from vvv_core.avro import SchemaStore
@@ -149,7 +150,7 @@ def run_demo(
         settings = replace(
             settings,
             bootstrap=broker.bootstrap,
-            thumbnail_hosts=(*settings.thumbnail_hosts, "127.0.0.1"),  # the stand-in thumbnail host
+            thumbnail_hosts=(*settings.thumbnail_hosts, urlsplit(thumbnails.base_url).netloc),  # the stand-in
             oembed_url=f"{oembed.base_url}/oembed",
             liveness_rate=DEMO_LIVENESS_RATE,
             thumbnail_retry_delay=1.0,  # a demo should not wait 30 s for a retry

@@ -92,7 +92,7 @@ def create_app(settings: Settings, groups: Groups, db_path: str, host: str, toke
         return HTMLResponse(views.summary(views.read_results(db_path)))
 
     def results(request: Request) -> HTMLResponse:
-        return HTMLResponse(views.results(views.read_results(db_path), settings.thumbnail_hosts))
+        return HTMLResponse(views.results(views.read_results(db_path), settings.thumbnail_host_names))
 
     def dead_letters(request: Request) -> HTMLResponse:
         group = request.query_params.get("group", "")
@@ -153,7 +153,7 @@ def _refusal(request: Request, token: str) -> str | None:
 
 def _guarded_headers(settings: Settings) -> dict[str, str]:
     """Scripts from this console only; images from it and the allow-listed thumbnail hosts; never framed."""
-    images = " ".join(f"http://{h}:* https://{h}:*" for h in settings.thumbnail_hosts)
+    images = " ".join(f"http://{h}:* https://{h}:*" for h in settings.thumbnail_host_names)
     return {
         "Content-Security-Policy": f"default-src 'self'; img-src 'self' {images}; style-src 'self' 'unsafe-inline'; "
         "script-src 'self'; frame-ancestors 'none'",
