@@ -12,15 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import VVV, Member, cli_env, outbox_count, wait_for
+from confluent_kafka import Producer
+from conftest import VVV, Member, cli_env, outbox_count, results, wait_for
 from test_config import SECRET, SERVICE_LINKS, bad_file
 from test_runtime import Pipeline, valid, vid
 
-from vvv_core import db, events
+from vvv_core import db, events, kafka
 from vvv_core.avro import DEFAULT_SCHEMA_DIR, SchemaStore
 from vvv_core.broker import free_port
 from vvv_core.config import Settings
+from vvv_core.dlq import list_dead_letters
 from vvv_core.events import DAY_MS, InvalidEvent, now_ms, result_event
+from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.groups.sink import SinkGroup
 from vvv_core.hook import background_processing
 from vvv_core.kafka import read_topic
@@ -340,3 +343,53 @@ def test_every_command_runs_with_kubernetes_service_links_present(settings, samp
         finally:
             process.send_signal(signal.SIGINT)
             process.wait(30)
+
+
+def test_a_message_whose_key_or_headers_are_too_large_to_dead_letter_is_dead_lettered_without_them(
+    settings, schemas, sample_db
+):
+    """A hostile message's own key or headers made its dead letter larger than the producer takes: produce()
+    raised MSG_SIZE_TOO_LARGE and the member stopped, at the same offset on every restart (any broker that
+    takes such messages: the embedded one takes anything)."""
+    s = settings.replace(max_message_bytes=1024)  # the producer then takes 1 KiB + 64 KiB
+    kafka.ensure_project_topics(kafka.admin(s), s, ["scoring"])
+    producer = Producer(kafka.producer_config(s, **{"message.max.bytes": 1_000_000}))
+    good = schemas.encoder("VideoEvent")(events.video_record({"video_id": "J78aPJ3VyNs"}, "e1", now_ms()))
+    producer.produce(s.videos_topic, b"x" * 1000, b"J78aPJ3VyNs", headers=[("h", b"y" * 70_000)])
+    producer.produce(s.videos_topic, b"x" * 1000, b"k" * 20_000)
+    producer.produce(s.videos_topic, good, b"J78aPJ3VyNs")
+    assert producer.flush(30) == 0
+    runner = Member("scoring", s, sample_db).start().join().runner
+    assert (runner.processed, runner.dead_lettered) == (3, 2) and len(results(s, schemas)) == 1
+    letters = {d.why.get("headers.omitted") or d.why.get("key.omitted"): d for d in list_dead_letters(s, "scoring")}
+    assert set(letters) == {"70001", "20000"}
+    assert letters["70001"].value == b"x" * 1000 and letters["70001"].key == b"J78aPJ3VyNs"
+
+
+def test_a_velocity_past_what_sqlite_and_avro_hold_is_clamped_not_a_dead_letter(tmp_path):
+    """Found by the property test: 10^13 views a millisecond apart in the cron's snapshots made a velocity of
+    3.6 * 10^19 views an hour, past SQLite's INTEGER (the event was dead-lettered by the store's safety net) and
+    past Avro's long (which the compiled writer would have written, and no reader could read)."""
+    path = tmp_path / "cron.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(CRON_SCHEMA)
+        conn.execute("INSERT INTO videos (video_id, region) VALUES ('J78aPJ3VyNs', 'PL')")
+        conn.executemany(
+            "INSERT INTO video_snapshots VALUES ('J78aPJ3VyNs', 'PL', ?, 0, 0, ?)",
+            [(5000, "2026-01-01 06:00:00"), (10**13, "2026-01-01 06:00:00.001")],
+        )
+    settings = Settings(namespace="b", stop_timeout=5)
+    broker, record = MemoryBroker(partitions=1), events.video_record({"video_id": "J78aPJ3VyNs"}, "e1", now_ms())
+    broker.publish(settings.videos_topic, b"J78aPJ3VyNs", SCHEMAS.encoder("VideoEvent")(record))
+    backend = MemoryBackend(broker)
+    member = Member(ScoringGroup(settings, db.connect(path)), settings, until_idle=None, backend=backend).start()
+    wait_for(lambda: backend._listener is not None, 5, "the member to subscribe")
+    backend.assign([0])
+    wait_for(lambda: broker.read(settings.results_topic) or member.error, 5, "the result")
+    member.runner.stop()
+    member.thread.join(10)
+    assert member.error is None and broker.read(settings.dead_letter_topic("scoring")) == []
+    (result,) = [SCHEMAS.decode(r.value, "Result") for r in broker.read(settings.results_topic)]
+    assert result["detail"]["velocity"] == 2**63 - 1
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT virality_velocity FROM videos").fetchone() == (2**63 - 1,)

@@ -78,6 +78,7 @@ SECRET_MAX_BYTES = 64 * 1024
 PROPERTIES_MAX_BYTES = 1024 * 1024
 # librdkafka's names for the same property: one of them given twice is the same property twice
 ALIASES = {"metadata.broker.list": "bootstrap.servers", "request.required.acks": "acks"}
+DEAD_LETTER_ROOM = 64 * 1024  # beyond a dead letter's value, for its key and headers
 ACKNOWLEDGED = ("all", "-1")  # every producer here promises what the in-sync replicas acknowledged
 
 log = logging.getLogger(__name__)
@@ -340,6 +341,11 @@ class Settings:
             plain = topic.replace(".", "_")
             if plain.startswith(dead_letters) and plain.endswith("_dlq"):
                 raise ConfigError(f"{name}={topic!r}: a dead-letter topic's name (<namespace>.<group>.dlq)")
+
+    @property
+    def dead_letter_bytes(self) -> int:
+        """The largest dead-letter record: a value kept whole (``VVV_MAX_MESSAGE_BYTES``), its key and headers."""
+        return self.max_message_bytes + DEAD_LETTER_ROOM
 
     @property
     def thumbnail_host_names(self) -> tuple[str, ...]:

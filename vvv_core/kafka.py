@@ -394,13 +394,13 @@ def ensure_project_topics(
 ) -> list[str]:
     """The event and results topics, and the dead-letter topics of ``groups``, created if missing; their names.
 
-    Dead-letter topics take records as large as any the project keeps whole.
+    Dead-letter topics take records as large as any the project keeps whole, with their key and headers.
     """
     events = [settings.videos_topic, settings.stale_topic, settings.results_topic]
     dead_letters = [settings.dead_letter_topic(g) for g in groups]
     ensure_topics(client, settings, events, timeout)
     ensure_topics(
-        client, settings, dead_letters, timeout, config={"max.message.bytes": str(settings.max_message_bytes)}
+        client, settings, dead_letters, timeout, config={"max.message.bytes": str(settings.dead_letter_bytes)}
     )
     return events + dead_letters
 

@@ -223,8 +223,8 @@ class Checkpoint:
         """The dead letter or result message of one outcome; None for a group that publishes no results."""
         item = outcome.inbound
         if outcome.failure is not None:
-            value, headers = self.dead_letters.message(item, outcome.failure)
-            return self.dead_letters.topic, value, item.key, headers
+            key, value, headers = self.dead_letters.message(item, outcome.failure)
+            return self.dead_letters.topic, value, key, headers
         if not self.group.publishes:
             return None
         result = {
