@@ -410,3 +410,15 @@ def test_kubernetes_service_links_are_never_settings(caplog):
     ignored = {r.getMessage() for r in caplog.records}
     assert ignored == {f"ignoring {name}: a Kubernetes service link, not a setting" for name in SERVICE_LINKS}
     assert Settings.from_env({**SERVICE_LINKS, "VVV_METRICS_PORT": "9400"}).metrics_port == 9400  # set, not a link
+
+
+@pytest.mark.parametrize("kind", ["a FIFO", "not UTF-8"])
+def test_a_schema_folder_that_cannot_be_used_is_one_line(tmp_path, kind):
+    """VVV_SCHEMA_DIR naming a FIFO, or a folder with a file that is no schema, was a traceback."""
+    folder = bad_file(kind, tmp_path) if kind == "a FIFO" else tmp_path
+    if kind == "not UTF-8":
+        (tmp_path / "broken.avsc").write_bytes(b"\xff{")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "VVV_SCHEMA_DIR": str(folder)}
+    done = subprocess.run([*VVV, "consume", "thumbnails"], env=env, capture_output=True, text=True, timeout=30)
+    says = f"vvv: error: the Avro schemas in {folder} (VVV_SCHEMA_DIR) cannot be used: "
+    assert done.returncode == 2 and done.stderr.startswith(says) and done.stderr.count("\n") == 1
