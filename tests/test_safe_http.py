@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import Trickle
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from vvv_core.errors import Transient
@@ -156,6 +156,9 @@ ANYTHING = st.lists(st.one_of(st.sampled_from(PIECES), st.text(max_size=3)), max
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(st.one_of(SHAPED, ANYTHING))
+@example("http://allowed.test:8080/x.jpg")  # an allowed host on a port nobody named: tried every run
+@example("https://allowed.test:80/x.jpg")  # http's default port, under https
+@example("http://allowed.test:{port}0/x.jpg")
 def test_whatever_is_fetched_was_allowed(server, url):
     """Any string: Refused or Transient, or a request that reached the allowed host on an allowed port (its
     scheme's default, or the one named with it), named as itself; nothing else is even looked up."""
