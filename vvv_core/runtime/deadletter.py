@@ -17,10 +17,9 @@ from vvv_core.runtime.model import ConsumerStopped, Failure, Inbound
 HEADER_PREFIX = "vvv.dlq."
 WINDOW = 1000  # recent events the ratio is taken over
 # A dead letter is VVV_MAX_MESSAGE_BYTES plus 64 KiB at most (Settings.dead_letter_bytes): the source's key and
-# its headers get 16 KiB each (a video id is 64 bytes), ours under 4 KiB. Beyond, they are left on the source
-# topic, like a value too large.
+# its headers get 16 KiB each (a video id is 64 bytes), ours take under 4 KiB. Beyond, they are left on the
+# source topic, like a value too large.
 SOURCE_ROOM = 16 * 1024
-OUR_ROOM = 4 * 1024
 MIN_SAMPLE = 100  # events seen before the ratio can stop the consumer
 
 
@@ -69,8 +68,8 @@ class DeadLetterPolicy:
         (a value over VVV_MAX_MESSAGE_BYTES; a key or headers over their room, which no video needs)."""
         headers = dead_letter_headers(self.group, item, failure)
         key, value = item.key, item.value
-        if sum(len(k) + len(v or b"") for k, v in headers) > SOURCE_ROOM + OUR_ROOM:
-            own = sum(len(k) + len(v or b"") for k, v in headers if not k.startswith(HEADER_PREFIX))
+        own = sum(len(k) + len(v or b"") for k, v in headers if not k.startswith(HEADER_PREFIX))
+        if own > SOURCE_ROOM:
             headers = [(k, v) for k, v in headers if k.startswith(HEADER_PREFIX)]
             headers.append((f"{HEADER_PREFIX}headers.omitted", str(own).encode()))
         if key is not None and len(key) > SOURCE_ROOM:
