@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 from conftest import VVV, Member, cli_env, outbox_count, results, wait_for
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_config import SECRET, SERVICE_LINKS, bad_file
 from test_runtime import Pipeline, valid, vid
 
@@ -22,6 +24,12 @@ from vvv_core.avro import DEFAULT_SCHEMA_DIR, SchemaStore
 from vvv_core.broker import free_port
 from vvv_core.config import Settings
 from vvv_core.dlq import list_dead_letters
+from vvv_core.domain.liveness import failed as liveness_failed
+from vvv_core.domain.liveness import judge as judge_liveness
+from vvv_core.domain.scoring import Snapshot, score
+from vvv_core.domain.thumbnail import failed as thumbnail_failed
+from vvv_core.domain.thumbnail import judge as judge_thumbnail
+from vvv_core.domain.thumbnail import refused as thumbnail_refused
 from vvv_core.events import DAY_MS, InvalidEvent, now_ms, result_event
 from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.groups.sink import SinkGroup
@@ -197,7 +205,8 @@ def test_a_store_failing_on_one_event_dead_letters_that_event_and_stores_the_oth
         ({"stored": 1}, "invalid stored 1: expected true or false"),
         ({"video_id": "x" * 65}, "invalid video_id"),
         ({"detail": thumbnail(width=-1)}, "invalid width -1: expected 0..2147483647"),
-        ({"detail": thumbnail(http_status=99_999)}, "invalid http_status 99999: expected 100..599"),
+        ({"detail": thumbnail(http_status=99_999)}, "invalid http_status 99999: expected 100..999"),
+        ({"detail": thumbnail(http_status=99)}, "invalid http_status 99: expected 100..999"),
         ({"detail": thumbnail(attempts=0)}, "invalid attempts 0: expected 1..100"),
         ({"detail": thumbnail(status="fine")}, "invalid status 'fine': expected one of valid, placeholder"),
         ({"detail": thumbnail(reason="r" * 2049)}, r"invalid reason 'rrr.*\(2049 chars\): expected at most 2048"),
@@ -393,3 +402,27 @@ def test_a_velocity_past_what_sqlite_and_avro_hold_is_clamped_not_a_dead_letter(
     assert result["detail"]["velocity"] == 2**63 - 1
     with sqlite3.connect(path) as conn:
         assert conn.execute("SELECT virality_velocity FROM videos").fetchone() == (2**63 - 1,)
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    st.integers(100, 999),
+    st.integers(1, 100),
+    st.text(max_size=5000),
+    st.lists(st.tuples(st.text(max_size=3000), st.integers(0, 10**13), st.integers(0, 10**13)), max_size=3),
+)
+def test_whatever_the_members_produce_the_sink_takes(http_status, attempts, reason, snapshots):
+    """The other side of checking results: every verdict a member can make (any status a server can send, any
+    reason an exception can give, any region the cron wrote) passes result_event, or a real verdict would be
+    lost to the sink's dead letters."""
+    made = {
+        "liveness": [judge_liveness(http_status), liveness_failed(reason, http_status)],
+        "thumbnails": [judge_thumbnail(http_status, b""), thumbnail_refused(reason), thumbnail_failed(reason)],
+    }
+    history = [
+        Snapshot(region or None, views, likes, 0, 1000 * i) for i, (region, views, likes) in enumerate(snapshots)
+    ]
+    details = [(g, v.detail(attempts)) for g, verdicts in made.items() for v in verdicts]
+    details.append(("scoring", score(history).detail()))
+    for group, detail in details:
+        result_event(result(KNOWN[0], ("", detail), group=group) | {"detail": detail})

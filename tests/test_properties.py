@@ -7,7 +7,8 @@ and bytes that are no message at all. One member per group runs on the in-memory
 (direct mode, over a cron database; thumbnails and liveness with stand-in fetchers: no network); each example
 is a batch of messages followed by one good message on every partition. Then: no exception escaped the member,
 every message ended as exactly one result or one dead letter (the sink: a stored effect, a skip or a dead
-letter), every offset is committed, and the good messages after them were processed.
+letter), every offset is committed, and the good messages after them were processed. And the hook, whatever
+its environment holds: it never raises, returns in time, and keeps every valid event.
 
 Derandomized with fixed example counts, so a run is repeatable and takes a few tens of seconds in all.
 """
@@ -15,20 +16,24 @@ Derandomized with fixed example counts, so a run is repeatable and takes a few t
 from __future__ import annotations
 
 import itertools
+import os
 import sqlite3
+import tempfile
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Member, wait_for
+from conftest import Member, outbox_count, wait_for
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from registry_standin import RegistryStandIn
 
 from vvv_core import db
 from vvv_core.avro import SchemaStore
+from vvv_core.broker import free_port
 from vvv_core.config import Settings
 from vvv_core.errors import Transient
 from vvv_core.events import DAY_MS, EARLIEST_MS, now_ms
@@ -36,6 +41,7 @@ from vvv_core.groups.liveness import LivenessGroup
 from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.groups.sink import SinkGroup
 from vvv_core.groups.thumbnails import ThumbnailGroup
+from vvv_core.hook import background_processing
 from vvv_core.registry import Registry
 from vvv_core.runtime.backends.memory import MemoryBackend, MemoryBroker
 from vvv_core.safe_http import Fetched, UrlPolicy
@@ -368,3 +374,33 @@ def test_no_message_stops_a_group_or_is_lost(group, tmp_path, registry_url):
         hostile_batch()
     finally:
         running.stop()
+
+
+# -- the hook, whatever its environment holds ------------------------------------------------------------------
+
+ENV_NAMES = [n for n in Settings.env_names() if n not in ("KAFKA_BOOTSTRAP_SERVERS", "VVV_HOOK_TIMEOUT")]
+ENV_NAMES += ["VVV_KAFKA_ACKS", "VVV_KAFKA_SASL_PASSWORD_FILE", "VVV_KAFKA_SOCKET_TIMEOUT_MS", "VVV_KAFKA_NO_SUCH"]
+ENV_NAMES += ["VVV_KAFKA_BOOTSTRAP_SERVERS", "VVV_KAFKA_SERVICE_HOST", "VVV_THUMBNAILS_PORT", "VVV_TYPO"]
+ENV_VALUES = st.one_of(
+    st.sampled_from(["", " ", "0", "-1", "nan", "1e309", "all", "/dev/zero", "/etc/passwd", "tcp://10.0.0.7:9100"]),
+    st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=30),
+)
+HOOK_VIDEOS = [{"video_id": f"hook{i:07d}", "view_count": i} for i in range(3)] + [{"video_id": "bad id"}]
+
+
+@settings(max_examples=40, derandomize=True, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.dictionaries(st.sampled_from(ENV_NAMES), ENV_VALUES, max_size=4))
+def test_whatever_the_environment_holds_the_hook_returns_in_time_and_keeps_every_event(env):
+    """Any settings, secrets, typos and service links: the hook never raises into the cron, returns within its
+    deadline (and a little), and every valid event is delivered or kept (no broker here: kept)."""
+    base = {"KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "VVV_HOOK_TIMEOUT": "0.1"}
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patched:
+        for name in [n for n in os.environ if n.startswith(("VVV_", "KAFKA_"))]:
+            patched.delenv(name)
+        for name, value in {**env, **base}.items():
+            patched.setenv(name, value)
+        started = time.monotonic()
+        report = background_processing(HOOK_VIDEOS, ["hookstale01"], f"{folder}/cron.db")
+        assert time.monotonic() - started < 3
+        assert (report.delivered, report.queued, len(report.rejected)) == (0, 4, 1), report
+        assert outbox_count(f"{folder}/cron.db") == 4

@@ -30,7 +30,7 @@ EARLIEST_MS = int(datetime(2005, 1, 1, tzinfo=UTC).timestamp() * 1000)  # YouTub
 DAY_MS = 86_400_000
 MAX_TEXT = 2048  # titles, URLs, regions, reasons: what producers write is cut to it, what readers get beyond it refused
 MAX_ATTEMPTS = 100  # the most any group tries an event (VVV_*_ATTEMPTS)
-HTTP_STATUSES = range(100, 600)
+HTTP_STATUSES = range(100, 1000)  # what http.client takes from a server: 100-999
 INT_MAX = 2**31 - 1  # Avro's int
 # The detail branches of the Result schema, by group, told apart by their fields: fastavro returns a
 # union's record as a plain dict, and the reader schema gives each branch every one of its fields,

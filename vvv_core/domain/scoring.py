@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vvv_core.events import clip
+
 
 @dataclass(slots=True)  # not frozen: made per snapshot read, and frozen costs 4x to make
 class Snapshot:
@@ -51,7 +53,7 @@ class Score:
             "label": self.label,
             "velocity": self.velocity,
             "engagement": self.engagement,
-            "region": self.region,
+            "region": clip(self.region),  # as the cron wrote it: cut to what a result's reader takes
             "reason": self.reason,
         }
 
