@@ -34,7 +34,7 @@ from registry_standin import RegistryStandIn
 from vvv_core import db
 from vvv_core.avro import SchemaStore
 from vvv_core.broker import free_port
-from vvv_core.config import Settings
+from vvv_core.config import ConfigError, Settings
 from vvv_core.errors import Transient
 from vvv_core.events import DAY_MS, EARLIEST_MS, now_ms
 from vvv_core.groups.liveness import LivenessGroup
@@ -404,3 +404,20 @@ def test_whatever_the_environment_holds_the_hook_returns_in_time_and_keeps_every
         assert time.monotonic() - started < 3
         assert (report.delivered, report.queued, len(report.rejected)) == (0, 4, 1), report
         assert outbox_count(f"{folder}/cron.db") == 4
+
+
+@settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(
+    st.dictionaries(
+        st.one_of(st.sampled_from(ENV_NAMES), st.text(max_size=8).map("VVV_KAFKA_{}".format)), ENV_VALUES, max_size=5
+    ),
+    st.dictionaries(st.sampled_from(["acks", "bootstrap.servers", "metadata.broker.list", "linger.ms"]), ENV_VALUES),
+    st.one_of(st.none(), ENV_VALUES),
+)
+def test_any_settings_are_settings_or_one_configuration_error(env, flags, bootstrap):
+    """What every command reads first (the environment, -X, --bootstrap): Settings, or a ConfigError, which
+    the command line prints as one line with exit 2; never any other exception (a traceback)."""
+    try:
+        Settings.from_env(env, bootstrap=bootstrap or None, flags=flags)
+    except ConfigError as exc:
+        assert str(exc).isprintable()  # one line

@@ -74,6 +74,7 @@ SERVICE_LINK = re.compile(
 )
 SERVICE_LINK_PORT = re.compile(r"[A-Z0-9_]+_PORT")
 SERVICE_LINK_URL = re.compile(r"(tcp|udp|sctp)://\S+")
+PROPERTY = re.compile(r"[a-z0-9]+(\.[a-z0-9]+)*")  # a librdkafka setting's name
 SECRET_MAX_BYTES = 64 * 1024
 PROPERTIES_MAX_BYTES = 1024 * 1024
 # librdkafka's names for the same property: one of them given twice is the same property twice
@@ -85,7 +86,13 @@ log = logging.getLogger(__name__)
 
 
 class ConfigError(InvalidInput):
-    """A setting that cannot be used; the message names it, its value and what is allowed."""
+    """A setting that cannot be used; the message names it, its value and what is allowed.
+
+    Always one printable line, whatever names and paths it quotes (a newline in a variable's value is shown
+    as ``\\n``): the command line prints it as its one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in message))
 
 
 def setting(default: Any, low: float | None = None, high: float | None = None, *, env: str = "", check=None) -> Any:
@@ -507,12 +514,14 @@ def kafka_overrides_from_env(env: Mapping[str, str], names: Mapping[str, str]) -
     for name, value in sorted(env.items()):
         if not name.startswith(KAFKA_PREFIX) or name in names:
             continue
-        key = name[len(KAFKA_PREFIX) :]
-        if key.endswith(SECRET_SUFFIX):
-            key = key.removesuffix(SECRET_SUFFIX).lower().replace("_", ".")
+        secret = name.endswith(SECRET_SUFFIX)
+        key = name[len(KAFKA_PREFIX) :].removesuffix(SECRET_SUFFIX if secret else "").lower().replace("_", ".")
+        if not PROPERTY.fullmatch(key):
+            raise ConfigError(f"{name} is not a setting: VVV_KAFKA_<NAME> is librdkafka's name in capitals and _")
+        if secret:
             overrides.append(Given(key, _read_secret(name, value), f"{name}={value}", secret=True))
         else:
-            overrides.append(Given(key.lower().replace("_", "."), value, name))
+            overrides.append(Given(key, value, name))
     return overrides
 
 
