@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from conftest import VVV, Member, cli_env, outbox_count, results, wait_for
+from conftest import VVV, Member, cli_env, hours_ago, outbox_count, results, wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_config import SECRET, SERVICE_LINKS, bad_file
@@ -379,13 +379,13 @@ def test_a_velocity_past_what_sqlite_and_avro_hold_is_clamped_not_a_dead_letter(
     """Found by the property test: 10^13 views a millisecond apart in the cron's snapshots made a velocity of
     3.6 * 10^19 views an hour, past SQLite's INTEGER (the event was dead-lettered by the store's safety net) and
     past Avro's long (which the compiled writer would have written, and no reader could read)."""
-    path = tmp_path / "cron.db"
+    path, at = tmp_path / "cron.db", hours_ago(6)
     with sqlite3.connect(path) as conn:
         conn.executescript(CRON_SCHEMA)
         conn.execute("INSERT INTO videos (video_id, region) VALUES ('J78aPJ3VyNs', 'PL')")
         conn.executemany(
             "INSERT INTO video_snapshots VALUES ('J78aPJ3VyNs', 'PL', ?, 0, 0, ?)",
-            [(5000, "2026-01-01 06:00:00"), (10**13, "2026-01-01 06:00:00.001")],
+            [(5000, at), (10**13, at + ".001")],  # a millisecond later
         )
     settings = Settings(namespace="b", stop_timeout=5)
     broker, record = MemoryBroker(partitions=1), events.video_record({"video_id": "J78aPJ3VyNs"}, "e1", now_ms())

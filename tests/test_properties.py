@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Member, outbox_count, wait_for
+from conftest import Member, hours_ago, outbox_count, wait_for
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from registry_standin import RegistryStandIn
@@ -234,9 +234,9 @@ def cron_database(path: Path) -> str:
         conn.executescript(CRON_SCHEMA)
         videos = [*KNOWN, *SENTINELS.values()]
         conn.executemany("INSERT INTO videos (video_id, region) VALUES (?, 'PL')", [(v,) for v in videos])
-        snapshots = [(v, "PL", 1000, 10, 1, "2026-01-01 00:00:00") for v in videos]
-        snapshots += [(v, "PL", 5000, 90, 9, "2026-01-01 06:00:00") for v in videos]
-        snapshots.append((KNOWN[0], "PL", 10**13, 0, 0, "2026-01-01 06:00:00.001"))  # 10^13 views in a millisecond
+        before, at = hours_ago(12), hours_ago(6)
+        snapshots = [(v, "PL", 1000, 10, 1, before) for v in videos] + [(v, "PL", 5000, 90, 9, at) for v in videos]
+        snapshots.append((KNOWN[0], "PL", 10**13, 0, 0, at + ".001"))  # 10^13 views a millisecond later
         conn.executemany("INSERT INTO video_snapshots VALUES (?, ?, ?, ?, ?, ?)", snapshots)
     return str(path)
 
