@@ -3,8 +3,8 @@
 Each script prints its own lines as it goes (the scoring profile: where the time goes, by step),
 and its figures as ``figure<TAB>...`` lines (``common.figure``), collected here. "vs goal" is
 measured / goal where higher is better and goal / measured where lower is: 1.00 or more meets
-the goal. Scoring, its scaling and the sink run on Apache Kafka when Java and its jars are there
-(`make kafka`), else on the embedded broker.
+the goal. Scoring, its scaling, the sink and the outbox run on Apache Kafka when Java and its jars
+are there (`make kafka`), else on the embedded broker.
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ def peer_python() -> str:
     return str(venv / "bin" / "python")
 
 
+def store_candidates() -> None:
+    """RocksDB (rocksdict) beside lmdb, the project's store, for bench/store.py's comparison (a wheel; bench only)."""
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "rocksdict"], check=True)
+
+
 def main() -> int:
     broker = "kafka" if shutil.which("java") and (HERE.parent / "kafka" / "lib" / ".fetched").exists() else "embedded"
     runs = [
@@ -36,9 +41,12 @@ def main() -> int:
         ["scoring.py", "--broker", broker, "--profile", "--events", "50000"],
         ["scaling.py", "--broker", broker],
         ["sink.py", "--broker", broker],
+        ["store.py", "--broker", broker],
+        ["outbox.py", "--broker", broker],
         ["thumbnails.py", "--videos", "5000", "--concurrency", "64,128,256"],
         ["liveness.py"],
     ]
+    store_candidates()
     figures: list[tuple[str, str, float, str, float | None, bool]] = []
     for args in runs:
         print(f"== bench/{' '.join(args)}", flush=True)
@@ -52,7 +60,7 @@ def main() -> int:
         if process.wait() != 0:
             print(f"bench/{args[0]} failed (exit {process.returncode})", file=sys.stderr)
             return 1
-    print(f"\nbenchmarks, {date.today().isoformat()}, scoring and sink on {broker}:")
+    print(f"\nbenchmarks, {date.today().isoformat()}, scoring, sink and outbox on {broker}:")
     print(f"{'figure':<60}{'measured':>18}{'goal':>10}{'vs goal':>9}")
     for _script, name, value, unit, goal, higher in figures:
         ratio = "" if goal is None else f"{(value / goal if higher else goal / value):.2f}"

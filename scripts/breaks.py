@@ -11,8 +11,10 @@ whose description contains TEXT.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import os
+import queue
 import shutil
 import subprocess
 import sys
@@ -26,6 +28,16 @@ sys.path.insert(0, str(ROOT))
 RUNTIME = "tests/test_runtime.py::"  # the runtime's broker-free tests (the in-memory backend)
 BOUNDARIES = "tests/test_boundaries.py::"
 CONFIG = "tests/test_config.py::"
+RATELIMIT = "tests/test_ratelimit.py::"  # the rate limiter's, on a virtual clock
+STATE = "tests/test_state.py::"  # the state store's, on the same backend
+EFFECTS = "tests/test_effects.py::"  # how results take effect in the cron database (broker-free)
+OUTBOX = "tests/test_outbox.py::"
+HOOK = "tests/test_hook.py::"
+# Copied into the broken tree: the package, its tests and what the deployment tests read.
+COPIED = (
+    *("vvv_core", "tests", "pyproject.toml", "kafka/broker.properties", "deploy", "scripts"),
+    *("README.md", "LICENSE", "Makefile", "docker-compose.yml", "Dockerfile", ".dockerignore", "registry/pom.xml"),
+)
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,7 @@ BREAKS = [
     Break(
         "exactly-once switched off",
         "vvv_core/runtime/checkpoint.py",
-        "self.exactly_once = exactly_once",
+        "self.exactly_once = backend.transactional",
         "self.exactly_once = False",
         RUNTIME + "test_exactly_once_commits_results_and_offsets_in_one_transaction",
     ),
@@ -158,7 +170,409 @@ BREAKS = [
         "busy = False",
         RUNTIME + "test_fetching_pauses_while_too_much_is_unfinished",
     ),
+    # -- faults: the broker, the database -------------------------------------------------------
+    Break(
+        "a consumer waits for a lost broker for ever",
+        "vvv_core/runtime/backends/brokerwatch.py",
+        "if away >= self.give_up_after:",
+        "if False:",
+        "tests/test_faults_crash.py::test_a_consumer_whose_broker_is_gone_says_so_briefly_and_exits",
+        broker="any",
+    ),
+    Break(
+        "a locked database ends a consumer",
+        "vvv_core/db.py",
+        "            if not _locked(exc):\n                raise\n",
+        "            raise\n",
+        "tests/test_faults_crash.py::test_a_database_locked_past_every_busy_timeout_is_waited_out",
+        broker="any",
+    ),
+    Break(
+        "a consumer failed for good is not replaced",
+        "vvv_core/runtime/backends/kafka.py",
+        "                self._resubscribe = True\n            elif err.code() in kafka.MISSING:",
+        "                pass\n            elif err.code() in kafka.MISSING:",
+        "tests/test_faults_crash.py::test_broker_restart_empty_consumer_recovers_and_recreates_topics",
+        broker="kafka",  # a KIP-848 member whose group vanished is failed for good: Apache Kafka restarted empty
+    ),
+    # -- the wire ---------------------------------------------------------------------------------
+    Break(
+        "the compiled Avro writer's zig-zag wrong",
+        "vvv_core/avro_writer.py",
+        "n = (n << 1) ^ (n >> 63)",
+        "n = n << 1",
+        "tests/test_avro.py::test_the_compiled_writers_write_what_fastavro_writes",
+    ),
+    Break(
+        "a replay of one dead letter leaves no marker (a later replay sends it again)",
+        "vvv_core/dlq.py",
+        'producer.produce(topic, None, d.key, headers=[(MARKER, f"{d.partition}/{d.offset}".encode())])',
+        "pass",
+        "tests/test_console.py::test_the_console_shows_the_pipeline_live_and_replays_a_dead_letter",
+        broker="any",
+    ),
+    Break(
+        "a replay of all dead letters leaves their position where it was (the next sends them again)",
+        "vvv_core/dlq.py",
+        "_commit_positions(settings, group, topic, ends)",
+        "pass",
+        "tests/test_faults_poison.py::test_dlq_list_and_replay_from_the_command_line",
+        broker="any",
+    ),
+    # -- operating it ---------------------------------------------------------------------------
+    Break(
+        "a replay from the beginning starts at the end",
+        "vvv_core/replay.py",
+        "return {p: low for p, (low, _high) in marks.items()}",
+        "return {p: high for p, (_low, high) in marks.items()}",
+        "tests/test_operations.py::test_replay_from_the_beginning_and_from_a_time",
+        broker="any",
+    ),
+    Break(
+        "a replay from a time reads the time as seconds",
+        "vvv_core/replay.py",
+        "cutoff = int(since.timestamp() * 1000)",
+        "cutoff = int(since.timestamp())",
+        "tests/test_operations.py::test_replay_from_the_beginning_and_from_a_time",
+        broker="any",
+    ),
+    Break(
+        "a replay from a time trusts the broker's time index unchecked",
+        "vvv_core/replay.py",
+        "if asked is not None and kafka.first_at_or_after(settings, topic, cutoff, asked, marks):",
+        "if asked is not None:",
+        "tests/test_operations.py::test_replay_from_the_beginning_and_from_a_time",
+        broker="embedded",  # Apache Kafka's time index is right: only a broker that answers wrongly tells
+    ),
+    # -- liveness ---------------------------------------------------------------------------------
+    Break(
+        "the rate limit is per member, not per group",
+        "vvv_core/runtime/ratelimit.py",
+        "self._assignment = (frozenset(owned), max(1, total))",
+        "self._assignment = (frozenset(range(max(1, total))), max(1, total))",  # every member: every slot
+        "tests/test_liveness.py::test_rate_limit_is_for_the_whole_group[2]",
+        broker="any",
+    ),
+    # -- partitioning, the registry, the demo, the deployment examples -------------------------
+    Break(
+        "murmur2 switched back to librdkafka's default partitioner",
+        "vvv_core/kafka.py",
+        'PARTITIONER = "murmur2_random"',
+        'PARTITIONER = "consistent_random"',
+        "tests/test_partitioning.py::test_every_topic_the_project_writes_is_partitioned_as_the_java_producer_does",
+        broker="kafka",
+    ),
+    Break(
+        "the in-memory broker partitions by CRC32",
+        "vvv_core/runtime/backends/memory.py",
+        'return java_partition(key or b"", self.partitions)',
+        'return __import__("zlib").crc32(key or b"") % self.partitions',
+        "tests/test_partitioning.py::test_the_pure_python_murmur2_partitions_as_kafkas_java_producer",
+        broker="kafka",
+    ),
+    Break(
+        "a member's worker threads hold its process's exit",
+        "vvv_core/runtime/executors.py",
+        'name=f"{self._name}_{self._threads}", daemon=True)',
+        'name=f"{self._name}_{self._threads}", daemon=False)',
+        "tests/test_cli.py::test_a_results_only_member_whose_checks_hang_in_a_name_lookup_stops_within_the_stop_timeout",
+        broker="embedded",
+    ),
+    Break(
+        "the demo's stand-in choice mixed: liveness asks the configured endpoint",
+        "vvv_core/demo.py",
+        'oembed_url=f"{oembed.base_url}/oembed",',
+        "oembed_url=settings.oembed_url,",
+        "tests/test_cli.py::test_demo_never_mixes_stand_ins_with_real_endpoints",
+    ),
+    Break(
+        "the demo's console not told the members it started",
+        "vvv_core/demo.py",
+        "serve(settings, groups, db_path, host, port, announce=announce, members=members)",
+        "serve(settings, groups, db_path, host, port, announce=announce)",
+        "tests/test_cli.py::test_demo_keeps_everything_up_with_its_console_and_stops_quietly_on_a_terminals_ctrl_c",
+    ),
+    Break(
+        "the embedded broker takes a terminal's Ctrl-C itself (stops before the groups)",
+        "vvv_core/broker.py",
+        "            process_group=0,\n",
+        "",
+        "tests/test_cli.py::test_demo_keeps_everything_up_with_its_console_and_stops_quietly_on_a_terminals_ctrl_c",
+    ),
+    Break(
+        "the README's extras line quotes the wheel's wildcard",
+        "README.md",
+        'pip install "$wheel[consumers]"  ',
+        "pip install 'dist/viralvidvault_streams-*.whl[consumers]'",
+        "tests/test_wheel.py::test_a_wheel_installs_into_a_fresh_venv_and_runs_the_pipeline_from_another_folder",
+        broker="kafka",
+    ),
+    Break(
+        "the compose image's permission check removed",
+        "deploy/docker/start.sh",
+        'if [ -n "$db" ]; then',
+        "if false; then",
+        "tests/test_deployment.py::test_the_entry_point_says_in_one_line_what_the_image_user_cannot_do_with_the_cron_database",
+    ),
+    Break(
+        "the console's port published on every interface",
+        "docker-compose.yml",
+        '"${VIRALVIDVAULT_BIND:-127.0.0.1}:8765:8765"',
+        '"8765:8765"',
+        "tests/test_deployment.py::test_every_published_port_is_on_loopback_unless_the_operator_asks",
+    ),
+    Break(
+        "the compose file's scaling line names another service than the README's",
+        "docker-compose.yml",
+        "#   docker compose up -d --scale thumbnails=3",
+        "#   docker compose up -d --scale scoring=3",
+        "tests/test_deployment.py::test_the_scaling_line_is_true_and_the_same_in_the_file_and_the_readme",
+    ),
+    Break(
+        "the systemd members of one group share one metrics port",
+        "deploy/vvv-member",
+        "--metrics-port $((9100 + 10 * place + n))",
+        "--metrics-port $((9100 + 10 * place))",
+        "tests/test_deploy_examples.py::test_the_systemd_template_runs_several_members_of_a_group_each_with_its_own_metrics_port",
+    ),
+    Break(
+        "the set-up leaves the cron's data directory without group write",
+        "deploy/setup.sh",
+        'chmod 2770 "$root$cron_dir"',
+        'chmod 2750 "$root$cron_dir"',
+        "tests/test_deploy_examples.py::test_the_setup_script_makes_the_user_the_folders_and_the_venv_in_a_scratch_root",
+    ),
+    Break(
+        "a Kubernetes pod gets service links again",
+        "deploy/kubernetes/workers.yaml",
+        "      enableServiceLinks: false\n      terminationGracePeriodSeconds: 30  # the drain",
+        "      terminationGracePeriodSeconds: 30  # the drain",
+        "tests/test_deploy_examples.py::test_the_kubernetes_example_has_what_an_operator_needs_and_runs_real_commands",
+    ),
+    Break(
+        "each command's help lists every setting again",
+        "vvv_core/cli.py",
+        "epilog=environment_help(reads),",
+        "epilog=environment_help(),",
+        "tests/test_help.py::test_every_setting_is_read_by_some_part_and_each_command_lists_its_own",
+    ),
+    Break(
+        "a member's help leaves out the liveness settings it reads",
+        "vvv_core/cli.py",
+        'reads=("kafka", "topics", "schemas", "member", "thumbnails", "liveness"),',
+        'reads=("kafka", "topics", "schemas", "member", "thumbnails"),',
+        "tests/test_help.py::test_every_setting_is_read_by_some_part_and_each_command_lists_its_own",
+    ),
+    Break(
+        "the registry's compatibility rule not set on the project's subjects",
+        "vvv_core/registry.py",
+        "self._client.set_compatibility(subject_name=subject, level=COMPATIBILITY)",
+        "pass",
+        "tests/test_registry.py::test_an_incompatible_schema_is_refused_by_the_registry_and_the_hooks_events_are_kept",
+        broker="any",
+    ),
+    Break(
+        "registry-format messages framed without the schema id",
+        "vvv_core/registry.py",
+        'return REGISTRY_MAGIC + schema_id.to_bytes(4, "big")',
+        "return REGISTRY_MAGIC + bytes(4)",
+        "tests/test_registry.py::test_the_hook_and_every_group_write_the_registry_format_that_confluents_deserializer_reads",
+        broker="any",
+    ),
+    # -- from statestore ----------------------------------------------------------------------
+    Break(
+        "offsets committed by the consumer instead of sent to the transaction",
+        "vvv_core/runtime/checkpoint.py",
+        "self.backend.send_offsets_to_transaction(positions)",
+        "self.backend.commit(positions, True)",
+        RUNTIME + "test_exactly_once_offsets_become_the_groups_only_when_its_transaction_commits",
+    ),
+    Break(
+        "members read uncommitted records",
+        "vvv_core/runtime/backends/memory.py",
+        "transactional: bool = False, isolation: str = ISOLATION",
+        'transactional: bool = False, isolation: str = "read_uncommitted"',
+        RUNTIME + "test_a_member_never_processes_what_a_transaction_upstream_aborted_nor_what_it_has_not_committed",
+    ),
+    Break(
+        "offsets committed by the consumer instead of sent to the transaction, on Apache Kafka",
+        "vvv_core/runtime/backends/kafka.py",
+        "self._producer.send_offsets_to_transaction(positions, group.consumer_group_metadata(), FLUSH_TIMEOUT)",
+        "group.commit(offsets=positions, asynchronous=False)",
+        "tests/test_scoring_e2e.py::test_a_member_dying_after_sending_its_offsets_but_before_its_commit_commits_neither",
+        broker="kafka",
+    ),
+    Break(
+        "members read uncommitted records, on Apache Kafka",
+        "vvv_core/kafka.py",
+        '"isolation.level": "read_committed",',
+        '"isolation.level": "read_uncommitted",',
+        "tests/test_scoring_e2e.py::test_what_a_transaction_upstream_aborted_is_never_processed",
+        broker="kafka",
+    ),
+    Break(
+        "no changelog write",
+        "vvv_core/runtime/state/__init__.py",
+        "self._changes.append(Change(partition, key, value))",
+        "pass",
+        STATE + "test_every_change_is_in_the_changelog_and_a_member_on_another_host_restores_it",
+    ),
+    Break(
+        "restore skipped",
+        "vvv_core/runtime/state/restore.py",
+        "            self.state.restoring.add(tp)\n",
+        "            self.backend.pause(False, [tp])\n",
+        STATE + "test_every_change_is_in_the_changelog_and_a_member_on_another_host_restores_it",
+    ),
+    Break(
+        "restore from the wrong position",
+        "vvv_core/runtime/state/restore.py",
+        "self.backend.restore(self.state.changelog_partition(tp), position)",
+        "self.backend.restore(self.state.changelog_partition(tp), position + 1)",
+        STATE + "test_a_partition_taken_back_is_restored_with_what_its_other_owner_did",
+    ),
+    Break(
+        "state kept across a revoke",
+        "vvv_core/runtime/state/__init__.py",
+        "            if (store := self.stores.pop(tp, None)) is not None:\n                store.close()\n",
+        "            pass\n",
+        STATE + "test_a_partition_taken_back_is_restored_with_what_its_other_owner_did",
+    ),
+    Break(
+        "the store trusted after a crash under exactly-once (its changes saved before the commit)",
+        "vvv_core/runtime/checkpoint.py",
+        "if batch.changes and self.exactly_once:",
+        "if batch.changes and False:",
+        STATE + "test_under_exactly_once_a_store_is_never_ahead_of_what_was_committed",
+    ),
+    Break(
+        "the store trusted after a crash under exactly-once, on Apache Kafka",
+        "vvv_core/runtime/checkpoint.py",
+        "if batch.changes and self.exactly_once:",
+        "if batch.changes and False:",
+        "tests/test_stream_scoring.py::test_a_crash_between_the_state_write_and_the_commit_never_leaves_a_store_ahead"
+        "[commit]",
+        broker="kafka",
+    ),
+    Break(
+        "a video's first score of a batch stored, not its last",
+        "vvv_core/groups/scoring.py",
+        "            for e in effects\n",
+        "            for e in reversed(effects)\n",
+        STATE + "test_the_sink_stores_each_videos_latest_score_and_never_an_older_events",
+    ),
+    Break(
+        "a late result of an older event replaces a video's score",
+        "vvv_core/groups/scoring.py",
+        " AND coalesce(virality_event_at, 0) <= ?4",
+        "",
+        STATE + "test_the_sink_stores_each_videos_latest_score_and_never_an_older_events",
+    ),
+    Break(
+        "a restore ends at the last record it can read (high watermark - 1), not at the high watermark",
+        "vvv_core/runtime/state/restore.py",
+        "        if position < high:\n",
+        "        if position < high - 1:\n",
+        "tests/test_stream_scoring.py::test_a_restore_waits_for_a_transaction_open_on_its_changelog_and_status_shows_it",
+        broker="kafka",
+    ),
+    Break(
+        "the switch to stream mode seeds no history",
+        "vvv_core/groups/scoring.py",
+        "    for video_id, kept in history.items():\n",
+        "    for video_id, kept in list(history.items())[:0]:\n",
+        "tests/test_stream_scoring.py::"
+        "test_seeding_the_changelog_switches_a_running_installation_to_stream_mode_losing_no_history",
+        broker="any",
+    ),
+    Break(
+        "the table holds the result just read, not the video's whole current state",
+        "vvv_core/groups/sink.py",
+        '"thumbnail": thumbnail,',
+        '"thumbnail": None,',
+        "tests/test_sink.py::test_the_table_holds_each_videos_latest_score_thumbnail_and_liveness",
+        broker="any",
+    ),
+    Break(
+        "a member with a state store runs at-least-once when the setting says so",
+        "vvv_core/runtime/loop.py",
+        "transactional=settings.exactly_once or group.keeps_state,",
+        "transactional=settings.exactly_once,",
+        STATE + "test_a_member_with_a_state_store_runs_exactly_once_whatever_the_setting",
+    ),
+    # -- from mutants -------------------------------------------------------------------------
+    Break(
+        "a member sends in the slots of partitions it does not own",
+        "vvv_core/runtime/ratelimit.py",
+        "self._assignment = (frozenset(owned), max(1, total))",
+        "self._assignment = (frozenset(range(total)), max(1, total))",
+        RATELIMIT + "test_members_send_only_in_their_partitions_slots_never_in_the_same_one_and_use_them_all",
+    ),
+    Break(
+        "a worker too late for its slot sends anyway",
+        "vvv_core/runtime/ratelimit.py",
+        "if time.time() - at <= self.late and slot % total in owned:",
+        "if slot % total in owned:",
+        RATELIMIT + "test_a_worker_waking_late_sends_up_to_a_fifth_of_a_slot_after_it_and_otherwise_in_its_next_slot",
+    ),
+    Break(
+        "a worker may be late by a fifth of a slot however long the slot",
+        "vvv_core/runtime/ratelimit.py",
+        "self.late = min(LATE * self.interval, MOST_LATE)",
+        "self.late = LATE * self.interval",
+        RATELIMIT + "test_a_minute_never_holds_more_than_the_limit_however_late_workers_wake[1]",
+    ),
+    Break(
+        "a stop does not end the wait for partitions",
+        "vvv_core/runtime/ratelimit.py",
+        "                if cancelled.is_set():\n                    return None\n",
+        "",
+        RATELIMIT + "test_a_stop_ends_the_wait_for_an_assignment",
+    ),
     # -- the sink ------------------------------------------------------------------------------
+    Break(
+        "the sink writes its effects and its offsets in two SQLite transactions",
+        "vvv_core/groups/sink.py",
+        '        conn.executemany(\n            "INSERT INTO vvv_sink_offsets',
+        '        conn.execute("COMMIT")\n        conn.execute("BEGIN IMMEDIATE")\n'
+        '        conn.executemany(\n            "INSERT INTO vvv_sink_offsets',
+        EFFECTS + "test_the_sinks_effects_and_its_offsets_commit_together_or_not_at_all",
+    ),
+    Break(
+        "the sink applies again a result its member stored itself",
+        "vvv_core/groups/sink.py",
+        "if not result.stored and result.group in APPLIERS:",
+        "if result.group in APPLIERS:",
+        EFFECTS + "test_the_sink_never_applies_a_result_its_member_stored_itself",
+    ),
+    Break(
+        "a repeated thumbnail result of the same event applied again",
+        "vvv_core/groups/thumbnails.py",
+        "excluded.event_id IS NOT thumbnail_checks.event_id",
+        "1",
+        EFFECTS + "test_a_repeated_result_of_the_same_event_changes_nothing[thumbnails]",
+    ),
+    Break(
+        "a repeated liveness result of the same event applied again",
+        "vvv_core/groups/liveness.py",
+        "excluded.event_id IS NOT video_liveness.event_id",
+        "1",
+        EFFECTS + "test_a_repeated_result_of_the_same_event_changes_nothing[liveness]",
+    ),
+    Break(
+        "an older thumbnail check replaces a newer verdict",
+        "vvv_core/groups/thumbnails.py",
+        "WHERE excluded.event_at > coalesce(thumbnail_checks.event_at, 0)",
+        "WHERE 1",
+        EFFECTS + "test_an_older_check_arriving_later_never_replaces_a_newer_verdict[thumbnails]",
+    ),
+    Break(
+        "an older liveness check replaces a newer verdict",
+        "vvv_core/groups/liveness.py",
+        "AND (excluded.event_at > coalesce(video_liveness.event_at, 0)",
+        "AND (1",
+        EFFECTS + "test_an_older_check_arriving_later_never_replaces_a_newer_verdict[liveness]",
+    ),
     Break(
         "the sink ignores the offsets it stored with its effects",
         "vvv_core/groups/sink.py",
@@ -313,11 +727,226 @@ BREAKS = [
         "inside = None",
         "tests/test_safe_http.py::test_internal_addresses_in_any_form_are_internal",
     ),
+    # -- the outbox and the hook ---------------------------------------------------------------
+    Break(
+        "keep all on a missed deadline: a call's finished pieces not removed from the outbox",
+        "vvv_core/outbox.py",
+        "                self.spool.record_delivered(run.segment, end)",
+        "                pass",
+        OUTBOX + "test_a_backlog_ten_deadlines_long_shrinks_every_call_with_the_broker_frozen_mid_call",
+        broker="any",
+    ),
+    Break(
+        "no pieces: the whole backlog sent as one",
+        "vvv_core/outbox.py",
+        "spans = backlog.take(size)",
+        "spans = backlog.take(1 << 30)",
+        OUTBOX + "test_a_backlog_ten_deadlines_long_shrinks_every_call_with_the_broker_frozen_mid_call",
+        broker="any",
+    ),
+    Break(
+        "what earlier calls delivered of a segment sent again",
+        "vvv_core/outbox.py",
+        "start = self.done.get(segment.name, 0)",
+        "start = 0",
+        OUTBOX + "test_a_backlog_ten_deadlines_long_shrinks_every_call_with_the_broker_frozen_mid_call",
+        broker="any",
+    ),
+    Break(
+        "a piece still unanswered at the deadline counted as delivered",
+        "vvv_core/outbox.py",
+        "                sent.cut_off = True\n                break\n            if now - said",
+        "                break\n            if now - said",
+        HOOK + "test_a_broker_frozen_mid_call_costs_the_deadline_and_loses_nothing",
+        broker="any",
+    ),
+    Break(
+        "the hook's accounting: a piece cut off by the deadline counted as delivered",
+        "vvv_core/outbox.py",
+        "result.unconfirmed = sent.produced\n",
+        "result.unconfirmed = sent.produced\n                        result.delivered += len(piece)\n",
+        OUTBOX + "test_a_backlog_ten_deadlines_long_shrinks_every_call_with_the_broker_frozen_mid_call",
+        broker="any",
+    ),
+    Break(
+        "the hook's accounting: refused events counted as delivered",
+        "vvv_core/outbox.py",
+        "result.delivered += len(piece) - len(kept)",
+        "result.delivered += len(piece)",
+        OUTBOX + "test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it",
+        broker="any",
+    ),
+    Break(
+        "a failed send loses its events: a refused event not kept",
+        "vvv_core/outbox.py",
+        "kept = [m for m in piece if m.value in failed or (m.topic, m.key) in held] if failed or held else []",
+        "kept = [m for m in piece if (m.topic, m.key) in held] if held else []",
+        OUTBOX + "test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it",
+        broker="any",
+    ),
+    Break(
+        "the order of kept events: a refused event's video's later events sent before it",
+        "vvv_core/outbox.py",
+        "send = [m for m in piece if (m.topic, m.key) not in held] if held else piece",
+        "send = piece",
+        OUTBOX + "test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it",
+        broker="any",
+    ),
+    Break(
+        "the order of kept events: what a piece leaves behind written after the rest, not ahead",
+        "vvv_core/outbox.py",
+        "written = self.spool.write(kept, self._ahead)",
+        "written = self.spool.write(kept)",
+        OUTBOX + "test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it",
+        broker="any",
+    ),
+    Break(
+        "the outbox keeps nothing it could not deliver",
+        "vvv_core/outbox.py",
+        "kept = backlog.keep_rest()",
+        "kept = 0",
+        HOOK + "test_broker_down_returns_in_bounded_time_and_loses_nothing",
+        broker="any",
+    ),
+    Break(
+        "a failure while sending is not caught (events neither sent nor kept)",
+        "vvv_core/outbox.py",
+        "except Exception as exc:  # whatever fails while sending",
+        "except ZeroDivisionError as exc:  # whatever fails while sending",
+        HOOK + "test_whatever_fails_while_sending_every_event_is_kept",
+        broker="any",
+    ),
+    Break(
+        "the producer's failure reports go to its first piece's record, not the current one's",
+        "vvv_core/outbox.py",
+        "on_delivery=lambda err, msg: self._failures.on_delivery(err, msg),",
+        "on_delivery=self._failures.on_delivery,",
+        HOOK + "test_an_event_the_broker_refuses_on_a_later_call_is_kept_not_counted_delivered",
+        broker="kafka",
+    ),
+    Break(
+        "a full producer queue gives up instead of waiting for room",
+        "vvv_core/outbox.py",
+        "while time.monotonic() < deadline and not (stop and stop.is_set()):\n            producer.poll(0.05)",
+        "while False:\n            producer.poll(0.05)",
+        OUTBOX + "test_publish_waits_for_room_in_the_producers_queue",
+        broker="any",
+    ),
+    Break(
+        "vvv outbox flush ignores its --timeout",
+        "vvv_core/cli.py",
+        "report = flush_outbox(args.db, settings, args.timeout, stop)",
+        "report = flush_outbox(args.db, settings, DRAIN_TIMEOUT, stop)",
+        OUTBOX + "test_flush_is_bounded_by_its_own_timeout",
+        broker="any",
+    ),
+    Break(
+        "the pace not remembered between calls",
+        "vvv_core/outbox.py",
+        "        if abs(self.rate - self.saved) > self.saved / 5:",
+        "        if False:",
+        OUTBOX + "test_the_pace_is_remembered_beside_the_outbox_and_moves_sensibly",
+    ),
+    Break(
+        "one quick piece sets the pace to what it measured",
+        "vvv_core/outbox.py",
+        "min(max(self.rate, measured), 2 * self.rate)",
+        "max(self.rate, measured)",
+        OUTBOX + "test_the_pace_is_remembered_beside_the_outbox_and_moves_sensibly",
+    ),
+    Break(
+        "no drain lock around the outbox",
+        "vvv_core/spool.py",
+        "fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)",
+        "pass",
+        HOOK + "test_a_second_process_draining_queues_behind_it_in_order",
+        broker="any",
+    ),
+    Break(
+        "a kept segment renamed into place before its bytes are fsynced",
+        "vvv_core/spool.py",
+        "                f.write(data)\n            os.fsync(fd)\n",
+        "                f.write(data)\n",
+        OUTBOX + "test_kept_segments_and_finished_pieces_are_on_disk_before_the_drain_goes_on",
+        broker="any",
+    ),
+    Break(
+        "a kept segment written under its own name, not a temporary file renamed",
+        "vvv_core/spool.py",
+        'tmp = target.with_suffix(".tmp")',
+        "tmp = target",
+        OUTBOX + "test_kept_segments_and_finished_pieces_are_on_disk_before_the_drain_goes_on",
+        broker="any",
+    ),
+    Break(
+        "the folder not fsynced after a segment's rename",
+        "vvv_core/spool.py",
+        "        self._sync_folder()\n        return paths",
+        "        return paths",
+        OUTBOX + "test_kept_segments_and_finished_pieces_are_on_disk_before_the_drain_goes_on",
+        broker="any",
+    ),
+    Break(
+        "a finished piece not fsynced before the next one is sent",
+        "vvv_core/spool.py",
+        "a torn line stays its own\n            os.fsync(fd)\n",
+        "a torn line stays its own\n",
+        OUTBOX + "test_kept_segments_and_finished_pieces_are_on_disk_before_the_drain_goes_on",
+        broker="any",
+    ),
+    Break(
+        "the progress record kept once the outbox is empty",
+        "vvv_core/spool.py",
+        "            self.progress_path.unlink(missing_ok=True)\n            return\n",
+        "            return\n",
+        OUTBOX + "test_what_a_drain_leaves_behind_is_tidied",
+        broker="any",
+    ),
+    Break(
+        "temporary files a crash left never removed",
+        "vvv_core/spool.py",
+        "                if time.time() - tmp.stat().st_mtime > 3600:",
+        "                if False:",
+        OUTBOX + "test_what_a_drain_leaves_behind_is_tidied",
+        broker="any",
+    ),
+    Break(
+        "a file the outbox cannot read stops it instead of being set aside",
+        "vvv_core/outbox.py",
+        'log.error("%s: set aside as %s", exc, self.spool.set_aside(segment).name)\n                continue',
+        "self.blocked = str(exc)\n                return False",
+        OUTBOX + "test_a_records_file_keeps_its_format_and_an_unreadable_file_is_set_aside",
+        broker="any",
+    ),
+    Break(
+        "outbox files private to their creator (0600), not shared with the group",
+        "vvv_core/spool.py",
+        "FILE_MODE = 0o660",
+        "FILE_MODE = 0o600",
+        OUTBOX + "test_two_users_share_the_outbox_through_its_group",
+        broker="any",
+    ),
+    Break(
+        "rejections keyed by the item's text, not its video id",
+        "vvv_core/hook.py",
+        'report.reject(rejection_key(video_id, item, f"{name}[{position}]"), reason)',
+        "report.reject(repr(item)[:80], reason)",
+        HOOK + "test_invalid_items_are_rejected_with_reasons_not_raised",
+        broker="any",
+    ),
 ]
 
 
-def run_tests(tree: Path, tests: list[str], broker: tuple[str, str] | None) -> bool:
-    """True when ``tests`` pass against ``tree``; ``broker``: (kind, bootstrap) for tests that need one."""
+def markdown() -> str:
+    """The README's table: one row a break (``tests/test_docs.py`` checks that every break has its row)."""
+    rows = ["| break | file | caught by | broker |", "|---|---|---|---|"]
+    rows += [f"| {b.what} | `{b.file}` | `{b.test}` | {b.broker or 'none'} |" for b in BREAKS]
+    return "\n".join(rows)
+
+
+def run_tests(tree: Path, tests: list[str], broker: tuple[str, str] | None, show: bool = False) -> bool:
+    """True when ``tests`` pass against ``tree``; ``broker``: (kind, bootstrap) for tests that need one;
+    ``show``: print pytest's summary when they fail."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     if broker is not None:
         env |= {"TEST_BROKER": broker[0], "TEST_BOOTSTRAP": broker[1]}
@@ -328,6 +957,8 @@ def run_tests(tree: Path, tests: list[str], broker: tuple[str, str] | None) -> b
         capture_output=True,
         text=True,
     )
+    if show and done.returncode != 0:
+        print(done.stdout[-3000:], file=sys.stderr)
     return done.returncode == 0
 
 
@@ -361,41 +992,71 @@ def start_brokers(stack: contextlib.ExitStack, needed: set[str]) -> dict[str, st
     return started
 
 
+def copy_tree(into: Path) -> Path:
+    """What the tests need of the checkout, copied (the fetched jars linked)."""
+    for part in COPIED:
+        source, target = ROOT / part, into / part
+        target.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+    for fetched in ("kafka/lib", "registry/lib"):  # the jars, where fetched: linked, not copied
+        if (ROOT / fetched).is_dir():
+            (into / fetched).parent.mkdir(parents=True, exist_ok=True)
+            (into / fetched).symlink_to((ROOT / fetched).resolve())
+    return into
+
+
+def try_break(trees: queue.Queue[Path], b: Break, kind: str | None, brokers: dict[str, str]) -> bool | None:
+    """Whether the tests caught ``b`` (None: its code is not in its file exactly once), in a free tree."""
+    tree = trees.get()
+    try:
+        path = tree / b.file
+        original = path.read_text()
+        if original.count(b.old) != 1:
+            return None
+        path.write_text(original.replace(b.old, b.new))
+        try:
+            return not run_tests(tree, b.test.split(), None if kind is None else (kind, brokers[kind]))
+        finally:
+            path.write_text(original)
+    finally:
+        trees.put(tree)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="run only the breaks whose description contains this")
-    chosen = [b for b in BREAKS if parser.parse_args().only in b.what]
+    parser.add_argument("--jobs", type=int, default=2, help="breaks tried at once, each in its own copy of the tree")
+    parser.add_argument("--markdown", action="store_true", help="print the README's table of breaks, run nothing")
+    args = parser.parse_args()
+    if args.markdown:
+        print(markdown())
+        return 0
+    chosen = [b for b in BREAKS if args.only in b.what]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="vvv-breaks-") as tmp, contextlib.ExitStack() as stack:
-        tree = Path(tmp)
-        for part in ("vvv_core", "tests", "pyproject.toml", "kafka/broker.properties", "deploy", "scripts"):
-            source, target = ROOT / part, tree / part
-            target.parent.mkdir(parents=True, exist_ok=True)
-            (shutil.copytree if source.is_dir() else shutil.copy)(source, target)
+        trees: queue.Queue[Path] = queue.Queue()
+        for n in range(max(1, args.jobs)):
+            trees.put(copy_tree(Path(tmp) / str(n)))
         brokers = start_brokers(
             stack, {k for b in chosen for k in (["embedded", "kafka"] if b.broker == "any" else [b.broker]) if k}
         )
         plan = [(b, kind) for b in chosen for kind in kinds(b, brokers)]
+        tree = trees.queue[0]
         for kind in dict.fromkeys(kind for _b, kind in plan):
             tests = sorted({t for b, k in plan if k == kind for t in b.test.split()})
-            if not run_tests(tree, tests, None if kind is None else (kind, brokers[kind])):
+            if not run_tests(tree, tests, None if kind is None else (kind, brokers[kind]), show=True):
                 print(f"breaks: the unbroken tree fails its own tests ({kind or 'no broker'})", file=sys.stderr)
                 return 1
         missed = 0
-        for b, kind in plan:
-            path = tree / b.file
-            original = path.read_text()
-            if original.count(b.old) != 1:
-                print(f"breaks: {b.what}: the code to break is not in {b.file} exactly once", file=sys.stderr)
-                return 1
-            path.write_text(original.replace(b.old, b.new))
-            try:
-                caught = not run_tests(tree, b.test.split(), None if kind is None else (kind, brokers[kind]))
-            finally:
-                path.write_text(original)
-            missed += not caught
-            where = f"{b.file}; {kind or 'no broker'}"
-            print(f"{'caught' if caught else 'MISSED'}  {b.what}  ({where}; {b.test})", flush=True)
+        with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+            tries = {pool.submit(try_break, trees, b, kind, brokers): (b, kind) for b, kind in plan}
+            for done in concurrent.futures.as_completed(tries):
+                (b, kind), caught = tries[done], done.result()
+                if caught is None:
+                    print(f"breaks: {b.what}: the code to break is not in {b.file} exactly once", file=sys.stderr)
+                missed += not caught
+                where = f"{b.file}; {kind or 'no broker'}"
+                print(f"{'caught' if caught else 'MISSED'}  {b.what}  ({where}; {b.test})", flush=True)
         print(
             f"breaks: {len(plan) - missed} of {len(plan)} caught ({len(chosen)} breaks) "
             f"in {time.monotonic() - started:.0f} s"

@@ -32,11 +32,12 @@ from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import Settings
 from vvv_core.groups import GROUPS
 from vvv_core.kafka import QUICK_JOIN, read_topic
-from vvv_core.outbox import Spool, outbox_dir
+from vvv_core.outbox import outbox_dir
 from vvv_core.runtime import ConsumerGroup
 from vvv_core.runtime.backends import Backend
 from vvv_core.runtime.loop import GroupRunner
 from vvv_core.sample import CRON_SCHEMA, build_sample_db
+from vvv_core.spool import Spool
 
 FAST_GROUPS = QUICK_JOIN  # joins in 1 s on tansu
 
@@ -81,7 +82,13 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests of what only Apache Kafka has (replication, a cluster) belong to its run alone."""
+    """Tests of what only Apache Kafka has (replication, a cluster) belong to its run alone; under mutation
+    testing (``make mutants``) only the broker-free tests run."""
+    if "MUTANT_UNDER_TEST" in os.environ or config.pluginmanager.hasplugin("mutmut"):
+        needs_broker = [item for item in items if "broker" in getattr(item, "fixturenames", ())]
+        config.hook.pytest_deselected(items=needs_broker)
+        items[:] = [item for item in items if item not in needs_broker]
+        return
     if BROKER_KIND == "kafka":
         return
     other = [item for item in items if "apache_kafka_only" in item.keywords]
@@ -109,8 +116,27 @@ def broker() -> Iterator[EmbeddedBroker | ApacheKafka | SharedBroker]:
 
 
 @pytest.fixture
+def own_broker() -> Iterator[EmbeddedBroker | ApacheKafka]:
+    """A broker for this test alone, for tests that stop, freeze or restart it."""
+    with new_broker() as b:
+        yield b
+
+
+def broker_processes(b: EmbeddedBroker | ApacheKafka) -> list[subprocess.Popen[bytes]]:
+    """The processes to SIGSTOP to freeze ``b``: each node's."""
+    return [n.process for n in b.nodes] if isinstance(b, ApacheKafka) else [b.process]
+
+
+@pytest.fixture
 def settings(broker: EmbeddedBroker) -> Settings:
-    return Settings(bootstrap=broker.bootstrap, kafka=dict(FAST_GROUPS), namespace=f"t{uuid.uuid4().hex[:10]}")
+    # The hook's deadline generous: a test about processing must not hinge on one call beating a busy machine
+    # (tests of the deadline itself set theirs).
+    return Settings(
+        bootstrap=broker.bootstrap,
+        kafka=dict(FAST_GROUPS),
+        namespace=f"t{uuid.uuid4().hex[:10]}",
+        hook_timeout=30.0,
+    )
 
 
 @pytest.fixture(scope="session")
@@ -219,9 +245,13 @@ class ProcessTree:
 
 
 def outbox_count(db_path: str) -> int:
-    """Events waiting in the outbox beside ``db_path``."""
+    """Events waiting in the outbox beside ``db_path``: every file read, less what its progress says was delivered."""
     spool = Spool(outbox_dir(db_path))
-    return sum(len(spool.read(segment, lambda kept: kept["new"] + kept["stale"])) for segment in spool.segments())
+    done = spool.delivered()
+    return sum(
+        len(spool.read(segment, lambda kept: kept["new"] + kept["stale"])) - done.get(segment.name, 0)
+        for segment in spool.segments()
+    )
 
 
 def hours_ago(hours: float) -> str:
@@ -348,6 +378,7 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap,
         "VVV_NAMESPACE": settings.namespace,
+        "VVV_HOOK_TIMEOUT": f"{settings.hook_timeout:g}",
         **{f"VVV_KAFKA_{k.upper().replace('.', '_')}": v for k, v in FAST_GROUPS.items()},
         **extra,
     }
@@ -373,6 +404,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     are destroyed at interpreter exit, when every test broker is gone; seen once in a full Apache
     Kafka run, a consumer's rd_kafka_destroy then waited for ever, after all tests had passed.
     """
+    if config.pluginmanager.hasplugin("mutmut") or "MUTANT_UNDER_TEST" in os.environ:
+        return  # mutmut runs pytest inside its own process, many times over
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_exit_status)

@@ -1,11 +1,9 @@
-"""A Confluent-compatible schema registry, in memory, for the tests: subjects, versions, ids and compatibility.
+"""A Confluent-compatible schema registry, in memory, that records every request it answers.
 
-Only what a producer and a reader use (register a schema under a subject, set its compatibility,
-fetch a schema by id), the way the Confluent API answers it. A real registry cannot run here:
-Apicurio Registry's Maven Central artifacts do not resolve (its 3.x app needs
-apicurio-registry-schema-util-provider, which Central does not serve), Confluent's is not there
-either, and Karapace is not on the package index these machines can reach.
-"""
+The registry tests run against a real one (Apicurio, ``apicurio.py``); this stand-in is kept for the one
+thing a real registry cannot show: how many requests a producer makes (each schema registered once per
+process). It answers only what a producer and a reader use (register a schema under a subject, set its
+compatibility, fetch a schema by id), the way the Confluent API answers it."""
 
 from __future__ import annotations
 

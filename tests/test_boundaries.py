@@ -342,10 +342,16 @@ def test_every_command_runs_with_kubernetes_service_links_present(settings, samp
     running = {  # until stopped: each must get as far as saying it is up
         "broker": (["broker", "--port", str(free_port())], "embedded Kafka-compatible broker (tansu) on "),
         "console": (["console", "--db", sample_db, "--port", str(free_port())], "console: http://127.0.0.1:"),
-        "demo": (["demo", "--db", str(tmp_path / "demo.db"), "--exit"], "1. embedded broker on "),
+        "demo": (["demo", "--exit"], "1. embedded broker on "),  # its folder under TMPDIR, here tmp_path
     }
     for name, (args, says) in running.items():
-        process = subprocess.Popen([*VVV, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        process = subprocess.Popen(
+            [*VVV, *args],
+            env={**env, "TMPDIR": str(tmp_path)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         try:
             first = process.stdout.readline()
             assert says in first, (name, first, process.stderr.read() if process.poll() is not None else "")

@@ -80,7 +80,9 @@ BAD_SETTINGS = [
     ("VVV_TOPIC_RESULTS", "vvv.videos", "the same topic as VVV_TOPIC_VIDEOS (vvv.videos): each must be its own"),
     ("VVV_TOPIC_VIDEOS", "vvv.stale", "the same topic as VVV_TOPIC_STALE (vvv.stale): each must be its own"),
     ("VVV_TOPIC_RESULTS", "vvv_videos", "the same topic as VVV_TOPIC_VIDEOS (vvv.videos)"),  # Kafka: . and _ collide
-    ("VVV_TOPIC_RESULTS", "vvv.thumbnails.dlq", "a dead-letter topic's name (<namespace>.<group>.dlq)"),
+    ("VVV_TOPIC_RESULTS", "vvv.thumbnails.dlq", "a dead-letter or changelog topic's name (<namespace>.<group>.dlq)"),
+    ("VVV_TOPIC_VIDEOS", "vvv.scoring.state", "a dead-letter or changelog topic's name"),
+    ("VVV_TOPIC_RESULTS", "vvv.video_state", "the same topic as the table topic (vvv.video_state)"),
     ("VVV_CONSOLE_TOKEN", "x", TOKEN),
     ("VVV_CONSOLE_TOKEN", " " * 20, TOKEN),
     ("VVV_CONSOLE_TOKEN", "sixteen chars\tno", TOKEN),

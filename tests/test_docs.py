@@ -31,4 +31,4 @@ def test_every_deliberate_break_is_in_the_testing_section():
     sys.modules["breaks"] = breaks  # dataclasses look their module up
     spec.loader.exec_module(breaks)
     section = README[README.index("## Testing") :]
-    assert not [b.what for b in breaks.BREAKS if f"| {b.what} | `{b.test}` |" not in section]
+    assert not [b.what for b in breaks.BREAKS if f"| {b.what} | `{b.file}` | `{b.test}` |" not in section]

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from vvv_core import db
 from vvv_core.events import InvalidEvent, new_event_ids, now_ms, stale_check_event, video_event, video_record
 
 
@@ -27,6 +30,9 @@ def record(**changes):
         ({"created_at": "yesterday"}, "not a timestamp"),
         ({"event_id": ""}, "invalid event_id"),
         ({"title": "t" * 5000}, "invalid title"),
+        ({"fetched_at": 253402300799000}, "invalid fetched_at 9999-12-31"),
+        ({"fetched_at": "last tuesday"}, "invalid fetched_at 'last tuesday': not a time"),
+        ({"fetched_at": 1.5}, "invalid fetched_at 1.5: not a timestamp"),
     ],
 )
 def test_invalid_fields_are_named(changes, reason):
@@ -57,6 +63,27 @@ def test_video_record_from_a_cron_dict():
         now_ms(),
     )
     assert rec["region"] == "SE" and rec["view_count"] == 10 and rec["event_id"] == "e1"
+
+
+def test_a_snapshots_time_is_taken_as_the_cron_writes_it_and_as_sqlite_reads_it():
+    """The hook takes fetched_at as milliseconds, a datetime (naive: UTC) or the cron's text; each the same instant
+    as SQLite's julianday() makes of it, so stream mode and database mode see the same time."""
+    at = now_ms() - now_ms() % 1000 - 86_400_000  # yesterday, to the second
+    text = datetime.fromtimestamp(at / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    iso = datetime.fromtimestamp(at / 1000, timezone(timedelta(hours=1))).isoformat()
+    sqlite = sqlite3.connect(":memory:").execute(f"SELECT {db.epoch_ms('?')}", (text,)).fetchone()[0]
+    for given in (
+        at,
+        text,
+        iso,
+        text.replace(" ", "T") + "Z",
+        datetime.fromtimestamp(at / 1000, UTC).replace(tzinfo=None),
+    ):
+        rec = video_record({"video_id": "J78aPJ3VyNs", "fetched_at": given}, "e1", now_ms())
+        assert rec["fetched_at"] == at == sqlite, given
+    assert video_record({"video_id": "J78aPJ3VyNs"}, "e1", now_ms())["fetched_at"] is None
+    event = video_event(record(fetched_at=None))
+    assert event.snapshot_at == event.created_at  # without one, the event's own time stands for it
 
 
 def test_event_ids_are_fresh_128_bit_hex():

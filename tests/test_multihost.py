@@ -22,8 +22,10 @@ from urllib.parse import urlsplit
 import pytest
 from conftest import FAST_KIP848, VVV, wait_for
 from nethosts import Hosts, available
+from test_stream_scoring import database_scores  # one definition of database mode's answer
 
 from vvv_core.apache_kafka import ApacheKafka
+from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
 from vvv_core.groups.liveness import LivenessGroup
 from vvv_core.groups.thumbnails import ThumbnailGroup
@@ -167,3 +169,110 @@ def test_workers_on_two_hosts_a_pulled_cable_and_a_killed_sink(tmp_path, cron_db
             f"longest stall between results {stall:.1f} s"
         )
         assert took_over < 15  # the broker-side session (2 s) and a rebalance
+
+
+PUBLISH_HISTORY = """
+import sqlite3, sys, time
+from collections import defaultdict
+from vvv_core.config import Settings
+from vvv_core.hook import background_processing, flush_outbox
+db = sys.argv[1]
+conn = sqlite3.connect(db)
+rows = conn.execute(
+    "SELECT s.video_id, s.region, v.title, v.thumbnail_url, s.view_count, s.likes, s.comments, s.fetched_at"
+    " FROM video_snapshots AS s JOIN videos AS v USING (video_id) ORDER BY julianday(s.fetched_at), s.rowid"
+).fetchall()
+calls = defaultdict(list)
+names = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments", "fetched_at")
+for row in rows:
+    calls[row[-1]].append(dict(zip(names, row)))
+settings = Settings.from_env()
+for items in calls.values():  # each fetch's snapshots, in the order the cron fetched them, 10 a call
+    for start in range(0, len(items), 10):
+        report = background_processing(items[start : start + 10], [], db, settings)
+        assert not report.rejected, report  # what the broker did not take in time waits in the outbox, in order
+        time.sleep(float(sys.argv[2]))
+while flush_outbox(db, settings).queued:
+    time.sleep(1)
+print(len(rows))
+"""
+
+
+def test_scoring_on_two_worker_hosts_with_a_killed_member_and_a_pulled_cable_equals_database_mode(tmp_path, sample_db):
+    """Scoring in stream mode on the workers (no database there), the sink on the cron host; while the real
+    snapshots are published in the cron's order, one worker's member is killed with SIGKILL (and started again
+    on its store) and the other's cable is pulled and put back. Every video's score equals database mode's."""
+    if (why := available()) is not None:
+        pytest.fail(why) if os.environ.get("CI") else pytest.skip(why)
+
+    hosts = Hosts(["broker", "w1", "w2", "cron"])
+    with (
+        hosts,
+        ApacheKafka(host=hosts.addresses["broker"], wrap=hosts.command("broker"), properties=FAST_KIP848) as broker,
+    ):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VVV_", "KAFKA_"))} | {
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+            "VVV_NAMESPACE": "ms",
+            "VVV_EXACTLY_ONCE": "1",  # a member cut off is fenced: its late writes never land (see the README)
+        }
+        processes: dict[str, subprocess.Popen] = {}
+
+        def start(name: str, host: str, *args: str) -> None:
+            log = open(tmp_path / f"{name}.log", "a")  # noqa: SIM115 - closed with the process
+            host_env = env | {"VVV_STATE_DIR": str(tmp_path / host / "state")}  # each host's own disk
+            processes[name] = subprocess.Popen(hosts.command(host, *VVV, *args), env=host_env, stderr=log, stdout=log)
+
+        assert subprocess.run(hosts.command("cron", *VVV, "topics"), env=env, capture_output=True).returncode == 0
+        for host in ("w1", "w2"):
+            start(f"scoring-{host}", host, "consume", "scoring")
+        start("sink", "cron", "sink", "--db", sample_db)
+        time.sleep(5)  # both members in the group, each with partitions of its own
+        publisher = subprocess.Popen(
+            hosts.command("cron", sys.executable, "-c", PUBLISH_HISTORY, sample_db, "0.1"),
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            time.sleep(3)
+            assert publisher.poll() is None  # mid-stream
+            processes["scoring-w1"].send_signal(signal.SIGKILL)
+            processes["scoring-w1"].wait()
+            start("scoring-w1", "w1", "consume", "scoring")  # on its store, behind: restored from its position
+            time.sleep(3)
+            assert publisher.poll() is None  # mid-stream
+            hosts.link("w2", up=False)
+            time.sleep(6)  # its session expires: its partitions move to w1, restored there from the changelog
+            hosts.link("w2", up=True)
+            out, err = publisher.communicate(timeout=120)
+            assert publisher.returncode == 0, err
+            assert out.strip() == "1068"
+            expected = {v: d["score"] for v, d in database_scores(sample_db, Settings()).items() if d["reason"] is None}
+
+            def stored() -> dict[str, float]:
+                return dict(
+                    query(sample_db, "SELECT video_id, virality_score FROM videos WHERE virality_score IS NOT NULL")
+                )
+
+            deadline = time.monotonic() + 120
+            while stored() != expected and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert stored() == expected  # every video's score equal to database mode's (else: which differ)
+        finally:
+            for process in [*processes.values(), publisher]:
+                process.terminate()
+            for process in [*processes.values(), publisher]:
+                process.wait(30)
+        assert len(expected) == 280
+        settings = Settings(bootstrap=broker.bootstrap, namespace="ms")
+        for group in ("scoring", "sink"):
+            assert read_topic(settings, settings.dead_letter_topic(group)) == [], f"dead letters of {group}"
+        schemas = SchemaStore()
+        out = [schemas.decode(m.value(), "Result") for m in read_topic(settings, settings.results_topic)]
+        published = [schemas.decode(m.value(), "VideoEvent") for m in read_topic(settings, settings.videos_topic)]
+        # read_committed: a result per event on the topic (the hook may send an event twice: see its outbox), no more
+        assert sorted(r["event_id"] for r in out) == sorted(e["event_id"] for e in published)
+        assert len({e["event_id"] for e in published}) == 1068
+        logs = (tmp_path / "scoring-w1.log").read_text() + (tmp_path / "scoring-w2.log").read_text()
+        assert "restored" in logs

@@ -25,3 +25,8 @@ def test_a_new_message_clears_end_of_partition():
     p.eof = True
     p.take(0)
     assert not p.eof
+
+
+def test_a_partition_just_assigned_is_not_at_its_end_until_a_fetch_says_so():
+    """``--until-idle`` stops a member once every partition is at its end: a partition not fetched yet is not."""
+    assert not PartitionOffsets().eof

@@ -19,7 +19,7 @@ from vvv_core.config import Settings
 from vvv_core.domain.thumbnail import ThumbnailVerdict
 from vvv_core.errors import InvalidInput
 from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerStopped, EffectGroup
-from vvv_core.runtime.backends.memory import MemoryBackend, MemoryBroker
+from vvv_core.runtime.backends.memory import ABORTED, COMMITTED, OPEN, MemoryBackend, MemoryBroker
 from vvv_core.runtime.deadletter import read_headers
 from vvv_core.runtime.model import Effect
 
@@ -72,14 +72,25 @@ class EchoGroup(EffectGroup):
 class Pipeline:
     """One member on an in-memory broker, running in a thread."""
 
-    def __init__(self, tmp_path, check: Check, *, partitions: int = 2, auto_ack: bool = True, **settings: Any) -> None:
-        self.broker = MemoryBroker(partitions)
-        self.backend = MemoryBackend(self.broker, auto_ack=auto_ack)
+    def __init__(
+        self,
+        tmp_path,
+        check: Check,
+        *,
+        partitions: int = 2,
+        auto_ack: bool = True,
+        broker: MemoryBroker | None = None,
+        **settings: Any,
+    ) -> None:
+        """``broker``: another pipeline's, for a member taking over (the same database and topics)."""
+        self.broker = broker or MemoryBroker(partitions)
         self.settings = Settings(namespace="t", **{"thumbnail_retry_delay": 0.05, "stop_timeout": 5, **settings})
+        self.backend = MemoryBackend(self.broker, auto_ack=auto_ack, transactional=self.settings.exactly_once)
         self.path = tmp_path / "cron.db"
-        with sqlite3.connect(self.path) as conn:  # what db.connect recognises as the cron's database
-            for table in db.CRON_TABLES:
-                conn.execute(f"CREATE TABLE {table} (video_id TEXT)")
+        if broker is None:
+            with sqlite3.connect(self.path) as conn:  # what db.connect recognises as the cron's database
+                for table in db.CRON_TABLES:
+                    conn.execute(f"CREATE TABLE {table} (video_id TEXT)")
         group_class = type("Echo", (EchoGroup,), {"check": staticmethod(check)})
         self.group = group_class(self.settings, db.connect(self.path))
         self.member = Member(self.group, self.settings, until_idle=None, backend=self.backend)
@@ -102,12 +113,15 @@ class Pipeline:
         self.thread.join(10)
         assert not self.thread.is_alive()
 
-    def publish(self, video_id: str, title: str = "", value: bytes | None = None) -> tuple[str, int]:
+    def publish(
+        self, video_id: str, title: str = "", value: bytes | None = None, state: str = COMMITTED
+    ) -> tuple[str, int]:
+        """``state``: OPEN or ABORTED for an event a transactional producer upstream wrote."""
         if value is None:
             item = {"video_id": video_id, "title": title or None}
             record = events.video_record(item, next(EVENT_IDS), events.now_ms())
             value = SCHEMAS.encoder("VideoEvent")(record)
-        return self.broker.publish(self.settings.videos_topic, video_id.encode(), value)
+        return self.broker.publish(self.settings.videos_topic, video_id.encode(), value, state=state)
 
     def end_offsets(self) -> dict[tuple[str, int], int]:
         topic = self.settings.videos_topic
@@ -121,8 +135,9 @@ class Pipeline:
         with sqlite3.connect(self.path) as conn:
             return conn.execute("SELECT video_id, reason FROM applied ORDER BY rowid").fetchall()
 
-    def results(self) -> list[dict]:
-        return [SCHEMAS.decode(r.value, "Result") for r in self.broker.read(self.settings.results_topic)]
+    def results(self, isolation: str = "read_committed") -> list[dict]:
+        records = self.broker.read(self.settings.results_topic, isolation)
+        return [SCHEMAS.decode(r.value, "Result") for r in records]
 
     def dead_letters(self):
         return self.broker.read(self.settings.dead_letter_topic("thumbnails"))
@@ -377,6 +392,44 @@ def test_exactly_once_aborts_when_the_broker_refuses_a_message(tmp_path):
     p.thread.join(5)
     assert isinstance(p.error, ConsumerStopped)
     assert p.backend.transactions == ["abort"] and p.results() == [] and p.broker.committed == {}
+
+
+def test_exactly_once_offsets_become_the_groups_only_when_its_transaction_commits(tmp_path):
+    """The transaction fails at its commit, after its results were written and its offsets sent: the group's
+    committed offsets do not move, a read_committed reader sees nothing, and the next member redoes it all."""
+    p = Pipeline(tmp_path, valid, exactly_once=True, commit_interval=3600)
+    for n in range(6):
+        p.publish(vid(n))
+    p.backend.fail_commit = True
+    p.start()
+    wait_for(lambda: len(p.rows()) == 6, 5, "the SQLite effects")
+    p.runner.stop()
+    p.thread.join(10)
+    assert isinstance(p.error, ConsumerStopped)
+    assert p.broker.committed == {} and p.backend.commits == [] and p.backend.transactions == ["abort"]
+    assert p.results() == [] and len(p.results("read_uncommitted")) == 6  # there, aborted
+    again = Pipeline(tmp_path, valid, broker=p.broker, exactly_once=True, commit_interval=3600).start()
+    wait_for(lambda: again.runner.processed == 6, 5, "the six events done again")
+    again.stop()
+    assert sorted(r["video_id"] for r in again.results()) == [vid(n) for n in range(6)]
+    assert p.broker.committed == p.end_offsets()
+
+
+def test_a_member_never_processes_what_a_transaction_upstream_aborted_nor_what_it_has_not_committed(tmp_path):
+    p = Pipeline(tmp_path, valid, partitions=1)
+    p.publish(vid(1), "before")
+    p.publish(vid(2), "aborted", state=ABORTED)
+    p.publish(vid(3), "after")
+    p.publish(vid(4), "open", state=OPEN)
+    p.publish(vid(5), "behind the open one")
+    p.start()
+    wait_for(lambda: len(p.rows()) == 2, 5, "the committed events before the open transaction")
+    time.sleep(0.2)
+    assert set(p.rows()) == {vid(1), vid(3)}  # the open one holds back what follows it (the last stable offset)
+    p.broker.log(p.settings.videos_topic)[0][3].state = COMMITTED  # its transaction commits
+    wait_for(lambda: len(p.rows()) == 4, 5, "the rest")
+    p.stop()
+    assert set(p.rows()) == {vid(1), vid(3), vid(4), vid(5)}
 
 
 def test_fetching_pauses_while_too_much_is_unfinished(tmp_path):

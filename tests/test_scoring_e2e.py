@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import Producer
 from conftest import Member, add_video, join_all, results, run_group, stop_one_by_one, wait_for
 
-from vvv_core import kafka
+from vvv_core import events, kafka
 from vvv_core.domain.regions import REGIONS
 from vvv_core.hook import background_processing, publish_new
 from vvv_core.kafka import read_topic
@@ -197,9 +197,9 @@ def test_a_batch_failing_between_produce_and_commit_is_seen_once_by_read_committ
     failures = []
     commit_transaction, commit = KafkaBackend.commit_transaction, KafkaBackend.commit
 
-    def failing_transaction(self, offsets):
+    def failing_transaction(self):
         if failures:
-            return commit_transaction(self, offsets)
+            return commit_transaction(self)
         failures.append(1)
         self._producer.flush(10)  # the results are in the log, uncommitted, when the failure comes
         self.abort_transaction()
@@ -221,6 +221,54 @@ def test_a_batch_failing_between_produce_and_commit_is_seen_once_by_read_committ
     assert len(committed_reader) == len({r["event_id"] for r in committed_reader}) == 308
     everything = read_topic(eos, eos.results_topic, isolation="read_uncommitted")
     assert len(everything) > 308  # the aborted batch is there, for readers that do not ask for committed data
+
+
+@pytest.mark.apache_kafka_only  # tansu shows aborted records to read_committed readers
+def test_a_member_dying_after_sending_its_offsets_but_before_its_commit_commits_neither(
+    settings, schemas, sample_db, monkeypatch
+):
+    """The member dies with its transaction open: its results written, its offsets sent to the transaction, the
+    commit never made. The broker aborts the transaction; the group's committed offsets never moved (were they
+    committed by the consumer instead, the next member would skip the batch); the next member redoes it all,
+    and a read_committed reader sees each result once."""
+    eos = replace(settings, exactly_once=True)
+    publish_new(sample_db, eos)
+    commit_transaction, died = KafkaBackend.commit_transaction, []
+
+    def dying(self):
+        if died:
+            return commit_transaction(self)
+        died.append(1)
+        self._producer.flush(10)  # results and offsets are with the broker, the transaction open, when it dies
+        raise ConsumerStopped("died before the commit")
+
+    monkeypatch.setattr(KafkaBackend, "commit_transaction", dying)
+    with pytest.raises(ConsumerStopped):
+        run_group("scoring", eos, sample_db)
+    assert died
+    assert run_group("scoring", eos, sample_db).processed == 308
+    out = results(eos, schemas)
+    assert len(out) == len({r["event_id"] for r in out}) == 308
+    assert committed(eos, "scoring") == end_offsets(eos, eos.videos_topic)
+
+
+@pytest.mark.apache_kafka_only  # tansu shows aborted records to read_committed readers
+def test_what_a_transaction_upstream_aborted_is_never_processed(settings, schemas, sample_db):
+    producer = Producer(kafka.producer_config(settings, **{"transactional.id": f"{settings.namespace}-upstream"}))
+    producer.init_transactions(10)
+    producer.begin_transaction()
+    aborted = [f"aborted{i:04d}" for i in range(5)]
+    background_processing([{"video_id": v} for v in aborted[:1]], [], sample_db, settings)  # creates the topics
+    for video_id in aborted:
+        record = events.video_record({"video_id": video_id}, f"aborted-{video_id}", events.now_ms())
+        producer.produce(settings.videos_topic, schemas.encoder("VideoEvent")(record), video_id.encode())
+    producer.flush(10)  # in the log (an abort purges what was not sent yet)
+    producer.abort_transaction(10)
+    assert len(read_topic(settings, settings.videos_topic, isolation="read_uncommitted")) == 1 + len(aborted)
+    publish_new(sample_db, settings)
+    runner = run_group("scoring", settings, sample_db)
+    assert runner.processed == 308 + 1  # the sample and the one event published outside the transaction
+    assert not [r for r in results(settings, schemas) if r["event_id"].startswith("aborted-")]
 
 
 @pytest.mark.apache_kafka_only  # tansu offers no KIP-848 and stalls cooperative-sticky joins

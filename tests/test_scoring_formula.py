@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from result_detail import published
 
-from vvv_core.domain.scoring import Snapshot, label, score
+from vvv_core.domain.scoring import Score, Snapshot, label, score
 
 HOUR_MS = 3_600_000
 
@@ -46,14 +47,25 @@ def test_viral_when_both_parts_saturate():
 
 
 def test_fewer_than_two_snapshots_is_insufficient_data():
-    for history in ([], [snap(5_000)]):
-        result = score(history)
-        assert (result.score, result.reason) == (0.0, "insufficient data")
+    assert score([]) == Score(0.0, "NORMAL", 0, 0.0, None, "insufficient data")
+    assert score([snap(5_000, 40, region="SE")]) == Score(0.0, "NORMAL", 0, 0.0, "SE", "insufficient data")
 
 
-def test_equal_timestamps_give_no_time_delta():
-    result = score([snap(2_000, 10, hour=5), snap(1_000, hour=5)])
-    assert (result.score, result.reason) == (0.0, "no time delta")
+def test_equal_timestamps_give_no_time_delta_but_the_engagement():
+    # engagement (1 + 2 * 0) / 3 views = 33.333 %, to 2 decimals
+    result = score([snap(3, 1, hour=5, region="NO"), snap(1, hour=5, region="NO")])
+    assert result == Score(0.0, "NORMAL", 0, 33.33, "NO", "no time delta")
+
+
+def test_snapshots_a_second_apart_are_scored():
+    # 10 views in 1 s = 36,000 views/h: PL's velocity part saturates, 100 * .55; no likes: nothing more
+    result = score([snap(1_010, hour=1 / 3600), snap(1_000, hour=0)])
+    assert result == Score(55.0, "NORMAL", 36_000, 0.0, "PL", None)
+
+
+def test_no_engagement_adds_nothing_to_the_velocity():
+    # 5,000 views in an hour: half of PL's 10,000 = 50 * .55 = 27.5; no likes, no comments: + 0
+    assert score([snap(105_000, hour=1), snap(100_000, hour=0)]).score == 27.5
 
 
 def test_older_latest_snapshot_gives_no_time_delta():
@@ -84,3 +96,24 @@ def test_only_the_two_newest_snapshots_count():
 )
 def test_label_thresholds(value, expected):
     assert label(value) == expected
+
+
+def test_the_detail_is_the_published_score_detail():
+    scored = score([snap(1_024_000, 30_000, 2_000, hour=2, region="GB"), snap(1_000_000, hour=0, region="GB")])
+    assert published("ScoreDetail", scored.detail()) == {
+        "score": 66.2,
+        "label": "TRENDING",
+        "velocity": 12_000,
+        "engagement": 3.32,
+        "region": "GB",
+        "reason": None,
+    }
+    unscored = score([snap(5_000, region="US")])
+    assert published("ScoreDetail", unscored.detail()) == {
+        "score": 0.0,
+        "label": "NORMAL",
+        "velocity": 0,
+        "engagement": 0.0,
+        "region": "US",
+        "reason": "insufficient data",
+    }

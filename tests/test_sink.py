@@ -17,6 +17,7 @@ from conftest import VVV, Member, cli_env, results, run_group, vvv, wait_for
 from vvv_core import kafka
 from vvv_core.events import now_ms
 from vvv_core.hook import background_processing
+from vvv_core.kafka import read_topic
 from vvv_core.standins import LocalServer, demo_thumbnails
 
 COUNTED = """
@@ -158,6 +159,61 @@ def test_status_says_which_mode_each_group_runs_in(settings, cron_db):
     assert "direct" in next(line for line in out.splitlines() if line.startswith("liveness"))
 
 
-def test_scoring_needs_the_database(settings):
-    done = vvv(settings, "consume", "scoring")
-    assert done.returncode == 2 and "vvv consume scoring needs --db" in done.stderr
+def test_the_table_holds_each_videos_latest_score_thumbnail_and_liveness(settings, schemas, cron_db):
+    """Results of all three groups for a video, some stored by their member (direct mode): the sink's table record
+    after each is the video's whole current state, read from the database; the latest per key is the state now."""
+    conn = sqlite3.connect(cron_db)
+    conn.execute("INSERT INTO videos (video_id, region, virality_score) VALUES ('tablevideo1', 'PL', 88.5)")
+    conn.commit()  # scored in direct mode: in the database already, its result `stored`
+    at = now_ms() - 10_000
+    publish_results(settings, schemas, [("tablevideo1", "broken", at, False)])
+    encode, producer = schemas.encoder("Result"), Producer(kafka.producer_config(settings))
+    for i, (group, detail) in enumerate(
+        [
+            ("scoring", ("ScoreDetail", {"score": 88.5, "label": "VIRAL", "velocity": 1, "engagement": 1.0})),
+            ("liveness", ("LivenessDetail", {"status": "deleted", "http_status": 404, "reason": None, "attempts": 1})),
+        ]
+    ):
+        record = {
+            "event_id": f"t{i}",
+            "group": group,
+            "video_id": "tablevideo1",
+            "processed_at": now_ms(),
+            "event_at": at + 1000,
+            "stored": group == "scoring",
+            "detail": (
+                f"com.viralvidvault.results.{detail[0]}",
+                {"region": None, "reason": None, **detail[1]} if group == "scoring" else detail[1],
+            ),
+        }
+        producer.produce(settings.results_topic, encode(record), b"tablevideo1")
+    assert producer.flush(30) == 0
+    run_group("sink", settings, cron_db)
+    states = [schemas.decode(m.value(), "VideoState") for m in read_topic(settings, settings.table_topic)]
+    assert [(s["score"], s["label"], s["thumbnail"], s["liveness"]) for s in states][-1] == (
+        88.5,
+        "VIRAL",
+        "broken",
+        "deleted",
+    )
+    assert all(m.key() == b"tablevideo1" for m in read_topic(settings, settings.table_topic))
+
+
+def test_scoring_runs_without_the_database_in_stream_mode(settings, schemas, cron_db, tmp_path):
+    """On a host with no cron database: the events' snapshots kept in a local store, the scores published, and
+    the sink storing them in the cron database."""
+    snapshots = [(1_000, 3600), (21_000, 0)]  # views, seconds before now: 20,000 views in an hour
+    for views, ago in snapshots:
+        item = {"video_id": "streamvideo", "region": "GB", "view_count": views, "fetched_at": now_ms() - ago * 1000}
+        assert background_processing([item], [], cron_db, settings).delivered == 1
+    state = tmp_path / "state"
+    env = cli_env(settings, VVV_STATE_DIR=str(state))
+    done = subprocess.run([*VVV, "consume", "scoring", "--until-idle", "1"], capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert [r["detail"]["score"] for r in results(settings, schemas)] == [0.0, 55.0]  # GB: 20,000/h is 100 * .55
+    assert list((state / settings.group_id("scoring")).glob("*.lmdb"))
+    conn = sqlite3.connect(cron_db)
+    conn.execute("INSERT INTO videos (video_id, region) VALUES ('streamvideo', 'GB')")
+    conn.commit()
+    run_group("sink", settings, cron_db)
+    assert conn.execute("SELECT virality_score FROM videos").fetchone() == (55.0,)

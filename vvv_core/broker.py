@@ -57,8 +57,14 @@ class EmbeddedBroker:
     def start(self, timeout: float = 10.0) -> EmbeddedBroker:
         if listening(self.port):
             raise Fatal(f"port {self.port} is already in use: is a broker running there already?")
+        # Its own process group: a terminal's Ctrl-C reaches the command that started it, which stops its
+        # clients first and the broker last, not the broker first under clients that then log its absence.
         self.process = subprocess.Popen(
-            self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=die_with_parent
+            self.command(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=die_with_parent,
+            process_group=0,
         )
         deadline = time.monotonic() + timeout
         while not listening(self.port):

@@ -20,11 +20,13 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 
 from vvv_core import db, kafka, logs
-from vvv_core.config import DEFAULT_BOOTSTRAP, KAFKA_SOURCES, ConfigError, Settings, environment_help
+from vvv_core.config import DEFAULT_BOOTSTRAP, KAFKA_SOURCES, PARTS, ConfigError, Settings, environment_help
 from vvv_core.errors import Fatal, VvvError
 from vvv_core.groups import GROUPS
+from vvv_core.outbox import DRAIN_TIMEOUT
 
 log = logging.getLogger("vvv")
+STATEFUL = [name for name, group in GROUPS.items() if group.stateful]  # groups with a changelog topic
 # What each optional dependency is installed with: the cron host needs none of them.
 EXTRAS = {
     "PIL": "consumers",
@@ -96,7 +98,7 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
         )
     try:
         settings = replace(settings, bootstrap=broker.bootstrap)
-        topics = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
+        topics = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS, stateful=STATEFUL)
         print(what)
         print(f"topics: {', '.join(topics)} ({settings.partitions} partitions each). Ctrl-C to stop.", flush=True)
         done = threading.Event()
@@ -110,7 +112,7 @@ def cmd_broker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
-    names = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS)
+    names = kafka.ensure_project_topics(kafka.check_broker(settings), settings, GROUPS, stateful=STATEFUL)
     print(f"topics ready on {settings.bootstrap}: {', '.join(names)}")
     return 0
 
@@ -118,9 +120,11 @@ def cmd_topics(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.hook import publish_new
 
-    report = publish_new(args.db, settings)
-    for item, reason in report.rejected.items():
-        print(f"rejected {item}: {reason}")
+    stop = threading.Event()
+    on_stop_signals(stop.set)  # the piece in flight stays in the outbox; what was delivered is recorded
+    report = publish_new(args.db, settings, args.timeout, stop)
+    for video_id, reason in report.rejected.items():
+        print(f"rejected {video_id}: {reason}")
     print(f"publish: {report}")
     return 0 if report.ok else 1
 
@@ -128,7 +132,9 @@ def cmd_publish(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_outbox_flush(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.hook import flush_outbox
 
-    report = flush_outbox(args.db, settings)
+    stop = threading.Event()
+    on_stop_signals(stop.set)
+    report = flush_outbox(args.db, settings, args.timeout, stop)
     print(f"outbox flush: {report}")
     return 0 if report.error is None else 1
 
@@ -149,6 +155,18 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         if conn is not None:
             conn.close()
+    return 0
+
+
+def cmd_state_seed(args: argparse.Namespace, settings: Settings) -> int:
+    from vvv_core.groups.scoring import seed_changelog
+
+    conn = db.connect(args.db)
+    try:
+        seeded = seed_changelog(conn, settings)
+    finally:
+        conn.close()
+    print(f"seeded {settings.changelog_topic('scoring')} with the newest snapshots of {seeded} videos")
     return 0
 
 
@@ -253,7 +271,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core.demo import run_demo
 
     console = None if args.exit else (args.console_host, args.console_port)
-    return run_demo(settings, GROUPS, db_path=args.db, until_idle=args.until_idle, console=console)
+    return run_demo(settings, GROUPS, db_path=args.db, real=args.real, until_idle=args.until_idle, console=console)
 
 
 def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
@@ -310,6 +328,17 @@ def _global_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def drain_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--timeout",
+        type=seconds,
+        default=DRAIN_TIMEOUT,
+        metavar="S",
+        help="seconds to deliver for at most, waiting for room in the producer's queue; what is left then "
+        "waits in the outbox for the next run",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vvv",
@@ -325,12 +354,15 @@ def build_parser() -> argparse.ArgumentParser:
     _global_options(parser)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, summary: str, description: str, parent=commands) -> argparse.ArgumentParser:
+    def command(
+        name: str, summary: str, description: str, parent=commands, reads: tuple[str, ...] = ()
+    ) -> argparse.ArgumentParser:
+        """A command; ``reads``: the parts of the settings it reads (config.PARTS), which its --help lists."""
         sub = parent.add_parser(
             name,
             help=summary,
             description=textwrap.fill(description, 100),
-            epilog=environment_help(),
+            epilog=environment_help(reads),
             formatter_class=_Help,
         )
         _global_options(sub)
@@ -341,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
         "run a broker in the foreground: the embedded one, or Apache Kafka",
         "Run a Kafka broker on 127.0.0.1 until Ctrl-C and create the project's topics: the embedded "
         "one (tansu, memory only, no install), or with --kafka a one-node Apache Kafka from its jars.",
+        reads=("kafka", "topics"),
     )
     p.add_argument("--port", type=port, default=9092, help="the port to listen on, on 127.0.0.1")
     p.add_argument("--kafka", action="store_true", help="run Apache Kafka (jars fetched by `make kafka`; Java 17+)")
@@ -351,6 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         "topics",
         "create the project's topics where missing",
         "Create every topic of the project that is missing (idempotent), with VVV_PARTITIONS partitions.",
+        reads=("kafka", "topics"),
     )
     p.set_defaults(func=cmd_topics)
 
@@ -358,9 +392,12 @@ def build_parser() -> argparse.ArgumentParser:
         "publish",
         "publish new and stale videos from the cron database (the hook's CLI)",
         "Find what the cron database holds that was not published yet (videos with a new snapshot, videos "
-        "gone stale) and publish an event for each. Exit 1 when anything was rejected or not delivered.",
+        "gone stale) and publish an event for each, behind whatever waits in the outbox, which is delivered "
+        "to its end first. Exit 1 when anything was rejected or not delivered.",
+        reads=("kafka", "topics", "schemas", "hook"),
     )
     p.add_argument("--db", required=True, help="the cron's SQLite database")
+    drain_timeout(p)
     p.set_defaults(func=cmd_publish)
 
     p = command("outbox", "events kept while the broker was unreachable", "Events the hook could not deliver in time.")
@@ -370,8 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
         "deliver the outbox now",
         "Deliver every event waiting in the outbox beside the cron database, in order.",
         outbox,
+        reads=("kafka", "topics", "schemas", "hook"),
     )
     q.add_argument("--db", required=True, help="the cron's SQLite database (the outbox is beside it)")
+    drain_timeout(q)
     q.set_defaults(func=cmd_outbox_flush)
 
     def member_options(p: argparse.ArgumentParser) -> None:
@@ -395,12 +434,14 @@ def build_parser() -> argparse.ArgumentParser:
         "Run one member of a consumer group until SIGTERM/SIGINT (graceful: running work finishes "
         "within VVV_STOP_TIMEOUT and is committed). Start more members, here or on other hosts, to "
         "share the partitions.",
+        reads=("kafka", "topics", "schemas", "member", "scoring", "thumbnails", "liveness"),
     )
     p.add_argument("group", choices=sorted(GROUPS), help="the group to join")
     p.add_argument(
         "--db",
         help="the cron's SQLite database, where results are stored (direct mode). Without it (thumbnails, "
-        "liveness), results are only published, for `vvv sink` on the cron's host to store: any host can run it",
+        "liveness, scoring in stream mode), results are only published, for `vvv sink` on the cron's host to "
+        "store: any host can run it",
     )
     member_options(p)
 
@@ -410,14 +451,34 @@ def build_parser() -> argparse.ArgumentParser:
         "Run the sink (the group `sink`): it reads the results topic and stores the results of members that "
         "ran without the database, each exactly once: its offsets are kept in the same SQLite transaction as "
         "the results. One sink per cron database.",
+        reads=("kafka", "topics", "schemas", "member"),
     )
     p.add_argument("--db", required=True, help="the cron's SQLite database")
     member_options(p)
     p.set_defaults(group="sink")
 
+    p = command("state", "scoring's state store", "The changelog scoring keeps its state in (stream mode).")
+    state = p.add_subparsers(dest="state_command", required=True, metavar="ACTION", help="what to do")
+    q = command(
+        "seed",
+        "seed scoring's changelog from the cron database: the one-time switch to stream mode",
+        "Write each video's newest two snapshots from the cron database to scoring's changelog, so that scoring "
+        "members started without --db afterwards (they restore on assignment) lose no history. Stop the scoring "
+        "members first; run it once per switch.",
+        state,
+    )
+    q.add_argument("--db", required=True, help="the cron's SQLite database")
+    q.set_defaults(func=cmd_state_seed)
+
     p = command("dlq", "dead letters: events a group could not process", "A group's dead-letter topic.")
     dlq = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION", help="what to do")
-    q = command("list", "show a group's dead letters and why", "List a group's dead letters with their reasons.", dlq)
+    q = command(
+        "list",
+        "show a group's dead letters and why",
+        "List a group's dead letters with their reasons.",
+        dlq,
+        reads=("kafka",),
+    )
     q.add_argument("group", choices=sorted(GROUPS), help="the group")
     q.add_argument("--json", action="store_true", help="one JSON object per line, for scripts")
     q.set_defaults(func=cmd_dlq_list)
@@ -426,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
         "send dead letters back to their topic for another try",
         "Send each dead letter not replayed yet back to its source topic, untouched (each is replayed once).",
         dlq,
+        reads=("kafka",),
     )
     q.add_argument("group", choices=sorted(GROUPS), help="the group")
     q.set_defaults(func=cmd_dlq_replay)
@@ -435,6 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         "lag, members, dead letters and results of every consumer group",
         "Is the background work keeping up? Per group: members, committed offsets and lag per "
         "partition, dead letters, the time of the last result.",
+        reads=("kafka", "schemas"),
     )
     p.add_argument("--db", help="also summarise the results in this cron database")
     p.add_argument("--json", action="store_true", help="JSON, for scripts")
@@ -444,6 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
         "report",
         "an HTML page of viral videos, scores, thumbnails, dead videos and lag",
         "Write a static HTML report from the cron database (and the lag, if a broker answers).",
+        reads=("kafka", "schemas", "console"),
     )
     p.add_argument("--db", required=True, help="the cron's SQLite database")
     p.add_argument("--out", default="report.html", help="the HTML file to write")
@@ -453,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
         "replay",
         "process a stopped group's history again, from a time or the beginning",
         "Move a stopped group's committed offsets back, so that its next start processes history again.",
+        reads=("kafka",),
     )
     p.add_argument("group", choices=sorted(GROUPS), help="the group (its members must be stopped)")
     when = p.add_mutually_exclusive_group(required=True)
@@ -471,11 +536,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "demo",
         "the whole pipeline on the embedded broker and sample data, offline",
-        "Start the embedded broker and local stand-ins for YouTube, build a sample database, publish, run "
-        "every group until idle, and print what they found; then keep it all running with the console (new "
-        "events are processed as they come) until Ctrl-C, printing the console's address. Needs no network.",
+        "Start the embedded broker and local stand-ins for YouTube (or, with --real, use YouTube itself for every "
+        "check), build a sample database, publish (with two poison events, for dead letters), run every group until "
+        "idle, and print what they found; then keep it all running with the console (new events are processed as "
+        "they come) until Ctrl-C, printing the console's address and the line that points other commands at the "
+        "demo's broker. Its database is kept when it stops. Needs no network without --real.",
+        reads=tuple(PARTS),
     )
-    p.add_argument("--db", help="use this cron database instead of a fresh sample one")
+    p.add_argument(
+        "--db",
+        help="use this cron database instead of a fresh sample one: a copy of it, unless with --real "
+        "(build one with `vvv sample --db FILE`)",
+    )
+    p.add_argument(
+        "--real",
+        action="store_true",
+        help="every check to YouTube's real endpoints (VVV_THUMBNAIL_HOSTS, VVV_OEMBED_URL, VVV_LIVENESS_RATE), "
+        "the results into the --db file itself; default: local stand-ins for every check, nothing leaves the machine",
+    )
     p.add_argument("--exit", action="store_true", help="exit after the summary instead of keeping it all up")
     p.add_argument("--console-host", default="127.0.0.1", help="address the console listens on")
     p.add_argument("--console-port", type=port, default=8765, help="port the console listens on")
@@ -488,6 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Serve the operator's console: every group with its members, lag, rate, retries waiting and dead "
         "letters; dead letters searchable, replayable one by one or all matching; viral and trending videos per "
         "region. Bound to 127.0.0.1 unless told otherwise; replays need the token it prints when bound beyond.",
+        reads=("kafka", "schemas", "console"),
     )
     p.add_argument("--db", required=True, help="the cron's SQLite database")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond loopback: replays need a token)")

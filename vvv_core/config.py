@@ -35,7 +35,7 @@ import math
 import os
 import re
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
@@ -296,6 +296,7 @@ class Settings:
     # auto: KIP-848's consumer protocol where the broker offers it (see kafka.group_protocol)
     group_protocol: str = setting("auto", check=_one_of(GROUP_PROTOCOLS))
     stale_hours: float = setting(48.0, 0.01, 87_600)
+    state_dir: str = setting(".vvv-state", check=lambda v: None if v else "must not be empty")  # local state stores
     # thumbnails
     thumbnail_hosts: tuple[str, ...] = setting(DEFAULT_THUMBNAIL_HOSTS, check=_hosts)
     thumbnail_timeout: float = setting(8.0, 0.1, 300)  # one deadline: connect, headers and body together
@@ -331,14 +332,14 @@ class Settings:
         """Each topic its own: results into an input topic, or an input read by the wrong group, loses events.
 
         Kafka takes "." and "_" for the same character in a topic's name (their metrics collide), so do we;
-        and "<namespace>.<anything>.dlq" is a dead-letter topic's name, kept for them."""
+        and "<namespace>.<anything>.dlq" and ".state" are the names of dead-letter and changelog topics."""
         topics = {"VVV_TOPIC_VIDEOS": self.videos_topic, "VVV_TOPIC_STALE": self.stale_topic}
-        topics["VVV_TOPIC_RESULTS"] = self.results_topic
+        topics |= {"VVV_TOPIC_RESULTS": self.results_topic, "the table topic": self.table_topic}
         given = {"VVV_TOPIC_VIDEOS": self.topic_videos, "VVV_TOPIC_STALE": self.topic_stale}
         given["VVV_TOPIC_RESULTS"] = self.topic_results
-        dead_letters = f"{self.namespace}.".replace(".", "_")
+        ours = f"{self.namespace}.".replace(".", "_")
         for name, topic in topics.items():
-            if not given[name]:
+            if not given.get(name):
                 continue
             same = [other for other, t in topics.items() if other != name and _kafka_same(t, topic)]
             if same:
@@ -346,8 +347,10 @@ class Settings:
                     f"{name}={topic!r}: the same topic as {same[0]} ({topics[same[0]]}): each must be its own"
                 )
             plain = topic.replace(".", "_")
-            if plain.startswith(dead_letters) and plain.endswith("_dlq"):
-                raise ConfigError(f"{name}={topic!r}: a dead-letter topic's name (<namespace>.<group>.dlq)")
+            if plain.startswith(ours) and plain.endswith(("_dlq", "_state")):
+                raise ConfigError(
+                    f"{name}={topic!r}: a dead-letter or changelog topic's name (<namespace>.<group>.dlq)"
+                )
 
     @property
     def dead_letter_bytes(self) -> int:
@@ -380,6 +383,15 @@ class Settings:
 
     def dead_letter_topic(self, group: str) -> str:
         return f"{self.namespace}.{group}.dlq"
+
+    @property
+    def table_topic(self) -> str:
+        """The compacted topic of each video's current results (``VideoState``), kept by the sink."""
+        return f"{self.namespace}.video_state"
+
+    def changelog_topic(self, group: str) -> str:
+        """The compacted topic a group's state store writes every change to."""
+        return f"{self.namespace}.{group}.state"
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes``, validated like any other."""
@@ -440,15 +452,64 @@ def _shown(value: Any) -> str:
     return value or "none"
 
 
-def environment_help() -> str:
-    """Every variable the settings read, with its default: the command line's epilog."""
-    lines = ["environment (default in brackets; the README's configuration table says more):"]
+# The settings each part of the project reads, by field name: a command's --help lists those of the parts it
+# uses (the README's configuration table lists them all). Every setting is in at least one part.
+PARTS: dict[str, tuple[str, ...]] = {
+    "kafka": ("bootstrap", "kafka", "kafka_config", "namespace", "topic_videos", "topic_stale", "topic_results"),
+    "topics": ("partitions", "replication_factor", "max_message_bytes"),  # what the topics are created with
+    "schemas": ("schema_registry_url",),  # and VVV_SCHEMA_DIR: whatever encodes or decodes events or results
+    "hook": ("hook_timeout", "stale_hours"),
+    "member": (
+        "batch_size",
+        "stop_timeout",
+        "time_limit",
+        "max_in_flight",
+        "dlq_max_ratio",
+        "max_message_bytes",
+        "exactly_once",
+        "commit_interval",
+        "progress_interval",
+        "metrics_port",
+        "broker_timeout",
+        "group_protocol",
+    ),
+    "thumbnails": (
+        "thumbnail_hosts",
+        "thumbnail_timeout",
+        "thumbnail_attempts",
+        "thumbnail_retry_delay",
+        "thumbnail_max_bytes",
+        "thumbnail_concurrency",
+        "thumbnail_memory",
+    ),
+    "liveness": (
+        "oembed_url",
+        "liveness_timeout",
+        "liveness_attempts",
+        "liveness_retry_delay",
+        "liveness_rate",
+        "liveness_concurrency",
+    ),
+    "scoring": ("state_dir",),  # stream mode's local store
+    "console": ("console_token", "thumbnail_hosts"),  # thumbnails shown only from the allowed hosts
+}
+
+
+def environment_help(parts: Iterable[str] | None = None) -> str:
+    """The variables that ``parts`` read (every one for None), with their defaults: a command's epilog."""
+    wanted = {name for part in (PARTS if parts is None else parts) for name in PARTS[part]}
+    if not wanted:
+        return "environment: none of the settings (the README's configuration table lists them)"
+    lines = ["environment it reads (default in brackets; the README's configuration table has them all):"]
     for f in dataclasses.fields(Settings):
+        if f.name not in wanted:
+            continue
         if f.name == "kafka":
             lines.append("  VVV_KAFKA_<NAME>[_FILE]  a librdkafka setting (e.g. VVV_KAFKA_SECURITY_PROTOCOL=SASL_SSL)")
             continue
         lines.append(f"  {_env_name(f)} [{_shown(f.default)}]")
-    lines.append("  VVV_SCHEMA_DIR [the package's schemas]")
+    if "schema_registry_url" in wanted:
+        lines.append("  VVV_SCHEMA_DIR [the package's schemas]")
     return "\n".join(lines)
 
 

@@ -32,6 +32,12 @@ def julian_now() -> float:
     return time.time() / 86_400 + UNIX_EPOCH_JULIAN_DAY
 
 
+def epoch_ms(column: str) -> str:
+    """SQL for a timestamp column as milliseconds since the epoch, whatever format ``julianday()`` reads in it:
+    the one conversion, so that a snapshot's time is the same number in every mode."""
+    return f"CAST(round((julianday({column}) - {UNIX_EPOCH_JULIAN_DAY}) * 86400000) AS INTEGER)"
+
+
 class DatabaseError(Fatal):
     """The database cannot be used as it is; the message says what to do."""
 
@@ -44,7 +50,9 @@ def connect(path: str | os.PathLike[str], stopping: Callable[[], bool] = lambda:
     """
     path = Path(path)
     if not path.is_file():
-        raise DatabaseError(f"database {path} does not exist (create it with the cron pipeline, or `vvv demo`)")
+        raise DatabaseError(
+            f"database {path} does not exist (the cron pipeline creates it; `vvv sample --db {path}` builds a sample)"
+        )
     if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):
         raise DatabaseError(f"database {path} is read-only: the consumers must write results to it")
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)

@@ -76,6 +76,12 @@ class VideoEvent:
     view_count: int | None = None
     likes: int | None = None
     comments: int | None = None
+    fetched_at: int | None = None  # ms since the epoch: when the cron fetched the snapshot it announces
+
+    @property
+    def snapshot_at(self) -> int:
+        """The snapshot's own time: when it was fetched, or else (an older producer) when it was published."""
+        return self.created_at if self.fetched_at is None else self.fetched_at
 
 
 @dataclass(slots=True)  # not frozen: see vvv_core.runtime.model
@@ -126,6 +132,22 @@ def _shown(value: Any) -> str:
     """A value as a reason shows it: at most 40 characters of it."""
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:40]}... ({len(value) if isinstance(value, str) else len(text)} chars)"
+
+
+def _fetched_at(value: Any) -> int | None:
+    """A snapshot's time as the hook takes it: milliseconds since the epoch, a ``datetime`` (naive is UTC),
+    or the text the cron writes (``2026-11-28 10:00:00``, ISO 8601 with ``T``, ``Z`` or an offset); None."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise InvalidEvent(f"invalid fetched_at {value[:40]!r}: not a time") from None
+    if isinstance(value, datetime):
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        value = round(value.timestamp() * 1000)
+    return _created_at(value, "fetched_at")
 
 
 def _count(name: str, value: Any) -> int | None:
@@ -207,6 +229,7 @@ def video_event(record: dict[str, Any]) -> VideoEvent:
         view_count=_count("view_count", record.get("view_count")),
         likes=_count("likes", record.get("likes")),
         comments=_count("comments", record.get("comments")),
+        fetched_at=_fetched_at(record.get("fetched_at")),
     )
 
 
@@ -239,7 +262,9 @@ def result_event(record: dict[str, Any]) -> ResultEvent:
 
 
 def video_record(item: dict[str, Any], event_id: str, created_at: int) -> dict[str, Any]:
-    """The Avro record for one of the cron's new-video dicts (validated: raises InvalidEvent)."""
+    """The Avro record for one of the cron's new-video dicts (validated: raises InvalidEvent); its
+    ``fetched_at`` is the snapshot's time (see ``_fetched_at``), or None: then scoring in stream mode
+    takes the event's ``created_at`` for it."""
     region = item.get("region")
     return {
         "event_id": event_id,
@@ -251,6 +276,7 @@ def video_record(item: dict[str, Any], event_id: str, created_at: int) -> dict[s
         "view_count": _count("view_count", item.get("view_count")),
         "likes": _count("likes", item.get("likes")),
         "comments": _count("comments", item.get("comments")),
+        "fetched_at": _fetched_at(item.get("fetched_at")),
     }
 
 

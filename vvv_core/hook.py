@@ -1,10 +1,11 @@
 """The cron pipeline's side: hand events to Kafka and return at once.
 
 ``background_processing`` is the drop-in for the old Celery dispatcher; ``publish_new`` is
-``vvv publish``, which finds the work in the database itself. Neither raises into the cron.
-The hook never touches the database (the cron may hold its write lock for seconds) and
-returns within ``VVV_HOOK_TIMEOUT`` plus the time to write one spool file: what the broker
-does not take in that time waits in the outbox beside the database (see ``vvv_core.outbox``).
+``vvv publish``, which finds the work in the database itself, and ``flush_outbox`` is ``vvv outbox
+flush``. None raises into the cron. The hook never touches the database (the cron may hold its
+write lock for seconds) and returns within ``VVV_HOOK_TIMEOUT`` plus the time to write what it
+keeps: what the broker does not take in that time waits in the outbox beside the database (see
+``vvv_core.outbox``). The two commands drain the outbox to its end, bounded by a timeout of their own.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import gc
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,18 +24,21 @@ from vvv_core.avro import SchemaStore
 from vvv_core.config import ConfigError, Settings
 from vvv_core.errors import InvalidInput
 from vvv_core.events import new_event_ids, now_ms, stale_record, video_record
-from vvv_core.outbox import Encode, Message, OutboxPublisher, Spool, outbox_dir
+from vvv_core.outbox import DRAIN_TIMEOUT, OutboxPublisher, outbox_dir
 from vvv_core.published import PublishedRecord, fingerprint
 from vvv_core.registry import schema_store
+from vvv_core.spool import Encode, Message, Spool
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class PublishReport:
-    delivered: int = 0
-    queued: int = 0  # not delivered in time: kept in the outbox, nothing is lost
-    rejected: dict[str, str] = field(default_factory=dict)  # item -> why it is not a valid event
+    delivered: int = 0  # acknowledged by the broker in this call, events the outbox held included
+    queued: int = 0  # waiting in the outbox when the call returned: nothing is lost
+    unconfirmed: int = 0  # of those, sent but cut off before the broker answered: a repeat when sent again
+    # video id (else "new_videos[3]: <the item>", "stale_ids[0]: ...") -> why it is not a valid event
+    rejected: dict[str, str] = field(default_factory=dict)
     error: str | None = None
 
     @property
@@ -41,8 +46,16 @@ class PublishReport:
         return self.error is None and not self.rejected
 
     def __str__(self) -> str:
-        text = f"delivered {self.delivered}, kept in outbox {self.queued}, rejected {len(self.rejected)}"
+        text = f"delivered {self.delivered}, kept in outbox {self.queued}"
+        if self.unconfirmed:
+            text += f" ({self.unconfirmed} of them sent unconfirmed: possible repeats)"
+        text += f", rejected {len(self.rejected)}"
         return text + (f" ({self.error})" if self.error else "")
+
+    def reject(self, key: str, reason: str) -> None:
+        """One item's rejection; a video rejected twice (a new video and a stale id) keeps both reasons."""
+        known = self.rejected.get(key)
+        self.rejected[key] = reason if known is None or reason in known else f"{known}; {reason}"
 
 
 @dataclass
@@ -56,6 +69,7 @@ class Records:
         return len(self.new) + len(self.stale)
 
 
+MAX_ID_SHOWN = 256  # a longer "id" is no video's: it is described instead (it could be megabytes)
 _schemas: dict[str, SchemaStore] = {}  # by registry URL ("" for none): one per process, as the producer
 _publishers: dict[Settings, OutboxPublisher] = {}
 
@@ -76,13 +90,27 @@ def validate(new_videos: Iterable[dict[str, Any]], stale_ids: Iterable[str], rep
     """The records of the valid items; each invalid one is listed in ``report.rejected`` with why."""
     records = Records()
     event_ids, created_at = new_event_ids(), now_ms()  # one call's events share their creation time
-    for items, make, into in ((new_videos, video_record, records.new), (stale_ids, stale_record, records.stale)):
-        for item in items:
+    for name, items, make, into in (
+        ("new_videos", new_videos, video_record, records.new),
+        ("stale_ids", stale_ids, stale_record, records.stale),
+    ):
+        for position, item in enumerate(items):
             try:
                 into.append(make(item, next(event_ids), created_at))
             except (InvalidInput, AttributeError) as exc:
-                report.rejected[repr(item)[:80]] = str(exc) if isinstance(exc, InvalidInput) else "not a dict"
+                reason = str(exc) if isinstance(exc, InvalidInput) else "not a dict"
+                video_id = item if into is records.stale else item.get("video_id") if isinstance(item, dict) else None
+                report.reject(rejection_key(video_id, item, f"{name}[{position}]"), reason)
     return records
+
+
+def rejection_key(video_id: Any, item: Any, position: str) -> str:
+    """The video id an item names, for the cron to map a rejection back to its video; where it names
+    none usable (not a dict, no id, not text, too long to be one), its position and what it is."""
+    if isinstance(video_id, str) and 0 < len(video_id) <= MAX_ID_SHOWN and video_id.isprintable():
+        return video_id
+    shown = repr(item)
+    return f"{position}: {shown[:60]}..." if len(shown) > 60 else f"{position}: {shown}"
 
 
 def encode(settings: Settings, records: Records) -> list[Message]:
@@ -112,8 +140,8 @@ def background_processing(
             settings = settings or Settings.from_env()
             _publisher(settings).connect()  # a fresh process connects while it validates and encodes
         records = validate(new_videos, stale_ids, report)
-        for item, reason in report.rejected.items():
-            log.error("hook: rejected %s: %s", item, reason)
+        for key, reason in report.rejected.items():
+            log.error("hook: rejected %s: %s", key, reason)
         try:
             _publish(records, db_path, settings, report)
         except Exception as exc:  # the cron must go on whatever happens here
@@ -136,7 +164,15 @@ def _no_collections() -> Iterator[None]:
             gc.enable()
 
 
-def _publish(records: Records, db_path: str, settings: Settings | None, report: PublishReport) -> None:
+def _publish(
+    records: Records,
+    db_path: str,
+    settings: Settings | None,
+    report: PublishReport,
+    timeout: float | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Deliver ``records`` behind the outbox within ``timeout`` (the hook's own by default), or keep them."""
     folder = outbox_dir(db_path)
     entry = PublishedRecord(folder).entry(records.new, records.stale)
     try:
@@ -147,15 +183,16 @@ def _publish(records: Records, db_path: str, settings: Settings | None, report: 
         log.error("hook: %s: %s; keeping %d events in the outbox %s", kind, exc, len(records), folder)
         report.error = f"{kind}: {exc}"
         if records:
-            Spool(folder).write_records({"new": records.new, "stale": records.stale})
-            report.queued = len(records)
+            spool = Spool(folder)
+            spool.write_records({"new": records.new, "stale": records.stale})
+            report.queued = spool.waiting()
             entry.write()
         return
-    delivery = _publisher(settings).deliver(
-        folder, messages, settings.hook_timeout, _encode_kept(settings), entry.prepare
-    )
+    timeout = settings.hook_timeout if timeout is None else timeout
+    delivery = _publisher(settings).deliver(folder, messages, timeout, _encode_kept(settings), entry.prepare, stop)
     report.delivered += delivery.delivered
-    report.queued += delivery.queued
+    report.queued = delivery.queued
+    report.unconfirmed = delivery.unconfirmed
     report.error = report.error or delivery.error
     entry.write()  # delivered or kept, so published: `vvv publish` will not send them again
 
@@ -167,13 +204,17 @@ def _encode_kept(settings: Settings) -> Encode:
     return encode_kept
 
 
-def flush_outbox(db_path: str, settings: Settings) -> PublishReport:
-    """Deliver what waits in the outbox (``vvv outbox flush``)."""
-    return background_processing([], [], db_path, settings)
+def flush_outbox(
+    db_path: str, settings: Settings, timeout: float = DRAIN_TIMEOUT, stop: threading.Event | None = None
+) -> PublishReport:
+    """``vvv outbox flush``: deliver what waits in the outbox, to its end unless ``timeout`` or ``stop`` comes first."""
+    report = PublishReport()
+    _publish(Records(), db_path, settings, report, timeout, stop)
+    return report
 
 
 def _select_new(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    """Every video with what its newest snapshot says, as the hook is handed it."""
+    """Every video with what its newest snapshot says (its counts and time), as the hook is handed it."""
     snap = db.columns(conn, "video_snapshots")
     vids = db.columns(conn, "videos")
 
@@ -184,16 +225,17 @@ def _select_new(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         WITH newest AS (
             SELECT video_id, rowid AS snapshot_rowid, {col(snap, "s", "region")} AS region,
                    {col(snap, "s", "view_count")} AS view_count, {col(snap, "s", "likes")} AS likes,
-                   {col(snap, "s", "comments")} AS comments,
+                   {col(snap, "s", "comments")} AS comments, {db.epoch_ms("s.fetched_at")} AS fetched_at,
                    row_number() OVER (PARTITION BY video_id ORDER BY julianday(fetched_at) DESC, rowid DESC) AS n
             FROM video_snapshots AS s)
         SELECT n.video_id, coalesce(n.region, {col(vids, "v", "region")}),
-               {col(vids, "v", "title")}, {col(vids, "v", "thumbnail_url")}, n.view_count, n.likes, n.comments
+               {col(vids, "v", "title")}, {col(vids, "v", "thumbnail_url")}, n.view_count, n.likes, n.comments,
+               n.fetched_at
         FROM newest AS n
         LEFT JOIN videos AS v ON v.video_id = n.video_id
         WHERE n.n = 1
         ORDER BY n.snapshot_rowid""").fetchall()
-    names = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments")
+    names = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments", "fetched_at")
     return [dict(zip(names, row, strict=True)) for row in rows]
 
 
@@ -210,8 +252,11 @@ def _select_stale(conn: sqlite3.Connection, stale_hours: float) -> list[str]:
     return [row[0] for row in rows]
 
 
-def publish_new(db_path: str, settings: Settings) -> PublishReport:
-    """``vvv publish``: every video whose newest snapshot was not published yet, and every stale video.
+def publish_new(
+    db_path: str, settings: Settings, timeout: float = DRAIN_TIMEOUT, stop: threading.Event | None = None
+) -> PublishReport:
+    """``vvv publish``: every video whose newest snapshot was not published yet, and every stale video,
+    behind the whole outbox, within ``timeout`` (what is left then waits in the outbox).
 
     What was published is the record the hook keeps too (``vvv_core.published``): a snapshot
     the hook sent is not sent again, nor a stale check within its age window. Rejected rows are
@@ -235,5 +280,5 @@ def publish_new(db_path: str, settings: Settings) -> PublishReport:
         [r for r in checked.stale if r["video_id"] not in recent],
     )
     log.info("publishing %d new videos and %d stale ones", len(due.new), len(due.stale))
-    _publish(due, db_path, settings, report)
+    _publish(due, db_path, settings, report, timeout, stop)
     return report

@@ -163,12 +163,19 @@ def _client_config(settings: Settings, defaults: Mapping[str, Any], role: str = 
     }
 
 
+# Keys placed as the JVM's clients place them (murmur2, what Kafka Streams and every Java producer use), so a
+# video's events share a partition with what any other producer or a table keyed by video writes. librdkafka's
+# default (consistent_random, CRC32) would put most videos elsewhere. Keyless records: a random partition.
+PARTITIONER = "murmur2_random"
+
+
 def producer_config(settings: Settings, **extra: Any) -> dict[str, Any]:
     return _client_config(
         settings,
         {
             "enable.idempotence": True,  # retries keep each video's events in order, without repeats
             "acks": "all",
+            "partitioner": PARTITIONER,
             "linger.ms": 5,
             "compression.type": "lz4",
             "allow.auto.create.topics": False,  # see ensure_topics: the project creates its topics
@@ -238,6 +245,8 @@ def consumer_config(settings: Settings, group: str, protocol: str = "classic", *
             "enable.auto.commit": False,  # offsets are committed by the runtime, after results are durable
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
+            # what a transaction aborted never reaches a group; librdkafka's default, said where it is relied on
+            "isolation.level": "read_committed",
             "enable.partition.eof": True,  # how --until-idle knows a partition is drained
             "fetch.wait.max.ms": 10,
             "session.timeout.ms": 6000,
@@ -254,6 +263,30 @@ def consumer_config(settings: Settings, group: str, protocol: str = "classic", *
             config.pop(name, None)
         config["group.protocol"] = "consumer"
     return config
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's ``Utils.murmur2`` (a 32-bit MurmurHash2, seed 0x9747b28c) as an unsigned 32-bit value."""
+    m, mask = 0x5BD1E995, 0xFFFFFFFF
+    h = 0x9747B28C ^ len(data)
+    whole = len(data) - len(data) % 4
+    for (k,) in struct.iter_unpack("<I", data[:whole]):
+        k = (k * m) & mask
+        k ^= k >> 24
+        h = ((h * m) & mask) ^ ((k * m) & mask)
+    tail = data[whole:]
+    if tail:
+        for i in reversed(range(len(tail))):
+            h ^= tail[i] << (8 * i)
+        h = (h * m) & mask
+    h ^= h >> 13
+    h = (h * m) & mask
+    return h ^ (h >> 15)
+
+
+def java_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's Java producer (and librdkafka's ``murmur2_random``) gives ``key``."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def admin(settings: Settings, **extra: Any) -> AdminClient:
@@ -390,19 +423,24 @@ def read_topic(
 
 
 def ensure_project_topics(
-    client: AdminClient, settings: Settings, groups: Iterable[str], timeout: float = 10.0
+    client: AdminClient, settings: Settings, groups: Iterable[str], timeout: float = 10.0, stateful: Iterable[str] = ()
 ) -> list[str]:
-    """The event and results topics, and the dead-letter topics of ``groups``, created if missing; their names.
+    """The event, results and table topics, the dead-letter topics of ``groups`` and the changelogs of the
+    ``stateful`` ones, created if missing; their names.
 
-    Dead-letter topics take records as large as any the project keeps whole, with their key and headers.
+    Dead-letter topics take records as large as any the project keeps whole, with their key and headers. The
+    table and the changelogs are compacted (each key's latest value is kept); a changelog has the input's
+    partition count, like every topic here: a change goes to the partition of the input message it came from.
     """
     events = [settings.videos_topic, settings.stale_topic, settings.results_topic]
     dead_letters = [settings.dead_letter_topic(g) for g in groups]
+    compacted = [settings.table_topic] + [settings.changelog_topic(g) for g in stateful]
     ensure_topics(client, settings, events, timeout)
     ensure_topics(
         client, settings, dead_letters, timeout, config={"max.message.bytes": str(settings.dead_letter_bytes)}
     )
-    return events + dead_letters
+    ensure_topics(client, settings, compacted, timeout, config={"cleanup.policy": "compact"})
+    return events + dead_letters + compacted
 
 
 def committed_offsets(settings: Settings, group_id: str, topic: str, timeout: float = 10.0) -> dict[int, int]:

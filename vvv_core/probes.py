@@ -18,6 +18,8 @@ from vvv_core.runtime.group import metrics_address
 TIMEOUT = 1.0  # seconds per request
 RETRIES_WAITING = "vvv_retries_waiting"  # gauges every member exports (vvv_core.runtime.metrics)
 SLOTS_WAITING = "vvv_rate_limit_waiting"
+RESTORING = "vvv_restoring_partitions"  # a member keeping state: partitions being restored, changelog records left
+RESTORE_LEFT = "vvv_restore_records_left"
 
 
 @dataclass
@@ -27,6 +29,8 @@ class MemberProbe:
     ready: bool | None = None  # None: not known (no probes, or no answer)
     retries_waiting: int | None = None
     slots_waiting: int | None = None
+    restoring: int | None = None  # None also for a member that keeps no state
+    restore_left: int | None = None
     error: str | None = None  # why it could not be asked
 
 
@@ -41,6 +45,7 @@ def probe(member: str) -> MemberProbe:
         gauges = _gauges(text) if status == 200 else {}
         found.retries_waiting = gauges.get(RETRIES_WAITING)
         found.slots_waiting = gauges.get(SLOTS_WAITING)
+        found.restoring, found.restore_left = gauges.get(RESTORING), gauges.get(RESTORE_LEFT)
     except OSError as exc:
         found.error = str(getattr(exc, "reason", exc))
     return found
@@ -62,10 +67,10 @@ def _get(url: str) -> tuple[int, str]:
 
 
 def _gauges(text: str) -> dict[str, int]:
-    """The two waiting gauges' values from Prometheus' text format (one series per member)."""
+    """The waiting and restoring gauges' values from Prometheus' text format (one series per member)."""
     values = {}
     for line in text.splitlines():
         name = line.partition("{")[0]
-        if name in (RETRIES_WAITING, SLOTS_WAITING):
+        if name in (RETRIES_WAITING, SLOTS_WAITING, RESTORING, RESTORE_LEFT):
             values[name] = int(float(line.rsplit(" ", 1)[1]))
     return values

@@ -10,6 +10,9 @@ The hook only appends to a journal (``published.log``, one write per call: 1 ms 
 events, where a SQLite transaction took 30); readers fold the journal into ``published.db``
 first, under an exclusive ``flock`` that appenders share. Losing the journal's tail to a crash
 costs a repeated event at most, never a lost one: the record only suppresses repeats.
+
+Both files are shared with the folder's group, as every file of the outbox (``vvv_core.spool``):
+the hook appends as the cron's user, `vvv publish` folds as perhaps another.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vvv_core.db import julian_now
+from vvv_core.spool import make_shared_dir, open_shared
 
 BUSY_TIMEOUT_S = 10.0
 DDL = """
@@ -77,6 +81,7 @@ class PublishedRecord:
         if not self.journal.exists() and not self.path.exists():
             yield None
             return
+        os.close(open_shared(self.path, os.O_RDWR))  # SQLite gives its -wal and -shm files the same mode
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode=WAL")
@@ -87,7 +92,7 @@ class PublishedRecord:
             conn.close()
 
     def _fold(self, conn: sqlite3.Connection) -> None:
-        fd = os.open(self.journal, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = open_shared(self.journal, os.O_RDWR)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             with open(fd, "rb", closefd=False) as f:
@@ -133,8 +138,8 @@ class Entry:
         if not self.new and not self.stale:
             return
         self.prepare()
-        self.journal.parent.mkdir(exist_ok=True)
-        fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        make_shared_dir(self.journal.parent)
+        fd = open_shared(self.journal, os.O_WRONLY | os.O_APPEND)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH)  # shared among appenders; a reader folding holds it exclusively
             os.write(fd, self._data)  # one O_APPEND write: never interleaved with another call's

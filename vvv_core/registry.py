@@ -14,6 +14,7 @@ project's encoders already make, so encoding stays as fast as without a registry
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from typing import Any
 
@@ -23,6 +24,9 @@ from vvv_core.config import Settings
 from vvv_core.errors import Fatal
 
 COMPATIBILITY = "BACKWARD"
+# The registry client's HTTP library logs every request at INFO: a line per registration and lookup in
+# every member's log, and before the one line that says why a registration was refused.
+HTTP_LOGGERS = ("httpx", "httpx2")
 
 
 class RegistryError(Fatal):
@@ -38,6 +42,8 @@ class Registry:
                 f"VVV_SCHEMA_REGISTRY_URL needs the registry extra ({exc.name} is missing): "
                 "pip install 'viralvidvault-streams[registry]'"
             ) from None
+        for name in HTTP_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
         self.url = url
         self._client = SchemaRegistryClient({"url": url})
         self._writers: dict[int, dict[str, Any]] = {}

@@ -78,3 +78,12 @@ def build_sample_db(path: str | Path, *, now: datetime | None = None, thumbnail_
         return conn.execute("SELECT count(*) FROM videos").fetchone()[0]
     finally:
         conn.close()
+
+
+def demo_poison() -> list[tuple[str, bytes, bytes]]:
+    """Messages no group can process, published beside the demo's events so its console has dead letters
+    to show and replay: (topic's short name, key, value). Each group dead-letters the one it reads."""
+    return [
+        ("videos", b"J78aPJ3VyNs", b"not an event: a producer's bug wrote plain text"),
+        ("stale", b"DEMO-POISON", b"\xc3\x01" + bytes(8) + b"an unknown schema"),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
@@ -14,6 +15,8 @@ from vvv_core.probes import MemberProbe, probe_all
 from vvv_core.registry import schema_store
 from vvv_core.runtime.group import Groups, client_mode
 
+# Members by group id, each (client_id@host, as a broker names it) with the partitions it owns.
+MembersStarted = Callable[[], dict[str, dict[str, list[int]]]]
 RESULTS_TAIL = 200  # results read from the end of each partition to find each group's latest
 
 
@@ -42,6 +45,13 @@ class GroupStatus:
         """Events waiting for another attempt, in all members; None unless every member told."""
         told = [p.retries_waiting for p in self.probes]
         return None if not told or None in told else sum(told)
+
+    @property
+    def restoring(self) -> tuple[int, int] | None:
+        """Partitions whose state store members are restoring, and changelog records left, summed over the members
+        that say (those keeping state); None when none does."""
+        told = [(p.restoring, p.restore_left or 0) for p in self.probes if p.restoring is not None]
+        return (sum(r for r, _ in told), sum(left for _, left in told)) if told else None
 
     @property
     def members(self) -> list[str] | None:
@@ -74,10 +84,13 @@ def _last_results(settings: Settings) -> dict[str, datetime]:
     return latest
 
 
-def group_status(settings: Settings, groups: Groups) -> list[GroupStatus]:
+def group_status(settings: Settings, groups: Groups, started: MembersStarted | None = None) -> list[GroupStatus]:
+    """``started``: the members the caller started itself (the demo's), for groups the broker names none of."""
     kafka.check_broker(settings)
     last = _last_results(settings)
     members = kafka.group_members(settings, [settings.group_id(name) for name in groups])
+    known = started() if started is not None else {}
+    members = {group_id: named or known.get(group_id) for group_id, named in members.items()}
     statuses = []
     for name, group_class in groups.items():
         topic = group_class.input_topic(settings)
@@ -144,6 +157,7 @@ def as_json(statuses: list[GroupStatus], summary: dict | None) -> dict:
                 "total_lag": s.total_lag,
                 "modes": s.modes,
                 "retries_waiting": s.retries_waiting,
+                "restoring": s.restoring,
             }
             for s in statuses
         ],
@@ -164,6 +178,8 @@ def render(statuses: list[GroupStatus], summary: dict | None) -> str:
             f"{s.group:<12}{members:>8}{_show(s.total_lag):>8}{_show(s.retries_waiting):>10}"
             f"{_show(s.dead_letters):>14}  {s.last_result_at or 'none yet':<26}{modes}"
         )
+        if s.restoring and s.restoring[0]:
+            lines.append(f"  restoring state: {s.restoring[0]} partitions, {s.restoring[1]} changelog records left")
         for p in s.partitions:
             lines.append(
                 f"  {s.topic}[{p.partition}]  committed {_show(p.committed):>7}  end {_show(p.end):>7}"

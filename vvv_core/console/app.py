@@ -37,6 +37,7 @@ from vvv_core.config import Settings
 from vvv_core.dlq import list_dead_letters, replay
 from vvv_core.errors import Fatal, VvvError
 from vvv_core.runtime.group import Groups
+from vvv_core.status import MembersStarted
 
 STATIC = files("vvv_core.console") / "static"
 LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
@@ -67,7 +68,9 @@ class Rates:
         return rates
 
 
-def create_app(settings: Settings, groups: Groups, db_path: str, host: str, token: str) -> Starlette:
+def create_app(
+    settings: Settings, groups: Groups, db_path: str, host: str, token: str, members: MembersStarted | None = None
+) -> Starlette:
     local = is_loopback(host)
     rates = Rates()
 
@@ -83,7 +86,7 @@ def create_app(settings: Settings, groups: Groups, db_path: str, host: str, toke
 
     def pipeline(request: Request) -> HTMLResponse:
         try:
-            found = status.as_json(status.group_status(settings, groups), None)["groups"]
+            found = status.as_json(status.group_status(settings, groups, members), None)["groups"]
         except VvvError as exc:  # the broker away: said on the page, the rest still shows
             return HTMLResponse(views.pipeline(None, str(exc)))
         return HTMLResponse(views.pipeline(found, rates=rates.update(found)))
@@ -163,13 +166,19 @@ def _guarded_headers(settings: Settings) -> dict[str, str]:
 
 
 def serve(
-    settings: Settings, groups: Groups, db_path: str, host: str, port: int, announce: Callable[[str], None] = print
+    settings: Settings,
+    groups: Groups,
+    db_path: str,
+    host: str,
+    port: int,
+    announce: Callable[[str], None] = print,
+    members: MembersStarted | None = None,
 ) -> None:
-    """Serve until interrupted (Ctrl-C)."""
+    """Serve until interrupted (Ctrl-C); ``members``: those the caller started (see ``status.group_status``)."""
     import uvicorn
 
     token = settings.console_token or secrets.token_urlsafe(16)
-    app = create_app(settings, groups, str(Path(db_path)), host, token)
+    app = create_app(settings, groups, str(Path(db_path)), host, token, members)
     listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

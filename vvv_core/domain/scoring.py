@@ -34,6 +34,7 @@ BASELINES = {
 }
 DEFAULT_BASELINE = BASELINES["GB"]
 VELOCITY_WEIGHT, ENGAGEMENT_WEIGHT = 0.55, 0.45
+HISTORY_DEPTH = 2  # the formula reads the two newest snapshots only
 LONG_MAX = 2**63 - 1  # what SQLite's INTEGER and Avro's long hold
 
 
@@ -56,6 +57,25 @@ class Score:
             "region": clip(self.region),  # as the cron wrote it: cut to what a result's reader takes
             "reason": self.reason,
         }
+
+
+def remember(kept: Sequence[Snapshot], new: Snapshot) -> list[Snapshot] | None:
+    """The newest two of ``kept`` (newest first) and ``new``, or None when ``new`` changes nothing.
+
+    The same two the database's lookup gives, whatever the order snapshots arrive in: a snapshot
+    already kept (a repeated event) changes nothing; one older than both kept is dropped; between
+    equal times the one that came later counts as newer, as the later-inserted row does in the
+    database (so two snapshots of the same instant score ``no time delta`` in both modes).
+    """
+    if new in kept:
+        return None
+    merged = sorted([*kept, new], key=lambda s: s.fetched_at_ms, reverse=True)  # stable: the newcomer after its equals
+    at = next(i for i, s in enumerate(merged) if s is new)
+    while at and merged[at - 1].fetched_at_ms == new.fetched_at_ms:  # it came later: newer among its equals
+        merged[at - 1], merged[at] = merged[at], merged[at - 1]
+        at -= 1
+    newest = merged[:HISTORY_DEPTH]
+    return None if new not in newest else newest
 
 
 def label(score: float) -> str:

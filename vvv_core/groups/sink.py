@@ -1,7 +1,7 @@
 """The sink: the one writer of results into the cron database, for members that run without it.
 
-Thumbnail and liveness members on other hosts publish their results only; the sink, on the
-cron's host, reads the results topic and applies each result with its group's own ``apply``
+Members on other hosts (thumbnails, liveness, and scoring in stream mode) publish their results
+only; the sink, on the cron's host, reads the results topic and applies each result with its group's own ``apply``
 (one definition of storing a result, shared with direct mode). Its consumed offsets are stored
 in the same SQLite transaction as the effects, and on assignment it skips what they say is
 done: a crash at any instant neither loses nor repeats an effect, without Kafka transactions.
@@ -13,6 +13,11 @@ when it is read; here, a result for a video the cron database does not know is r
 letter saying so, to replay once the video exists), so no producer can grow the verdict tables with
 made-up ids. That is looked up inside the write transaction: the cron may call the hook while its own
 transaction adding the video is still open, and the sink's write waits for it.
+
+It also keeps **the table**: for each result, the video's current score, thumbnail and liveness
+verdicts as the database holds them once the batch is applied (read in the same transaction), as a
+``VideoState`` record on the compacted table topic, keyed by video, in the same checkpoint: a service
+starting today reads the latest record per video. A record is the whole state, so a repeat is harmless.
 """
 
 from __future__ import annotations
@@ -22,13 +27,15 @@ import sqlite3
 from collections import defaultdict
 
 from vvv_core import events
-from vvv_core.events import InvalidEvent
+from vvv_core.domain.scoring import label
 from vvv_core.groups.liveness import LivenessGroup
+from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.groups.thumbnails import ThumbnailGroup
+from vvv_core.registry import schema_store
 from vvv_core.runtime import BatchExecutor, ConsumerGroup, Inbound, Outcome
-from vvv_core.runtime.model import Effect, Failure, Partition, Rejected
+from vvv_core.runtime.model import Effect, Partition, Rejected
 
-APPLIERS = {group.name: group for group in (ThumbnailGroup, LivenessGroup)}  # scoring always runs in direct mode
+APPLIERS = {group.name: group for group in (ScoringGroup, ThumbnailGroup, LivenessGroup)}
 OFFSETS_DDL = """
 CREATE TABLE IF NOT EXISTS vvv_sink_offsets (
     topic TEXT NOT NULL,
@@ -50,13 +57,14 @@ class SinkGroup(ConsumerGroup):
         for group in APPLIERS.values():
             group.create_tables(self.conn)
         self.conn.execute(OFFSETS_DDL)
+        self._encode_state = schema_store(self.settings).encoder("VideoState", self.settings.table_topic)
 
     def executor(self) -> BatchExecutor:
         return BatchExecutor(self._judge)
 
     @staticmethod
     def _judge(items: list[Inbound]) -> list[Outcome]:
-        return [_judged(i) for i in items]
+        return [Outcome(i, detail={"status": "skipped" if i.event.stored else "applied"}) for i in items]
 
     def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
         if unknown := _unknown_videos(conn, [o for o in outcomes if not o.inbound.event.stored]):
@@ -70,11 +78,38 @@ class SinkGroup(ConsumerGroup):
             positions[(item.topic, item.partition)] = item.offset + 1
         for group, applied in effects.items():
             APPLIERS[group].apply(conn, applied)
+        self._table(conn, outcomes)
         conn.executemany(
             "INSERT INTO vvv_sink_offsets (topic, partition, next_offset) VALUES (?, ?, ?)"
             " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
             [(t, p, o) for (t, p), o in positions.items()],
         )
+
+    def _table(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+        """Each video's current state, read in the batch's transaction, onto the last outcome of the video."""
+        last = {o.inbound.event.video_id: o for o in outcomes}
+        rows = conn.execute(
+            """SELECT wanted.value, v.virality_score, t.status, l.status FROM json_each(?) AS wanted
+               JOIN videos AS v ON v.video_id = wanted.value  -- a made-up video gets no record
+               LEFT JOIN thumbnail_checks AS t ON t.video_id = wanted.value
+               LEFT JOIN video_liveness AS l ON l.video_id = wanted.value""",
+            (json.dumps(list(last)),),
+        )
+        updated_at = events.now_ms()
+        for video_id, score, thumbnail, liveness in rows:
+            state = {
+                "video_id": video_id,
+                "score": score,
+                "label": None if score is None else label(score),
+                "thumbnail": thumbnail,
+                "liveness": liveness,
+                "updated_at": updated_at,
+            }
+            last[video_id].detail["table"] = self._encode_state(state)
+
+    def message(self, outcome: Outcome) -> tuple[str, bytes, bytes] | None:
+        table = outcome.detail.get("table")
+        return None if table is None else (self.settings.table_topic, outcome.inbound.key, table)
 
     def start_offsets(self, partitions: list[Partition]) -> dict[Partition, int]:
         rows = self.conn.execute("SELECT topic, partition, next_offset FROM vvv_sink_offsets").fetchall()
@@ -87,14 +122,3 @@ def _unknown_videos(conn: sqlite3.Connection, outcomes: list[Outcome]) -> list[O
     sql = "SELECT video_id FROM videos WHERE video_id IN (SELECT value FROM json_each(?))"
     known = {video_id for (video_id,) in conn.execute(sql, (wanted,))}
     return [o for o in outcomes if o.inbound.event.video_id not in known]
-
-
-def _judged(item: Inbound) -> Outcome:
-    """Stored by its member already (skipped), to apply, or a group's result the sink never applies."""
-    result = item.event
-    if result.stored:
-        return Outcome(item, detail={"status": "skipped"})
-    if result.group not in APPLIERS:
-        why = f"a {result.group} result not stored by its member: {result.group} members store their own results"
-        return Outcome(item, failure=Failure.of(InvalidEvent(why)))
-    return Outcome(item, detail={"status": "applied"})

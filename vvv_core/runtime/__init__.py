@@ -1,13 +1,15 @@
 """The consumer runtime, written once and shared by every consumer group.
 
 - ``loop.py`` drives a member: poll, decode, work, checkpoint;
-- ``checkpoint.py`` owns the commit order (SQLite → results → acknowledgements → offsets),
-  exactly-once included;
+- ``checkpoint.py`` owns the commit order (SQLite → results and state changes →
+  acknowledgements → offsets), exactly-once included;
 - ``deadletter.py`` owns the dead-letter policy;
 - ``backends/`` hide the client: ``kafka.py`` holds every broker workaround, ``memory.py``
   runs the runtime without a broker;
 - ``executors.py`` runs the work (a batch at once, or concurrent checks with retries, each
-  video's events in order); ``group.py`` is what a group declares.
+  video's events in order); ``group.py`` is what a group declares;
+- ``state/`` keeps a group's state where it declares one (``stateful``): a local store per input
+  partition, every change to a compacted changelog, restored on assignment.
 
 What a group declares is exported here; the loop is imported from ``vvv_core.runtime.loop``,
 since it brings the metrics (prometheus-client, part of the ``consumers`` extra) with it.

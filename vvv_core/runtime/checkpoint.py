@@ -10,12 +10,20 @@
    always before partitions are given up or the member stops, each owned partition's offset is
    committed up to its first unfinished event.
 
-With exactly-once the same steps run inside a Kafka transaction opened at the first message
-after a commit: step 3 commits the offsets within it, so results, dead letters and offsets
-become visible together or not at all, and a refused message aborts it (the member stops).
+With exactly-once (the backend is ``transactional``: one flag, the backend's) the same steps run
+inside a Kafka transaction opened at the first message after a commit: step 3 sends the offsets
+to the transaction, never commits them through the consumer, and commits it, so results, dead
+letters and offsets become visible together or not at all; a refused message aborts it (the
+member stops).
+
+A group that keeps state (``state/``) has its changes sent in the same batch as its results, to
+the changelog partition of the input they came from, so inside the same transaction. A batch's
+changes are saved to the local stores only once they are in the changelog for good: acknowledged
+(at-least-once), or their transaction committed (exactly-once). A store is never ahead.
 
 A crash anywhere repeats work since the last commit and never skips an event: the SQLite
-writes are idempotent upserts, and each result carries its source event's id.
+writes are idempotent upserts, each result carries its source event's id, and applying a
+snapshot to a state twice changes nothing.
 """
 
 from __future__ import annotations
@@ -29,12 +37,13 @@ from typing import Any
 
 from vvv_core import db
 from vvv_core.events import now_ms
-from vvv_core.runtime.backends import FLUSH_TIMEOUT, Backend
+from vvv_core.runtime.backends import FLUSH_TIMEOUT, Backend, OnDelivery
 from vvv_core.runtime.deadletter import DeadLetterPolicy
 from vvv_core.runtime.group import ConsumerGroup
 from vvv_core.runtime.metrics import Metrics
 from vvv_core.runtime.model import ConsumerStopped, Failure, Outcome, Partition, Rejected
 from vvv_core.runtime.offsets import PartitionOffsets
+from vvv_core.runtime.state import Change, State
 
 DELIVERY_ATTEMPTS = 5  # a batch the broker refused is sent again, by a new producer, this often
 COMMIT_EVERY = 10_000  # outcomes finished that make a commit due sooner
@@ -57,20 +66,28 @@ log = logging.getLogger(__name__)
 
 
 class _InDelivery:
-    """One turn's outcomes whose messages the broker has not all answered yet."""
+    """One turn's outcomes (and state changes) whose messages the broker has not all answered yet."""
 
-    __slots__ = ("attempt", "error", "outcomes", "remaining")
+    __slots__ = ("attempt", "changes", "error", "outcomes", "remaining")
 
-    def __init__(self, outcomes: list[Outcome], attempt: int = 1) -> None:
+    def __init__(self, outcomes: list[Outcome], changes: list[Change], attempt: int = 1) -> None:
         self.outcomes = outcomes
+        self.changes = changes
         self.remaining = 0  # messages sent for it and not answered yet (set when they are sent)
         self.attempt = attempt
         self.error: str | None = None
 
-    def answer(self, error: str | None) -> None:
+    def answer(self, error: str | None, _offset: int = -1) -> None:
         self.remaining -= 1
         if error is not None and self.error is None:
             self.error = error
+
+    def answer_change(self, change: Change) -> OnDelivery:
+        def answered(error: str | None, offset: int) -> None:
+            change.offset = offset
+            self.answer(error)
+
+        return answered
 
 
 class Checkpoint:
@@ -82,17 +99,17 @@ class Checkpoint:
         metrics: Metrics,
         encode_result: Callable[[dict[str, Any]], bytes],
         *,
-        exactly_once: bool,
         commit_interval: float,
         results_topic: str,
         stopping: Callable[[], bool],
         log: logging.LoggerAdapter,
+        state: State | None = None,
     ) -> None:
         self.backend = backend
         self.group = group
         self.dead_letters = dead_letters
         self.metrics = metrics
-        self.exactly_once = exactly_once
+        self.exactly_once = backend.transactional
         self.commit_interval = commit_interval
         self.partitions: dict[Partition, PartitionOffsets] = {}  # for one assignment: made on assign, dropped on revoke
         self._encode_result = encode_result
@@ -104,6 +121,8 @@ class Checkpoint:
         self._done_before: dict[Partition, int] = {}
         self._in_delivery: list[_InDelivery] = []
         self._in_transaction = False
+        self.state = state
+        self._in_transaction_changes: list[Change] = []  # sent in the open transaction, saved once it commits
         self._last_commit = time.monotonic()
         self._since_commit = 0
         self.processed = 0
@@ -165,13 +184,14 @@ class Checkpoint:
     def _write_and_send(self) -> None:
         outcomes = [o for o in self._finished if (o.inbound.topic, o.inbound.partition) in self.partitions]
         self._finished = []
-        if not outcomes:
+        changes = self.state.take() if self.state is not None else []
+        if not outcomes and not changes:
             return
         started = time.perf_counter()
         results = [o for o in outcomes if o.failure is None]
         if results and self.group.conn is not None:  # else results only: the sink stores them
             self._store(results)
-        self._send(_InDelivery(outcomes))
+        self._send(_InDelivery(outcomes, changes))
         self.metrics.batch_seconds.labels(self.group.name).observe(time.perf_counter() - started)
 
     def _store(self, results: list[Outcome]) -> None:
@@ -209,13 +229,22 @@ class Checkpoint:
     def _send(self, batch: _InDelivery) -> None:
         processed_at = now_ms()  # one clock reading for the batch
         messages = [m for o in batch.outcomes if (m := self._message(o, processed_at)) is not None]
-        if messages and self.exactly_once and not self._in_transaction:
+        if (messages or batch.changes) and self.exactly_once and not self._in_transaction:
             self.backend.begin_transaction()
             self._in_transaction = True
-        batch.remaining = len(messages)
+        batch.remaining = len(messages) + len(batch.changes)
         self._in_delivery.append(batch)
         for topic, value, key, headers in messages:
             self.backend.produce(topic, value, key, headers, batch.answer)
+        for change in batch.changes:
+            self.backend.produce(
+                self.state.changelog,
+                change.value,
+                change.key.encode(),
+                None,
+                batch.answer_change(change),
+                change.partition[1],
+            )
 
     def _message(
         self, outcome: Outcome, processed_at: int
@@ -226,7 +255,8 @@ class Checkpoint:
             key, value, headers = self.dead_letters.message(item, outcome.failure)
             return self.dead_letters.topic, value, key, headers
         if not self.group.publishes:
-            return None
+            own = self.group.message(outcome)
+            return None if own is None else (own[0], own[2], own[1], None)
         result = {
             "event_id": item.event.event_id,
             "group": self.group.name,
@@ -245,6 +275,10 @@ class Checkpoint:
             if batch.error is not None:
                 self._send_again(batch)  # replaces every batch in flight
                 return
+            if batch.changes and self.exactly_once:
+                self._in_transaction_changes += batch.changes
+            elif batch.changes:
+                self.state.save(batch.changes)
             for outcome in batch.outcomes:
                 if offsets := self.partitions.get((outcome.inbound.topic, outcome.inbound.partition)):
                     offsets.finish(outcome.inbound.offset)
@@ -273,7 +307,7 @@ class Checkpoint:
         )
         self.backend.replace_producer(f"result messages refused ({failed.error})")
         for batch in pending:
-            self._send(_InDelivery(batch.outcomes, failed.attempt + 1))
+            self._send(_InDelivery(batch.outcomes, batch.changes, failed.attempt + 1))
 
     def _commit_due(self) -> bool:
         return self._since_commit >= COMMIT_EVERY or time.monotonic() - self._last_commit >= self.commit_interval
@@ -292,7 +326,12 @@ class Checkpoint:
             if not self._in_transaction:
                 return
             self._in_transaction = False
-            self.backend.commit_transaction(positions)
+            if positions:
+                self.backend.send_offsets_to_transaction(positions)
+            self.backend.commit_transaction()
+            if self._in_transaction_changes:  # committed: now, and not before, the stores may have them
+                self.state.save(self._in_transaction_changes)
+                self._in_transaction_changes = []
         elif not positions or not self.backend.commit(positions, wait):
             return
         self.metrics.commit_seconds.labels(self.group.name).observe(time.perf_counter() - started)

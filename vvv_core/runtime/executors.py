@@ -15,7 +15,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from vvv_core.errors import Fatal, Transient
@@ -79,6 +78,34 @@ class BatchExecutor:
         pass
 
 
+class Workers:
+    """Up to ``size`` threads running the calls submitted, started as needed. Daemon threads, unlike a
+    ThreadPoolExecutor's, which the interpreter joins at exit: a check stuck where no deadline reaches it
+    (a name lookup) must not hold a stopped member's process past its stop timeout."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size, self._name = size, name
+        self._calls: queue.SimpleQueue[tuple[Callable[..., None], tuple] | None] = queue.SimpleQueue()
+        self._idle = threading.Semaphore(0)
+        self._threads = 0
+
+    def submit(self, call: Callable[..., None], *args: Any) -> None:
+        self._calls.put((call, args))
+        if not self._idle.acquire(blocking=False) and self._threads < self._size:
+            threading.Thread(target=self._work, name=f"{self._name}_{self._threads}", daemon=True).start()
+            self._threads += 1
+
+    def _work(self) -> None:
+        while (task := self._calls.get()) is not None:
+            task[0](*task[1])
+            self._idle.release()
+
+    def shutdown(self) -> None:
+        """Each thread ends after the calls queued before this (which find their executor closed)."""
+        for _ in range(self._threads):
+            self._calls.put(None)
+
+
 class ConcurrentExecutor:
     """Runs ``check(event, attempt)`` for many events at once on a thread pool (IO-bound work).
 
@@ -112,7 +139,7 @@ class ConcurrentExecutor:
         self._on_give_up = on_give_up
         self._limiter = limiter
         self._limited = limited
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=name)
+        self._pool = Workers(concurrency, name)
         self._tickets = itertools.count()
         self._live: dict[int, tuple[Inbound, int]] = {}  # ticket -> (item, attempt): queued, waiting or running
         self._started: dict[int, float] = {}  # ticket -> when its check began (written by workers)
@@ -245,4 +272,4 @@ class ConcurrentExecutor:
 
     def close(self) -> None:
         self._closed.set()
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool.shutdown()

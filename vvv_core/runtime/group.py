@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from vvv_core.config import Settings
 from vvv_core.runtime.executors import Executor
 from vvv_core.runtime.model import Effect, Outcome, Partition
+from vvv_core.runtime.state import State
 
 
 class ConsumerGroup(ABC):
@@ -27,6 +28,8 @@ class ConsumerGroup(ABC):
     parse_event: ClassVar[Callable[[dict[str, Any]], Any]]  # validates a decoded record
     needs_db: ClassVar[bool] = True  # False: may run without the cron database, publishing results only
     publishes: ClassVar[bool] = True  # False: its outcomes are stored only, never published as results
+    stateful: ClassVar[bool] = False  # True: without the cron database it keeps a state store (``keeps_state``)
+    state: State | None = None  # the member's state store, set by the runtime before ``executor`` where kept
 
     def __init__(self, settings: Settings, conn: sqlite3.Connection | None) -> None:
         """``conn``: the cron database, or None to publish results only (where ``needs_db`` is False)."""
@@ -48,9 +51,19 @@ class ConsumerGroup(ABC):
     def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
         """Inside the turn's write transaction: the outcomes that carry a detail (never a failure)."""
 
+    @property
+    def keeps_state(self) -> bool:
+        """Whether this member keeps a state store: restored on assignment, every change to a changelog."""
+        return self.stateful and self.conn is None
+
     def start_offsets(self, partitions: list[Partition]) -> dict[Partition, int]:
         """Where each partition's work is already done, for a group that keeps its offsets with its effects."""
         return {}
+
+    def message(self, outcome: Outcome) -> tuple[str, bytes, bytes] | None:
+        """A group publishing no results may publish something else per outcome, in the same checkpoint:
+        (topic, key, value), or None."""
+        return None
 
     def max_in_flight(self) -> int:
         """Unfinished events this member holds before it pauses fetching."""

@@ -13,6 +13,7 @@ import gc
 import logging
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from vvv_core import db, logs
 from vvv_core.avro import SchemaStore
@@ -26,7 +27,9 @@ from vvv_core.runtime.backends.kafka import KafkaBackend
 from vvv_core.runtime.checkpoint import Checkpoint
 from vvv_core.runtime.deadletter import DeadLetterPolicy
 from vvv_core.runtime.group import ConsumerGroup, client_id
-from vvv_core.runtime.model import ConsumerStopped, Failure, Outcome, Partition
+from vvv_core.runtime.model import ConsumerStopped, Failure, Inbound, Outcome, Partition
+from vvv_core.runtime.state import State
+from vvv_core.runtime.state.restore import Restorer
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +58,20 @@ class GroupRunner:
             settings,
             group.name,
             self.log,
-            exactly_once=settings.exactly_once,
+            # A state store runs transactional whatever the setting: at-least-once, a member cut off from the
+            # broker could deliver a stale state to the changelog after its partitions moved, for compaction to keep.
+            transactional=settings.exactly_once or group.keeps_state,
+            stateful=group.keeps_state,
             client_id=client_id(group),
             statistics=self.metrics.statistics_callback if settings.metrics_port else None,
         )
+        self.state = group.state = (
+            State(Path(settings.state_dir) / settings.group_id(group.name), settings.changelog_topic(group.name))
+            if group.keeps_state
+            else None
+        )
+        self.restorer = Restorer(self.state, self.backend, self.log, settings.batch_size) if self.state else None
+        self._held: list[Inbound] = []  # fetched from a partition before its restore paused it: processed after
         self.checkpoint = Checkpoint(
             self.backend,
             group,
@@ -71,11 +84,11 @@ class GroupRunner:
             ),
             self.metrics,
             self.schemas.encoder("Result", settings.results_topic),
-            exactly_once=settings.exactly_once,
             commit_interval=settings.commit_interval,
             results_topic=settings.results_topic,
             stopping=lambda: self._stopping,
             log=self.log,
+            state=self.state,
         )
         self._stopping = False
         self._broken = False  # after a failure nothing more is committed: what was not, is redelivered
@@ -118,7 +131,10 @@ class GroupRunner:
         try:
             self.backend.subscribe(group.input_topic(settings), self)
             while not self._stopping:
-                self._accept(self.backend.poll(settings.batch_size, POLL_TIMEOUT))
+                restoring = self.state is not None and bool(self.state.restoring)
+                self._accept(self.backend.poll(settings.batch_size, 0 if restoring else POLL_TIMEOUT))
+                if restoring:
+                    self._restore()
                 self.checkpoint.add(self.executor.take_completed())
                 self.checkpoint.advance()
                 self._backpressure()
@@ -139,11 +155,16 @@ class GroupRunner:
             self.executor.close()
             group.close()
             self.backend.close()
+            if self.state is not None:  # whatever the backend revoked on closing, or not (a failure)
+                self.state.close(list(self.state.stores))
         self.log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
 
     def _accept(self, polled: Polled) -> None:
         valid, rejected = [], []
         for item in polled.records:
+            if self.state is not None and (item.topic, item.partition) in self.state.restoring:
+                self._held.append(item)  # fetched before the pause took: its state is not there yet
+                continue
             if not self.checkpoint.take((item.topic, item.partition), item.offset):
                 continue  # from a partition revoked since it was fetched
             try:
@@ -172,6 +193,14 @@ class GroupRunner:
             self.metrics.consumed.labels(self.group.name).inc(len(polled.records))
         self.checkpoint.add(rejected)
         self.executor.submit(valid)
+
+    def _restore(self) -> None:
+        """A step of the partitions' restores; what was held back of those finished now is processed."""
+        finished = self.restorer.step(POLL_TIMEOUT)
+        if finished and self._held:
+            held = [i for i in self._held if (i.topic, i.partition) in finished]
+            self._held = [i for i in self._held if (i.topic, i.partition) not in finished]
+            self._accept(Polled(held))
 
     def _backpressure(self) -> None:
         """Pause fetching while too much is unfinished; resume once enough has finished."""
@@ -205,6 +234,9 @@ class GroupRunner:
             )
             self._joining_since = now  # said again in a minute, if still waiting
         m.partitions.labels(name).set(len(self.checkpoint.partitions))
+        if self.state is not None:
+            m.restoring.labels(name).set(len(self.state.restoring))
+            m.restore_left.labels(name).set(self.restorer.left() or 0)
         for tp, lag in self._lags().items():
             if lag is not None:
                 m.lag.labels(name, str(tp[1])).set(lag)
@@ -237,7 +269,8 @@ class GroupRunner:
         done, lag = self.processed, self.lag()
         retrying, slots = self.executor.waiting()
         unfinished = self.executor.in_flight()
-        if done == self._progress_done and not lag and not unfinished:
+        restoring = len(self.state.restoring) if self.state is not None else 0
+        if done == self._progress_done and not lag and not unfinished and not restoring:
             if not self._caught_up:
                 self.log.info("%s: caught up: %d events done, nothing waiting", self.group.name, done)
             self._caught_up = True
@@ -245,6 +278,11 @@ class GroupRunner:
             return
         rate = (done - self._progress_done) / (now - self._progress_at)
         eta = f"about {timedelta(seconds=round(lag / rate))} to drain at this rate" if lag and rate else ""
+        if restoring:
+            left = self.restorer.left()
+            eta += (
+                f"{'; ' if eta else ''}{restoring} partitions restoring, {'?' if left is None else left} records left"
+            )
         self.log.info(
             "%s: %d events done (%.1f/s), %d in progress, %d waiting to retry, %d waiting for a rate-limit "
             "slot, lag %s%s",
@@ -262,7 +300,7 @@ class GroupRunner:
     def _idle(self) -> bool:
         if self.until_idle is None or not self.checkpoint.partitions:
             return False
-        if self.executor.in_flight() or self.checkpoint.delivering:
+        if self.executor.in_flight() or self.checkpoint.delivering or (self.state and self.state.restoring):
             return False
         if not all(o.eof and not o.unfinished for o in self.checkpoint.partitions.values()):
             return False
@@ -288,6 +326,8 @@ class GroupRunner:
     # -- rebalancing (called by the backend from inside poll) -----------------------------
 
     def assigned(self, partitions: list[Partition], total: int) -> None:
+        if self.restorer is not None:  # first: a partition is never owned without its restore under way
+            self.restorer.start(partitions)
         self.checkpoint.assign(partitions)
         self._total_partitions = total
         self._joining_since = None
@@ -307,6 +347,9 @@ class GroupRunner:
         """Drop the partitions' work and state; commit nothing (another member may own them already)."""
         self.executor.forget(set(partitions))
         self.checkpoint.release(partitions)
+        if self.restorer is not None:  # what it saved stays; the next owner restores the rest
+            self.restorer.stop(partitions)
+            self._held = [i for i in self._held if (i.topic, i.partition) not in set(partitions)]
         self.metrics.forget_partitions([p for _t, p in partitions])
         if not self.checkpoint.partitions:  # a rebalance is under way: waiting for the next assignment
             self._joining_since = time.monotonic()

@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from vvv_core.errors import Fatal
-from vvv_core.probes import RETRIES_WAITING, SLOTS_WAITING
+from vvv_core.probes import RESTORE_LEFT, RESTORING, RETRIES_WAITING, SLOTS_WAITING
 from vvv_core.runtime.executors import Executor
 
 STALE_LOOP = 30.0  # seconds without a loop turn after which /healthz fails
@@ -42,6 +42,8 @@ class Metrics:
         )
         self.commit_seconds = Histogram("vvv_commit_seconds", "Time to commit offsets", **labels)
         self.partitions = Gauge("vvv_partitions_owned", "Input partitions this member owns", **labels)
+        self.restoring = Gauge(RESTORING, "Owned partitions whose state store is being restored", **labels)
+        self.restore_left = Gauge(RESTORE_LEFT, "Changelog records still to read by the restores under way", **labels)
         self.lag = Gauge(
             "vvv_lag",
             "Messages behind the log end, from this member's position and the last fetch's high watermark",

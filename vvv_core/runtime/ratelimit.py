@@ -10,7 +10,10 @@ from collections.abc import Iterable
 # Slots are a little wider than the exact limit, so that a request leaving a few milliseconds
 # after its slot (scheduling, network) can never push a window over the limit.
 SAFETY = 0.97
-LATE = 0.2  # a caller waking later than this share of a slot skips it rather than send late
+# A caller waking later than this share of a slot skips it rather than send late; and never later than half
+# what the wider slots leave free in a minute (60 / SAFETY - 60 = 1.86 s; the other half is for the request's
+# way out): at a few requests a minute a fifth of a slot is seconds, enough to put one too many in a minute.
+LATE, MOST_LATE = 0.2, (60 / SAFETY - 60) / 2
 
 
 class RateLimiter:
@@ -26,8 +29,8 @@ class RateLimiter:
     """
 
     def __init__(self, per_minute: float) -> None:
-        self.per_minute = per_minute
         self.interval = 60 / (per_minute * SAFETY)
+        self.late = min(LATE * self.interval, MOST_LATE)  # seconds after its slot a caller may still send
         self._assignment: tuple[frozenset[int], int] = (frozenset(), 1)  # (owned partitions, total), swapped whole
         self._last_slot = -1  # the last slot handed out by this member
         self._cond = threading.Condition()
@@ -63,7 +66,7 @@ class RateLimiter:
                 if cancelled.wait(max(0.0, at - time.time())):
                     return False
                 owned, total = self._assignment  # still ours? (a rebalance may have moved it)
-                if time.time() - at <= LATE * self.interval and slot % total in owned:
+                if time.time() - at <= self.late and slot % total in owned:
                     return True
             return False
         finally:

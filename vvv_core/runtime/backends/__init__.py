@@ -2,20 +2,25 @@
 
 ``kafka.KafkaBackend`` is confluent-kafka with every broker workaround the runtime needs;
 ``memory.MemoryBackend`` keeps topics in memory, so that the runtime's ordering, commit,
-revoke, drain, retry, time-limit and dead-letter logic can be tested without a broker.
+revoke, drain, retry, time-limit, dead-letter, transaction and restore logic can be tested
+without a broker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from vvv_core.runtime.model import Inbound, Partition
 
 Headers = list[tuple[str, bytes]]
-OnDelivery = Callable[[str | None], None]  # the broker's answer to one message: None, or why it was refused
+# The broker's answer to one message: None or why it was refused, and the offset it was written at (-1 if refused)
+OnDelivery = Callable[[str | None, int], None]
 FLUSH_TIMEOUT = 10.0  # seconds the broker may take to acknowledge a message (and a transaction)
+# What every member reads: records of an aborted transaction never reach a group, and those of an open one
+# only once it commits. A property of the reader (librdkafka's isolation.level), not of the writer.
+ISOLATION = "read_committed"
 
 
 @dataclass
@@ -41,17 +46,29 @@ class Backend(Protocol):
     @property
     def reachable(self) -> bool: ...
 
+    @property
+    def transactional(self) -> bool:
+        """Exactly-once: every message is produced inside a transaction, with the offsets it consumed."""
+
     def subscribe(self, topic: str, listener: Rebalance) -> None: ...
 
     def poll(self, max_records: int, timeout: float) -> Polled:
         """Wait up to ``timeout`` for the first record only, then take what is already fetched."""
 
-    def pause(self, paused: bool) -> None:
-        """Stop (or resume) fetching from every owned partition, including ones assigned later."""
+    def pause(self, paused: bool, partitions: Iterable[Partition] | None = None) -> None:
+        """Stop (or resume) fetching: from every owned partition, including ones assigned later (None), or from
+        these alone (until resumed by name or given up). A partition is fetched when neither pauses it."""
 
     def produce(
-        self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, on_delivery: OnDelivery
-    ) -> None: ...
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Headers | None,
+        on_delivery: OnDelivery,
+        partition: int | None = None,
+    ) -> None:
+        """``partition``: where it goes; None: the partition of its key."""
 
     def deliver(self, timeout: float) -> None:
         """Serve delivery reports; wait up to ``timeout`` for every message still unanswered."""
@@ -61,8 +78,11 @@ class Backend(Protocol):
 
     def begin_transaction(self) -> None: ...
 
-    def commit_transaction(self, offsets: dict[Partition, int]) -> None:
-        """Commit the open transaction with these offsets; on failure abort it and raise ConsumerStopped."""
+    def send_offsets_to_transaction(self, offsets: dict[Partition, int]) -> None:
+        """The group's offsets, to become its committed offsets when (and only if) the transaction commits."""
+
+    def commit_transaction(self) -> None:
+        """Commit the open transaction; on failure abort it and raise ConsumerStopped."""
 
     def abort_transaction(self) -> None: ...
 
@@ -70,6 +90,21 @@ class Backend(Protocol):
         """Drop every unanswered message and send with a new producer from now on."""
 
     def high_watermark(self, partition: Partition) -> int | None: ...
+
+    # -- reading a changelog back (restoring a state store), beside the group's own fetching --------------
+
+    def restore(self, partition: Partition, start: int) -> None:
+        """Start reading ``partition`` (of a changelog) from ``start``, committed records only."""
+
+    def read_restore(self, max_records: int, timeout: float) -> list[Inbound]:
+        """What was read of the partitions being restored; waits up to ``timeout`` for the first record."""
+
+    def restore_position(self, partition: Partition) -> tuple[int | None, int | None]:
+        """How far the read of ``partition`` is, and its high watermark; None where not known yet. It is
+        caught up when the position reaches the high watermark: past the last record come transaction
+        markers, and records of a transaction still open, which it must wait for."""
+
+    def stop_restore(self, partitions: list[Partition]) -> None: ...
 
     def watch(self) -> None:
         """Once per loop turn: raise when the broker has been away for too long."""

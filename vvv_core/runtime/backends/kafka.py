@@ -14,6 +14,11 @@
   state broken (an abort in the next callback of the same poll, seen with KIP-848).
 - librdkafka keeps a partition's pause flag through revoke and re-assign: every assignment is
   set explicitly to the paused state the runtime asked for.
+- A transaction left open by a member that died blocks every ``read_committed`` reader of its
+  partitions (results, changelogs) at the last stable offset until the broker aborts it:
+  ``transaction.timeout.ms`` is 10 s, as Kafka Streams sets it, not the client's 60 s.
+- Changelogs are read back by a consumer of their own, outside the group (``assign``, no commits),
+  as Kafka Streams' restore consumer: the group's consumer keeps its subscription and heartbeats.
 """
 
 from __future__ import annotations
@@ -22,19 +27,20 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from vvv_core import kafka
 from vvv_core.config import Settings
-from vvv_core.runtime.backends import FLUSH_TIMEOUT, Headers, OnDelivery, Polled, Rebalance
+from vvv_core.runtime.backends import FLUSH_TIMEOUT, ISOLATION, Headers, OnDelivery, Polled, Rebalance
 from vvv_core.runtime.backends.brokerwatch import BrokerWatch
 from vvv_core.runtime.model import ConsumerStopped, Inbound, Partition
 
 TOPIC_CHECK_INTERVAL = 5.0  # seconds between attempts to recreate a vanished topic
 STATISTICS_INTERVAL_MS = 15_000  # librdkafka's statistics, with metrics on (VVV_KAFKA_STATISTICS_INTERVAL_MS)
+TRANSACTION_TIMEOUT_MS = 10_000  # an open transaction of a member that died is aborted by the broker after this
 
 
 class KafkaBackend:
@@ -44,7 +50,8 @@ class KafkaBackend:
         group: str,
         log: logging.LoggerAdapter,
         *,
-        exactly_once: bool,
+        transactional: bool,
+        stateful: bool = False,
         client_id: str = "rdkafka",
         statistics: Callable[[str], Callable[[str], None]] | None = None,
     ) -> None:
@@ -54,7 +61,8 @@ class KafkaBackend:
         self._client_id = client_id
         self.group = group
         self.log = log
-        self.exactly_once = exactly_once
+        self.transactional = transactional
+        self._stateful = [group] if stateful else []  # has a changelog topic
         self._broker = BrokerWatch(settings.bootstrap, settings.broker_timeout, log)
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -64,6 +72,8 @@ class KafkaBackend:
         self._in_callback = False
         self._resubscribe = False
         self._paused = False
+        self._paused_partitions: set[Partition] = set()
+        self._restorer: Consumer | None = None  # reads changelogs back, outside the group
         self._topics_checked = 0.0
 
     @property
@@ -71,18 +81,21 @@ class KafkaBackend:
         return self._broker.reachable
 
     def subscribe(self, topic: str, listener: Rebalance) -> None:
-        kafka.ensure_project_topics(kafka.check_broker(self.settings), self.settings, [self.group])
+        kafka.ensure_project_topics(
+            kafka.check_broker(self.settings), self.settings, [self.group], stateful=self._stateful
+        )
         self._protocol = kafka.group_protocol(self.settings)
         self._topic, self._listener = topic, listener
         self._producer = self._new_producer()
         self._join()
         self.log.info(
-            "%s: consuming %s as group %s (%s group protocol) as %s",
+            "%s: consuming %s as group %s (%s group protocol) as %s%s",
             self.group,
             topic,
             self.settings.group_id(self.group),
             self._protocol,
             self._client_id,
+            ", exactly-once" if self.transactional else "",
         )
 
     def _join(self) -> None:
@@ -113,10 +126,11 @@ class KafkaBackend:
             "error_cb": self._broker.on_error,
             **self._stats("producer"),
         }
-        if not self.exactly_once:
+        if not self.transactional:
             return Producer(kafka.producer_config(self.settings, **extra))
         # One transactional id per member: zombies are fenced by the group's generation (KIP-447).
         extra["transactional.id"] = f"{self.settings.group_id(self.group)}-{uuid.uuid4().hex[:12]}"
+        extra["transaction.timeout.ms"] = TRANSACTION_TIMEOUT_MS
         producer = Producer(kafka.producer_config(self.settings, **extra))
         producer.init_transactions(FLUSH_TIMEOUT)
         return producer
@@ -178,11 +192,21 @@ class KafkaBackend:
         (self._consumer.pause if self._paused else self._consumer.resume)(partitions)
         self._listener.assigned(new, total)
 
-    def pause(self, paused: bool) -> None:
-        if paused != self._paused:
-            assignment = self._consumer.assignment()
-            (self._consumer.pause if paused else self._consumer.resume)(assignment)
+    def pause(self, paused: bool, partitions: Iterable[Partition] | None = None) -> None:
+        if partitions is None:
+            if paused == self._paused:
+                return
             self._paused = paused
+            changed = [(tp.topic, tp.partition) for tp in self._consumer.assignment()]
+        else:
+            changed = list(partitions)
+            (self._paused_partitions.update if paused else self._paused_partitions.difference_update)(changed)
+        stop = [TopicPartition(*tp) for tp in changed if self._paused or tp in self._paused_partitions]
+        go = [TopicPartition(*tp) for tp in changed if not (self._paused or tp in self._paused_partitions)]
+        if stop:
+            self._consumer.pause(stop)
+        if go:
+            self._consumer.resume(go)
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._new = [*(self._new or []), *((tp.topic, tp.partition) for tp in partitions)]
@@ -202,6 +226,7 @@ class KafkaBackend:
 
     def _forget_unannounced(self, partitions: list[TopicPartition]) -> list[Partition]:
         gone = [(tp.topic, tp.partition) for tp in partitions]
+        self._paused_partitions.difference_update(gone)
         if self._new is not None:
             self._new = [p for p in self._new if p not in gone]
         return gone
@@ -227,14 +252,21 @@ class KafkaBackend:
     # -- producing ------------------------------------------------------------------------
 
     def produce(
-        self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, on_delivery: OnDelivery
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Headers | None,
+        on_delivery: OnDelivery,
+        partition: int | None = None,
     ) -> None:
-        def report(err: KafkaError | None, _msg: Message) -> None:
-            on_delivery(None if err is None else err.str())
+        def report(err: KafkaError | None, msg: Message) -> None:
+            on_delivery(None, msg.offset()) if err is None else on_delivery(err.str(), -1)
 
+        where = {} if partition is None else {"partition": partition}
         while True:
             try:
-                self._producer.produce(topic, value, key, headers=headers, on_delivery=report)
+                self._producer.produce(topic, value, key, headers=headers, on_delivery=report, **where)
                 return
             except BufferError:  # local queue full: let the broker catch up
                 self._producer.poll(0.1)
@@ -248,14 +280,18 @@ class KafkaBackend:
     def begin_transaction(self) -> None:
         self._producer.begin_transaction()
 
-    def commit_transaction(self, offsets: dict[Partition, int]) -> None:
+    def send_offsets_to_transaction(self, offsets: dict[Partition, int]) -> None:
+        positions, group = [TopicPartition(t, p, o) for (t, p), o in offsets.items()], self._consumer
         try:
-            if offsets:
-                self._producer.send_offsets_to_transaction(
-                    [TopicPartition(t, p, o) for (t, p), o in offsets.items()],
-                    self._consumer.consumer_group_metadata(),
-                    FLUSH_TIMEOUT,
-                )
+            self._producer.send_offsets_to_transaction(positions, group.consumer_group_metadata(), FLUSH_TIMEOUT)
+        except KafkaException as exc:
+            self.abort_transaction()
+            raise ConsumerStopped(
+                f"transaction failed ({exc.args[0].str()}): stopping; the batch is processed again on restart"
+            ) from None
+
+    def commit_transaction(self) -> None:
+        try:
             self._producer.commit_transaction(FLUSH_TIMEOUT)
         except KafkaException as exc:
             self.abort_transaction()
@@ -273,6 +309,46 @@ class KafkaBackend:
         old.purge(in_queue=True, in_flight=True)
         old.poll(0)  # its late reports reach batches no longer watched
 
+    # -- restoring --------------------------------------------------------------------------
+
+    def restore(self, partition: Partition, start: int) -> None:
+        if self._restorer is None:
+            self._restorer = Consumer(
+                kafka.consumer_config(
+                    self.settings,
+                    f"{self.group}.restore",  # librdkafka wants a group id; it never joins nor commits
+                    error_cb=self._broker.on_error,
+                    **{"client.id": f"{self._client_id}-restore", "isolation.level": ISOLATION},
+                )
+            )
+        self._restorer.incremental_assign([TopicPartition(*partition, start)])
+
+    def read_restore(self, max_records: int, timeout: float) -> list[Inbound]:
+        if self._restorer is None or not self._restorer.assignment():
+            return []
+        records = []
+        for msg in self._restorer.consume(max_records, timeout):
+            err = msg.error()
+            if err is None:
+                records.append(Inbound(msg.topic(), msg.partition(), msg.offset(), msg.key(), msg.value(), None))
+            elif err.code() in kafka.MISSING:
+                self._recreate_topics(err.str())
+            elif err.code() != KafkaError._PARTITION_EOF:
+                self.log.warning("%s: reading a changelog: %s", self.group, err.str())
+        return records
+
+    def restore_position(self, partition: Partition) -> tuple[int | None, int | None]:
+        if self._restorer is None:
+            return None, None
+        tp = TopicPartition(*partition)
+        [position] = self._restorer.position([tp])
+        _low, high = self._restorer.get_watermark_offsets(tp, cached=True)
+        return (position.offset if position.offset >= 0 else None), (high if high >= 0 else None)
+
+    def stop_restore(self, partitions: list[Partition]) -> None:
+        if self._restorer is not None and partitions:
+            self._restorer.incremental_unassign([TopicPartition(*tp) for tp in partitions])
+
     def _recreate_topics(self, why: str) -> None:
         """A topic is gone (a broker restarted with empty storage, or someone deleted it): make it again."""
         if time.monotonic() - self._topics_checked < TOPIC_CHECK_INTERVAL:
@@ -280,13 +356,17 @@ class KafkaBackend:
         self._topics_checked = time.monotonic()
         self.log.warning("%s: %s: creating any missing topic of the project again", self.group, why)
         try:
-            kafka.ensure_project_topics(kafka.admin(self.settings), self.settings, [self.group])
+            kafka.ensure_project_topics(
+                kafka.admin(self.settings), self.settings, [self.group], stateful=self._stateful
+            )
         except KafkaException as exc:
             self.log.warning("%s: could not create the topics yet: %s", self.group, exc.args[0].str())
 
     def close(self) -> None:
         if self._consumer is not None:
             self._consumer.close()  # leaves the group at once, so the others take over without waiting
+        if self._restorer is not None:  # after: closing the consumer revokes, which stops restores
+            self._restorer.close()
         if self._producer is not None:
             self._producer.flush(5)
 

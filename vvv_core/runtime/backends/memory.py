@@ -1,23 +1,29 @@
 """The runtime without a broker: topics in memory, driven by the test that owns them.
 
-A ``MemoryBroker`` holds topics (a list of records per partition), committed offsets and
-transactions. A ``MemoryBackend`` is one member on it; the test decides, from its own thread,
+A ``MemoryBroker`` holds topics (a list of records per partition), the group's committed offsets
+and transactions. A ``MemoryBackend`` is one member on it; the test decides, from its own thread,
 when partitions are assigned, revoked or lost, and whether produced messages are acknowledged
 (``auto_ack``) or refused (``refuse``). Rebalances and delivery reports are served inside the
-runtime's own calls (``poll``, ``deliver``), as librdkafka does. Only what the runtime relies on
-is modelled.
+runtime's own calls (``poll``, ``deliver``), as librdkafka does.
+
+Only what the runtime relies on is modelled, but that faithfully, or a test would pass where
+Kafka fails: a transactional member's records are open until its transaction ends, then committed
+or aborted; offsets sent to a transaction become the group's only when it commits (a consumer's
+``commit`` is another thing, at once); a reader's isolation is its own (``read_committed`` stops at
+the first record of an open transaction and skips aborted ones, ``read_uncommitted`` sees all).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from vvv_core.runtime.backends import Headers, OnDelivery, Polled, Rebalance
+from vvv_core.runtime.backends import ISOLATION, Headers, OnDelivery, Polled, Rebalance
 from vvv_core.runtime.model import ConsumerStopped, Inbound, Partition
+
+OPEN, COMMITTED, ABORTED = "open", "committed", "aborted"
 
 
 @dataclass
@@ -26,7 +32,7 @@ class Stored:
     value: bytes | None
     headers: Headers | None
     transaction: int | None = None  # produced inside this transaction
-    visible: bool = True  # False while its transaction is open, and for ever once it was aborted
+    state: str = COMMITTED  # OPEN while its transaction is, then COMMITTED or ABORTED
 
 
 @dataclass
@@ -39,31 +45,56 @@ class MemoryBroker:
         return self.topics.setdefault(topic, [[] for _ in range(self.partitions)])
 
     def partition_for(self, key: bytes | None) -> int:
-        return zlib.crc32(key or b"") % self.partitions
+        from vvv_core.kafka import java_partition  # the producers' partitioner (murmur2), as on a real broker
 
-    def publish(self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None) -> Partition:
-        self.log(topic)[self.partition_for(key)].append(Stored(key, value, headers))
+        return java_partition(key or b"", self.partitions)
+
+    def publish(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: Headers | None = None, state: str = COMMITTED
+    ) -> Partition:
+        """A record from a producer outside the runtime: ``state`` OPEN or ABORTED for one of a transaction."""
+        self.log(topic)[self.partition_for(key)].append(Stored(key, value, headers, state=state))
         return topic, self.partition_for(key)
 
-    def read(self, topic: str) -> list[Stored]:
-        """What a read_committed reader sees, partition by partition."""
-        return [r for part in self.log(topic) for r in part if r.visible]
+    def read(self, topic: str, isolation: str = ISOLATION) -> list[Stored]:
+        """Every record a reader with this isolation sees now, partition by partition."""
+        return [r for part in self.log(topic) for _offset, r in readable(part, 0, isolation)[0]]
+
+
+def readable(log: list[Stored], position: int, isolation: str, limit: int = 1 << 62) -> tuple[list, int]:
+    """(offset, record) pairs a reader at ``position`` gets, and its position after them. read_committed stops
+    at the first record of a transaction still open (the last stable offset) and steps over aborted ones."""
+    found = []
+    while position < len(log) and len(found) < limit:
+        record = log[position]
+        if isolation == ISOLATION and record.state == OPEN:
+            break
+        if isolation != ISOLATION or record.state == COMMITTED:
+            found.append((position, record))
+        position += 1
+    return found, position
 
 
 @dataclass
 class _Pending:
     topic: str
+    partition: int
     record: Stored
     on_delivery: OnDelivery
 
 
 class MemoryBackend:
-    def __init__(self, broker: MemoryBroker, *, auto_ack: bool = True) -> None:
+    def __init__(
+        self, broker: MemoryBroker, *, auto_ack: bool = True, transactional: bool = False, isolation: str = ISOLATION
+    ) -> None:
         self.broker = broker
         self.auto_ack = auto_ack  # answer every message at the next ``deliver``; False: leave them unanswered
+        self.transactional = transactional
+        self.isolation = isolation
         self.refuse = 0  # the next this many messages are refused
+        self.fail_commit = False  # the next transaction fails at its commit (is aborted), as a broker may
         self.reachable = True
-        self.commits: list[dict[Partition, int]] = []  # every commit, in order (transactions' included)
+        self.commits: list[dict[Partition, int]] = []  # every consumer commit, in order (not the transactions')
         self.transactions: list[str] = []  # "commit" or "abort", in order
         self._listener: Rebalance | None = None
         self._topic = ""
@@ -73,7 +104,10 @@ class MemoryBackend:
         self._pending: list[_Pending] = []
         self._transaction: int | None = None
         self._transactions = 0
-        self.paused = False
+        self._transaction_offsets: dict[Partition, int] = {}
+        self._restoring: dict[Partition, int] = {}  # changelog partition -> position
+        self.paused = False  # every partition
+        self.paused_partitions: set[Partition] = set()
         self._lock = threading.RLock()  # the test's thread and the runtime's
 
     # -- what the test drives -------------------------------------------------------------
@@ -92,10 +126,11 @@ class MemoryBackend:
         for p in pending:
             if self.refuse:
                 self.refuse -= 1
-                p.on_delivery("refused by the test")
+                p.on_delivery("refused by the test", -1)
                 continue
-            self.broker.log(p.topic)[self.broker.partition_for(p.record.key)].append(p.record)
-            p.on_delivery(None)
+            log = self.broker.log(p.topic)[p.partition]
+            log.append(p.record)
+            p.on_delivery(None, len(log) - 1)
 
     # -- the Backend interface ------------------------------------------------------------
 
@@ -123,16 +158,16 @@ class MemoryBackend:
                 (self._listener.revoked if kind == "revoke" else self._listener.lost)(partitions)
                 for tp in partitions:
                     self._positions.pop(tp, None)
+                    self.paused_partitions.discard(tp)
         polled = Polled([])
         if self.paused:
             return polled
         for (topic, partition), position in self._positions.items():
+            if (topic, partition) in self.paused_partitions:
+                continue
             log = self.broker.log(topic)[partition]
-            while position < len(log) and len(polled.records) < max_records:
-                r = log[position]
-                if r.visible:
-                    polled.records.append(Inbound(topic, partition, position, r.key, r.value, r.headers))
-                position += 1
+            found, position = readable(log, position, self.isolation, max_records - len(polled.records))
+            polled.records += [Inbound(topic, partition, o, r.key, r.value, r.headers) for o, r in found]
             self._positions[(topic, partition)] = position
             if position == len(log) and (topic, partition) not in self._at_end:
                 self._at_end.add((topic, partition))
@@ -141,15 +176,31 @@ class MemoryBackend:
                 self._at_end.discard((topic, partition))
         return polled
 
-    def pause(self, paused: bool) -> None:
-        self.paused = paused
+    def pause(self, paused: bool, partitions: Iterable[Partition] | None = None) -> None:
+        with self._lock:
+            if partitions is None:
+                self.paused = paused
+            elif paused:
+                self.paused_partitions.update(partitions)
+            else:
+                self.paused_partitions.difference_update(partitions)
 
     def produce(
-        self, topic: str, value: bytes | None, key: bytes | None, headers: Headers | None, on_delivery: OnDelivery
+        self,
+        topic: str,
+        value: bytes | None,
+        key: bytes | None,
+        headers: Headers | None,
+        on_delivery: OnDelivery,
+        partition: int | None = None,
     ) -> None:
-        visible = self._transaction is None
+        if self.transactional and self._transaction is None:
+            raise RuntimeError("a transactional producer produced outside a transaction")  # as librdkafka refuses
+        state = COMMITTED if self._transaction is None else OPEN
+        record = Stored(key, value, headers, self._transaction, state)
+        target = self.broker.partition_for(key) if partition is None else partition
         with self._lock:
-            self._pending.append(_Pending(topic, Stored(key, value, headers, self._transaction, visible), on_delivery))
+            self._pending.append(_Pending(topic, target, record, on_delivery))
 
     def deliver(self, timeout: float) -> None:
         if self.auto_ack:
@@ -163,33 +214,64 @@ class MemoryBackend:
         return True
 
     def begin_transaction(self) -> None:
+        if self._transaction is not None:
+            raise RuntimeError("a transaction is open already")
         self._transactions += 1
         self._transaction = self._transactions
 
-    def commit_transaction(self, offsets: dict[Partition, int]) -> None:
-        if self._pending:
+    def send_offsets_to_transaction(self, offsets: dict[Partition, int]) -> None:
+        if self._transaction is None:
+            raise RuntimeError("offsets sent outside a transaction")
+        self._transaction_offsets.update(offsets)
+
+    def commit_transaction(self) -> None:
+        if self._pending or self.fail_commit:
+            self.fail_commit = False
             self.abort_transaction()
-            raise ConsumerStopped("transaction failed: messages unanswered at commit")
-        self._end_transaction(True)
-        self.commit(offsets, True)
+            raise ConsumerStopped("transaction failed at its commit: aborted")
+        with self._lock:
+            self.broker.committed.update(self._transaction_offsets)
+        self._end_transaction(COMMITTED)
 
     def abort_transaction(self) -> None:
         self._pending.clear()
-        self._end_transaction(False)
+        self._end_transaction(ABORTED)
 
-    def _end_transaction(self, committed: bool) -> None:
+    def _end_transaction(self, state: str) -> None:
         for part in (p for log in self.broker.topics.values() for p in log):
             for r in part:
-                if r.transaction == self._transaction:
-                    r.visible = committed
-        self.transactions.append("commit" if committed else "abort")
-        self._transaction = None
+                if r.transaction == self._transaction and r.state == OPEN:
+                    r.state = state
+        self.transactions.append("commit" if state == COMMITTED else "abort")
+        self._transaction, self._transaction_offsets = None, {}
 
     def replace_producer(self, why: str) -> None:
         self._pending.clear()
 
     def high_watermark(self, partition: Partition) -> int | None:
         return len(self.broker.log(partition[0])[partition[1]])
+
+    def restore(self, partition: Partition, start: int) -> None:
+        self._restoring[partition] = start
+
+    def read_restore(self, max_records: int, timeout: float) -> list[Inbound]:
+        records: list[Inbound] = []
+        with self._lock:
+            for (topic, partition), position in self._restoring.items():
+                log = self.broker.log(topic)[partition]
+                found, position = readable(log, position, ISOLATION, max_records - len(records))
+                records += [Inbound(topic, partition, o, r.key, r.value, r.headers) for o, r in found]
+                self._restoring[(topic, partition)] = position
+        if not records:
+            time.sleep(min(timeout, 0.005))
+        return records
+
+    def restore_position(self, partition: Partition) -> tuple[int | None, int | None]:
+        return self._restoring.get(partition), self.high_watermark(partition)
+
+    def stop_restore(self, partitions: list[Partition]) -> None:
+        for tp in partitions:
+            self._restoring.pop(tp, None)
 
     def watch(self) -> None:
         pass
