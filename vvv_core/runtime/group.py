@@ -5,12 +5,14 @@ from __future__ import annotations
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from vvv_core.config import Settings
 from vvv_core.runtime.executors import Executor
 from vvv_core.runtime.model import Effect, Outcome, Partition
-from vvv_core.runtime.state import State
+
+if TYPE_CHECKING:  # the store needs lmdb, of the consumers extra: the cron host imports the groups without it
+    from vvv_core.runtime.state import State
 
 
 class ConsumerGroup(ABC):
