@@ -316,12 +316,16 @@ def check_broker(settings: Settings, timeout: float = 5.0) -> AdminClient:
     seen: list[KafkaError] = []
     # librdkafka's own log line would say the same as the one error raised here, less clearly
     client = admin(settings, error_cb=seen.append, log_level=2, **FAST_START)
-    try:
-        client.list_topics(timeout=timeout)
-    except KafkaException as exc:
-        client.poll(0.2)  # serves the error callback, which says why
-        raise connection_error(settings.bootstrap, seen, exc.args[0]) from None
-    return client
+    deadline = time.monotonic() + timeout
+    while True:  # in short waits: once librdkafka has tried every broker and found none, that is the answer
+        try:
+            client.list_topics(timeout=max(0.01, min(0.25, deadline - time.monotonic())))
+            return client
+        except KafkaException as exc:
+            client.poll(0)  # serves the error callback, which says why
+            if time.monotonic() >= deadline or any(e.code() == KafkaError._ALL_BROKERS_DOWN for e in seen):
+                client.poll(0.2)
+                raise connection_error(settings.bootstrap, seen, exc.args[0]) from None
 
 
 def require_topics(
