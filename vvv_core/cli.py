@@ -20,7 +20,7 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
 
-from vvv_core import db, kafka, logs
+from vvv_core import db, kafka, logs, tracing
 from vvv_core.config import DEFAULT_BOOTSTRAP, KAFKA_SOURCES, PARTS, ConfigError, Settings, environment_help
 from vvv_core.errors import Fatal, VvvError
 from vvv_core.events import VIDEO_ID
@@ -653,6 +653,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, name, default)
     logs.configure(args.verbose, args.log_json)
     try:
+        member = args.command in ("consume", "sink")  # a member's spans are its group's; the others' the command's
+        tracing.active(f"vvv-{args.group if member else args.command}")  # on where OTEL_* variables say (README)
         return args.func(args, _settings(args))
     except VvvError as exc:  # the taxonomy's exit code: 2 for invalid input (a setting), else 1
         print(f"vvv: error: {exc}", file=sys.stderr)
