@@ -29,6 +29,7 @@ snapshot to a state twice changes nothing.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -40,13 +41,26 @@ from vvv_core.runtime.backends import FLUSH_TIMEOUT, Backend, OnDelivery
 from vvv_core.runtime.deadletter import DeadLetterPolicy
 from vvv_core.runtime.group import ConsumerGroup
 from vvv_core.runtime.metrics import Metrics
-from vvv_core.runtime.model import ConsumerStopped, Outcome, Partition
+from vvv_core.runtime.model import ConsumerStopped, Failure, Outcome, Partition, Rejected
 from vvv_core.runtime.offsets import PartitionOffsets
 from vvv_core.runtime.state import Change, State
 
 DELIVERY_ATTEMPTS = 5  # a batch the broker refused is sent again, by a new producer, this often
 COMMIT_EVERY = 10_000  # outcomes finished that make a commit due sooner
 RESULT_NAMESPACE = "com.viralvidvault.results"
+# What a group's store raises when an event's own values cannot be stored (a binding its detail lacks, an
+# integer past SQLite's, a constraint): that event is dead-lettered. Not OperationalError: a missing table
+# or a full disk is the database's fault, and stops the member.
+STORE_INPUT_ERRORS = (
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    ValueError,
+    TypeError,
+    KeyError,
+    OverflowError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +190,41 @@ class Checkpoint:
         started = time.perf_counter()
         results = [o for o in outcomes if o.failure is None]
         if results and self.group.conn is not None:  # else results only: the sink stores them
-            db.write_with_retry(self.group.conn, self.group.store, results, stopping=self._stopping)
+            self._store(results)
         self._send(_InDelivery(outcomes, changes))
         self.metrics.batch_seconds.labels(self.group.name).observe(time.perf_counter() - started)
+
+    def _store(self, results: list[Outcome]) -> None:
+        """The group's store, in one transaction; what it cannot store is dead-lettered, never a crash loop.
+
+        A group may refuse some outcomes by name (``Rejected``); any other failure that is the input's
+        (a missing binding, a value SQLite cannot take) is found by halving the batch, each half its own
+        transaction, in order, so the events before it are stored before those after it. A locked
+        database is waited out (``write_with_retry``); anything else stops the member, as before.
+        """
+        try:
+            db.write_with_retry(self.group.conn, self.group.store, results, stopping=self._stopping)
+        except Rejected as exc:
+            self._refuse([(o, f"not stored: {reason}") for o, reason in exc.refused], "Rejected")
+            if rest := [o for o in results if o.failure is None]:
+                self._store(rest)
+        except STORE_INPUT_ERRORS as exc:
+            if len(results) == 1:
+                self._refuse([(results[0], f"cannot be stored: {exc}")], type(exc).__name__)
+                return
+            half = len(results) // 2
+            self._store(results[:half])
+            self._store(results[half:])
+
+    def _refuse(self, refused: list[tuple[Outcome, str]], error_class: str) -> None:
+        """Outcomes the group could not store become dead letters (counted against the ratio too)."""
+        for outcome, reason in refused:
+            item = outcome.inbound
+            self.log.warning(
+                "%s: dead-lettering %s/%d@%d: %s", self.group.name, item.topic, item.partition, item.offset, reason
+            )
+            outcome.detail, outcome.failure = None, Failure("invalid", error_class, reason)
+        self.dead_letters.judge(True for _ in refused)
 
     def _send(self, batch: _InDelivery) -> None:
         processed_at = now_ms()  # one clock reading for the batch
@@ -206,8 +252,8 @@ class Checkpoint:
         """The dead letter or result message of one outcome; None for a group that publishes no results."""
         item = outcome.inbound
         if outcome.failure is not None:
-            value, headers = self.dead_letters.message(item, outcome.failure)
-            return self.dead_letters.topic, value, item.key, headers
+            key, value, headers = self.dead_letters.message(item, outcome.failure)
+            return self.dead_letters.topic, value, key, headers
         if not self.group.publishes:
             own = self.group.message(outcome)
             return None if own is None else (own[0], own[2], own[1], None)

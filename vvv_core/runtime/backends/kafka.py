@@ -122,7 +122,7 @@ class KafkaBackend:
     def _new_producer(self) -> Producer:
         extra = {
             "message.timeout.ms": int(FLUSH_TIMEOUT * 1000),
-            "message.max.bytes": self.settings.max_message_bytes + 64 * 1024,  # room for headers
+            "message.max.bytes": self.settings.dead_letter_bytes,
             "error_cb": self._broker.on_error,
             **self._stats("producer"),
         }
