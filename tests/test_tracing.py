@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
-from conftest import cli_env
+from conftest import add_video, cli_env, hours_ago, run_group
 
 from vvv_core import tracing
 from vvv_core.broker import free_port
+from vvv_core.dlq import replay as replay_dead_letters
+from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.hook import background_processing, flush_outbox
 from vvv_core.kafka import read_topic
 from vvv_core.outbox import outbox_dir
+from vvv_core.replay import replay as replay_offsets
 from vvv_core.spool import MAGIC, MAGIC_HEADERS, Message, Spool
+from vvv_core.standins import LocalServer, Reply, image_bytes
 
 sdk = pytest.importorskip("opentelemetry.sdk.trace")
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
@@ -113,3 +119,95 @@ def test_a_segment_keeps_its_headers_and_one_without_any_stays_in_the_first_form
     assert with_headers.read_bytes().startswith(MAGIC_HEADERS) and without.read_bytes().startswith(MAGIC)
     assert spool.read(with_headers, lambda kept: []) == traced
     assert spool.read(without, lambda kept: []) == plain  # headers None: as a version before headers wrote it
+
+
+def flaky_thumbnail_host():
+    """A thumbnail host answering 500 to a video's first request, then a real image."""
+    served: Counter[str] = Counter()
+    jpeg = image_bytes(320, 180)
+
+    def route(_method: str, path: str) -> Reply:
+        served[path] += 1
+        return Reply(500) if served[path] == 1 else Reply(200, jpeg)
+
+    return LocalServer(route)
+
+
+def by_name(finished, trace_id: int) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for span in finished:
+        if span.context.trace_id == trace_id:
+            found.setdefault(span.name, []).append(span)
+    return found
+
+
+def test_one_videos_trace_spans_the_hook_each_attempt_its_result_and_the_sink(settings, cron_db, spans):
+    """The hook's span; thumbnails' two attempts (a 500, retried, then valid) and scoring's one beside them, each a
+    child of it; each result carrying its last attempt on; the sink's span of each result its child, and the
+    table's record carrying the sink's on: one trace, whatever process each part ran in."""
+    add_video(cron_db, "tracedvideo", "PL", [(1000, 10, 1, hours_ago(2)), (90_000, 900, 90, hours_ago(1))])
+    with flaky_thumbnail_host() as host:
+        checks = replace(settings, thumbnail_hosts=(urlsplit(host.base_url).netloc,), thumbnail_retry_delay=0.1)
+        video = {
+            "video_id": "tracedvideo",
+            "region": "PL",
+            "thumbnail_url": host.base_url + "/t.jpg",
+            "view_count": 5000,
+            "likes": 50,
+            "comments": 5,
+            "fetched_at": hours_ago(1),
+        }
+        assert background_processing([video], [], cron_db, checks).delivered == 1
+        run_group("thumbnails", checks, None)
+        run_group("scoring", checks, cron_db)
+        run_group("sink", checks, cron_db)
+    finished = spans.get_finished_spans()
+    [hook] = [s for s in finished if s.name == f"publish {settings.videos_topic}"]
+    trace = by_name(finished, hook.context.trace_id)
+    [first], [second] = trace["thumbnails attempt 1"], trace["thumbnails attempt 2"]
+    [scored] = trace["scoring attempt 1"]
+    assert {first.parent.span_id, second.parent.span_id, scored.parent.span_id} == {hook.context.span_id}
+    assert first.attributes["vvv.next"] == "retry in 0.1 s" and "HTTP 500" in first.attributes["vvv.reason"]
+    assert first.status.status_code.name == "ERROR"
+    assert (second.attributes["vvv.verdict"], second.attributes["vvv.next"]) == ("valid", "result")
+    assert scored.attributes["vvv.verdict"] in ("VIRAL", "TRENDING", "NORMAL") and scored.attributes["vvv.score"] > 0
+    assert "vvv.rate_limit.waited_s" in second.attributes
+    sunk = {s.parent.span_id: s for s in trace["sink attempt 1"]}
+    assert set(sunk) == {second.context.span_id, scored.context.span_id}  # each result's, through the sink
+    assert {s.attributes["vvv.verdict"] for s in sunk.values()} == {"applied", "skipped"}
+    carried = {m.value(): dict(m.headers())["traceparent"] for m in read_topic(settings, settings.results_topic)}
+    assert sorted(parts(h)[1] for h in carried.values()) == sorted(
+        f"{s.context.span_id:016x}" for s in (second, scored)
+    )
+    table = [dict(m.headers())["traceparent"] for m in read_topic(settings, settings.table_topic)]
+    assert {parts(h)[1] for h in table} <= {f"{s.context.span_id:016x}" for s in sunk.values()} and table
+
+
+def test_replays_keep_the_trace(settings, cron_db, spans):
+    """`vvv replay` processes the same messages again: the new attempts continue the event's trace. A dead letter
+    carries the trace of the attempt that dead-lettered it, and its replay continues it: a replay span, and the
+    replayed message's processing under it."""
+    add_video(cron_db, "replayvideo", "PL", [(1000, 10, 1, hours_ago(2)), (90_000, 900, 90, hours_ago(1))])
+    assert background_processing([{"video_id": "replayvideo"}, {"video_id": "ghostvideo1"}], [], cron_db, settings).ok
+    run_group("scoring", settings, cron_db)
+    assert replay_offsets(settings, ScoringGroup, None)  # the group's offsets back to the beginning
+    run_group("scoring", settings, None)  # again, in stream mode this time: its results for the sink
+    run_group("sink", settings, cron_db)  # ghostvideo1 is not in the cron database: its result is dead-lettered
+    finished = spans.get_finished_spans()
+    hooks = {s.attributes["vvv.video_id"]: s for s in finished if s.name.startswith("publish")}
+    trace = by_name(finished, hooks["replayvideo"].context.trace_id)
+    assert [s.parent.span_id for s in trace["scoring attempt 1"]] == [hooks["replayvideo"].context.span_id] * 2
+
+    letters = read_topic(settings, settings.dead_letter_topic("sink"))
+    assert {m.key() for m in letters} == {b"ghostvideo1"}  # its results (both runs') name a video the database lacks
+    ghost = by_name(finished, hooks["ghostvideo1"].context.trace_id)
+    refused = {f"{s.context.span_id:016x}": s for s in ghost["sink attempt 1"]}
+    assert {parts(dict(m.headers())["traceparent"])[1] for m in letters} <= set(refused)
+    add_video(cron_db, "ghostvideo1", "PL", [(1000, 10, 1, hours_ago(1))])
+    assert replay_dead_letters(settings, "sink") == len(letters)
+    run_group("sink", settings, cron_db)
+    ghost = by_name(spans.get_finished_spans(), hooks["ghostvideo1"].context.trace_id)
+    replayed = ghost[f"replay {settings.dead_letter_topic('sink')}"]
+    assert len(replayed) == len(letters) and {f"{s.parent.span_id:016x}" for s in replayed} <= set(refused)
+    applied = [s for s in ghost["sink attempt 1"] if s.parent.span_id in {r.context.span_id for r in replayed}]
+    assert len(applied) == len(letters)  # the replayed results, each processed under its replay's span

@@ -231,3 +231,103 @@ class Tracing:
         """The ``traceparent`` that continues ``span``'s trace from a message."""
         c = span.get_span_context()
         return f"00-{c.trace_id:032x}-{c.span_id:016x}-{int(c.trace_flags):02x}".encode()
+
+
+Key = tuple[str, int, int]  # an event's topic, partition and offset
+
+
+class MemberSpans:
+    """A member's spans: one per attempt at each sampled event, continuing the event's trace; what its result or
+    dead letter carries on. Called by the runtime at a few points (``runtime/loop.py``, ``executors.py``,
+    ``checkpoint.py``); an event not sampled costs a look at its headers when taken and when its outcome is sent.
+    Attempts run in worker threads while the poll thread takes and sends: each dict is touched by one key's
+    owner at a time (an event's attempts run one after another)."""
+
+    def __init__(self, traces: Tracing, group: str) -> None:
+        self.traces, self.group = traces, group
+        self._parents: dict[Key, Context] = {}  # sampled events taken and not sent yet
+        self._last: dict[Key, Span] = {}  # the latest attempt's span of each, ended
+
+    def take(self, items: Sequence[Any]) -> None:
+        """Events fetched: the sampled ones' contexts remembered (the rest looked at, no more)."""
+        for item in items:
+            if item.headers and (parent := self.traces.parent(item.headers)) is not None:
+                self._parents[(item.topic, item.partition, item.offset)] = parent
+
+    def attempt(self, item: Any, attempt: int) -> Span | None:
+        """A span for this attempt at ``item``, if its trace is sampled (ended by ``concluded``)."""
+        parent = self._parents.get((item.topic, item.partition, item.offset))
+        if parent is None:
+            return None
+        return self.traces.start(
+            f"{self.group} attempt {attempt}",
+            parent,
+            {
+                "vvv.group": self.group,
+                "vvv.attempt": attempt,
+                "vvv.video_id": getattr(item.event, "video_id", None) or "",
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": item.topic,
+                "messaging.destination.partition.id": str(item.partition),
+                "messaging.kafka.offset": item.offset,
+            },
+        )
+
+    def concluded(self, item: Any, span: Span | None, attributes: Mapping[str, Any], failed: bool = False) -> None:
+        """An attempt's end: its verdict, or why it will be tried again or dead-lettered."""
+        if span is None:
+            return
+        from opentelemetry.trace import Status, StatusCode
+
+        span.set_attributes({k: v for k, v in attributes.items() if v is not None})
+        if failed:
+            span.set_status(Status(StatusCode.ERROR, str(attributes.get("vvv.reason") or "")))
+        span.end()
+        self._last[(item.topic, item.partition, item.offset)] = span
+
+    def headers(self, outcome: Any, headers: Headers | None) -> Headers | None:
+        """``headers`` of the outcome's result or dead letter, with the ``traceparent`` that continues the event's
+        trace: its last attempt's span (for a sampled event dead-lettered before any attempt, a span saying so),
+        else the event's own, carried on unchanged."""
+        item = outcome.inbound
+        key = (item.topic, item.partition, item.offset)
+        parent = self._parents.pop(key, None)
+        if parent is None:
+            own = traceparent(item.headers)
+            if own is None:
+                return headers
+            value = own
+        else:
+            span = self._last.pop(key, None)
+            if span is None:  # never attempted: undecodable, or refused by the store
+                span = self.attempt(item, outcome.failure.attempts if outcome.failure else 1)
+                self.concluded(item, span, _failure(outcome.failure), failed=outcome.failure is not None)
+                self._last.pop(key, None)
+            value = self.traces.header(span)
+        kept = [(k, v) for k, v in headers or () if k != TRACEPARENT]
+        return [*kept, (TRACEPARENT, value)]
+
+    def forget(self, partitions: set[tuple[str, int]]) -> None:
+        """Revoked partitions: their events are the next owner's."""
+        for table in (self._parents, self._last):
+            for key in [k for k in table if (k[0], k[1]) in partitions]:
+                del table[key]
+
+
+def _failure(failure: Any) -> dict[str, Any]:
+    """A dead letter's reason, as span attributes."""
+    if failure is None:
+        return {"vvv.next": "result"}
+    return {"vvv.next": "dead letter", "vvv.error.kind": failure.kind, "vvv.reason": failure.message[:500]}
+
+
+def verdict(detail: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A result detail's verdict, as span attributes."""
+    detail = detail or {}
+    return {
+        "vvv.verdict": str(detail.get("status") or detail.get("label") or ""),
+        "vvv.score": detail.get("score"),
+        "vvv.reason": detail.get("reason"),
+        "vvv.http_status": detail.get("http_status"),
+    }
