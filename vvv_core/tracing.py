@@ -248,6 +248,11 @@ class MemberSpans:
         self._parents: dict[Key, Context] = {}  # sampled events taken and not sent yet
         self._last: dict[Key, Span] = {}  # the latest attempt's span of each, ended
 
+    @property
+    def sampled(self) -> bool:
+        """Whether any sampled event is in flight (else an executor need not look at its events one by one)."""
+        return bool(self._parents)
+
     def take(self, items: Sequence[Any]) -> None:
         """Events fetched: the sampled ones' contexts remembered (the rest looked at, no more)."""
         for item in items:

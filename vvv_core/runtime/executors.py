@@ -63,7 +63,7 @@ class BatchExecutor:
     def submit(self, items: list[Inbound]) -> None:
         if not items:
             return
-        if self.spans is None:
+        if self.spans is None or not self.spans.sampled:  # nothing sampled in flight: nothing per event
             self._completed.extend(self._process(items))
             return
         started = [(item, span) for item in items if (span := self.spans.attempt(item, 1)) is not None]
