@@ -164,8 +164,6 @@ class GroupRunner:
 
     def _accept(self, polled: Polled) -> None:
         valid, rejected = [], []
-        if self.spans is not None:  # the traces sampled among them, from their headers
-            self.spans.take(polled.records)
         for item in polled.records:
             if self.state is not None and (item.topic, item.partition) in self.state.restoring:
                 self._held.append(item)  # fetched before the pause took: its state is not there yet
@@ -196,6 +194,8 @@ class GroupRunner:
         if polled.records:
             self._last_message = time.monotonic()
             self.metrics.consumed.labels(self.group.name).inc(len(polled.records))
+        if self.spans is not None:  # the traces sampled among those taken, from their headers
+            self.spans.take([*valid, *(o.inbound for o in rejected)])
         self.checkpoint.add(rejected)
         self.executor.submit(valid)
 
