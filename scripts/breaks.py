@@ -1088,8 +1088,8 @@ BREAKS = [
     Break(
         "every event sampled, whatever the sampler says",
         "vvv_core/tracing.py",
-        "            if trace_id[16:] < bound:",
-        "            if True:",
+        "            if trace_id[16:] >= bound:",
+        "            if False:",
         TRACING + "test_events_not_sampled_carry_the_decision_and_make_no_span",
         broker="any",
     ),

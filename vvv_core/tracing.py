@@ -239,7 +239,7 @@ Key = tuple[str, int, int]  # an event's topic, partition and offset
 class MemberSpans:
     """A member's spans: one per attempt at each sampled event, continuing the event's trace; what its result or
     dead letter carries on. Called by the runtime at a few points (``runtime/loop.py``, ``executors.py``,
-    ``checkpoint.py``); an event not sampled costs a look at its headers when taken and when its outcome is sent.
+    ``checkpoint.py``); an event not sampled costs a look at its headers when taken, and nothing more.
     Attempts run in worker threads while the poll thread takes and sends: each dict is touched by one key's
     owner at a time (an event's attempts run one after another)."""
 
@@ -262,8 +262,9 @@ class MemberSpans:
     def attempt(self, item: Any, attempt: int) -> Span | None:
         """A span for this attempt at ``item``, if its trace is sampled (ended by ``concluded``)."""
         parent = self._parents.get((item.topic, item.partition, item.offset))
-        if parent is None:
-            return None
+        return None if parent is None else self._span(item, attempt, parent)
+
+    def _span(self, item: Any, attempt: int, parent: Context) -> Span:
         return self.traces.start(
             f"{self.group} attempt {attempt}",
             parent,
@@ -292,26 +293,23 @@ class MemberSpans:
         self._last[(item.topic, item.partition, item.offset)] = span
 
     def headers(self, outcome: Any, headers: Headers | None) -> Headers | None:
-        """``headers`` of the outcome's result or dead letter, with the ``traceparent`` that continues the event's
-        trace: its last attempt's span (for a sampled event dead-lettered before any attempt, a span saying so),
-        else the event's own, carried on unchanged."""
+        """``headers`` of the outcome's result or dead letter, for a sampled event with the ``traceparent`` that
+        continues its trace: its last attempt's span (dead-lettered before any attempt: a span saying so). An
+        event not sampled gets nothing: no trace to continue, and no header for every result to carry (its dead
+        letter keeps the event's own headers, its ``traceparent`` among them)."""
+        if not self._parents:  # nothing sampled in flight: nothing per event
+            return headers
         item = outcome.inbound
         key = (item.topic, item.partition, item.offset)
-        parent = self._parents.pop(key, None)
-        if parent is None:
-            own = traceparent(item.headers)
-            if own is None:
-                return headers
-            value = own
-        else:
-            span = self._last.pop(key, None)
-            if span is None:  # never attempted: undecodable, or refused by the store
-                span = self.attempt(item, outcome.failure.attempts if outcome.failure else 1)
-                self.concluded(item, span, _failure(outcome.failure), failed=outcome.failure is not None)
-                self._last.pop(key, None)
-            value = self.traces.header(span)
+        if (parent := self._parents.pop(key, None)) is None:
+            return headers
+        span = self._last.pop(key, None)
+        if span is None:  # never attempted: undecodable, or refused by the store
+            span = self._span(item, outcome.failure.attempts if outcome.failure else 1, parent)
+            self.concluded(item, span, _failure(outcome.failure), failed=outcome.failure is not None)
+            self._last.pop(key, None)
         kept = [(k, v) for k, v in headers or () if k != TRACEPARENT]
-        return [*kept, (TRACEPARENT, value)]
+        return [*kept, (TRACEPARENT, self.traces.header(span))]
 
     def forget(self, partitions: set[tuple[str, int]]) -> None:
         """Revoked partitions: their events are the next owner's."""
