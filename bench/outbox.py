@@ -86,7 +86,7 @@ def bare_producer(settings: Settings, messages: list[Message]) -> float:
     producer = Producer(kafka.producer_config(settings, **HOOK_PRODUCER))
     producer.list_topics(timeout=10)  # connected, as the drain is once it checked its topics
     started = time.perf_counter()
-    for topic, key, value in messages:
+    for topic, key, value, _headers in messages:
         while True:
             try:
                 producer.produce(topic, value, key)

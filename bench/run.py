@@ -39,6 +39,7 @@ def main() -> int:
     runs = [
         ["scoring.py", "--broker", broker, "--peer", peer_python()],
         ["scoring.py", "--broker", broker, "--profile", "--events", "50000"],
+        ["scoring.py", "--broker", broker, "--tracing", "--events", "50000"],
         ["scaling.py", "--broker", broker],
         ["sink.py", "--broker", broker],
         ["store.py", "--broker", broker],

@@ -1,11 +1,13 @@
 """Benchmark of the hook and the scoring group on the embedded broker or Apache Kafka. Run by hand:
 
     .venv/bin/python bench/scoring.py [--broker embedded|kafka] [--fetch-wait-ms 10]
-                                      [--events 100000] [--latency-samples 300] [--profile]
+                                      [--events 100000] [--latency-samples 300] [--profile] [--tracing]
 
 Prints: hook publish cost (10,000 events, cold and warm), scoring throughput end to end
 (events/s from topic to committed SQLite writes, one consumer process, peak RSS), and the
-latency from one hook call to the score in SQLite on an idle system (p50/p99).
+latency from one hook call to the score in SQLite on an idle system (p50/p99). ``--tracing`` instead: what
+tracing costs when it is on and nothing is sampled, the hook's calls and scoring's rate with and without it,
+interleaved in one run.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 from common import figure, timed_consumer
 from confluent_kafka import Producer
 
-from vvv_core import db, kafka
+from vvv_core import db, kafka, tracing
 from vvv_core.apache_kafka import ApacheKafka
 from vvv_core.broker import EmbeddedBroker
 from vvv_core.config import Settings
@@ -292,6 +294,57 @@ def profile_consumer(settings: Settings, db_path: str, events: int) -> None:
     pstats.Stats(profile).sort_stats("tottime").print_stats(12)
 
 
+def bench_tracing(bootstrap: str, fast: dict, db_path: str, events: int, rounds: int = 5) -> None:
+    """Tracing on, nothing sampled (``OTEL_TRACES_SAMPLER=always_off``), against tracing off, the two interleaved:
+    the hook's warm 10,000-event call (every event gets its traceparent), then scoring's rate end to end (every
+    event's header looked at, every result carrying it on) against the same events without headers."""
+    from opentelemetry.sdk.trace import TracerProvider
+
+    settings = Settings(bootstrap=bootstrap, namespace="tracehook", hook_timeout=60)
+    batch = items(0, 10_000)
+    background_processing(batch, [], db_path, settings)  # connected, topics there
+    off, on = [], []
+    for _ in range(7):
+        for traced, times in ((False, off), (True, on)):
+            tracing.install(TracerProvider(), rate=0.0) if traced else tracing.uninstall()
+            started = time.perf_counter()
+            assert background_processing(batch, [], db_path, settings).delivered == 10_000
+            times.append(time.perf_counter() - started)
+    tracing.uninstall()
+    ratio = statistics.median(t / u for t, u in zip(on, off, strict=True))
+    print(
+        f"tracing: the hook's warm 10,000-event call, tracing on and nothing sampled / off: {ratio:.3f} "
+        f"(median of 7 interleaved pairs; {statistics.median(on) * 1e3:.0f} / {statistics.median(off) * 1e3:.0f} ms)"
+    )
+    figure("hook, tracing on and nothing sampled / off", ratio, "x", None, higher_is_better=False)
+    otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", "OTEL_TRACES_SAMPLER": "always_off"}
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    cpu: dict[bool, list[float]] = {False: [], True: []}  # CPU seconds per event: less swayed by other jobs
+    for n in range(rounds):
+        for traced in (False, True) if n % 2 == 0 else (True, False):
+            namespace = f"trace{n}{'on' if traced else 'off'}"
+            target = Settings(bootstrap=bootstrap, kafka=fast, namespace=namespace, hook_timeout=60)
+            tracing.install(TracerProvider(), rate=0.0) if traced else tracing.uninstall()
+            publish(target, db_path, events)
+            tracing.uninstall()
+            run = timed_consumer("scoring", db_path, bootstrap, namespace, **(otel if traced else {}))
+            assert run.processed == events, run
+            rates[traced].append(run.rate)
+            cpu[traced].append(run.cpu / run.processed)
+    ratio = statistics.median(rates[True]) / statistics.median(rates[False])
+    print(
+        f"tracing: scoring, tracing on and nothing sampled / off: {ratio:.3f} ({statistics.median(rates[True]):,.0f} "
+        f"/ {statistics.median(rates[False]):,.0f} events/s, medians of {rounds} runs each, interleaved)"
+    )
+    figure("scoring, tracing on and nothing sampled / off", ratio, "x", 0.95)
+    per_event = statistics.median(cpu[True]) / statistics.median(cpu[False])
+    print(
+        f"tracing: scoring's CPU per event, tracing on and nothing sampled / off: {per_event:.3f} "
+        f"({statistics.median(cpu[True]) * 1e6:.1f} / {statistics.median(cpu[False]) * 1e6:.1f} µs)"
+    )
+    figure("scoring's CPU per event, tracing on and nothing sampled / off", per_event, "x", 1.05, False)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
@@ -300,6 +353,7 @@ def main() -> None:
     parser.add_argument("--broker", choices=("embedded", "kafka"), default="embedded")
     parser.add_argument("--fetch-wait-ms", type=int, default=10, help="the consumers' fetch.wait.max.ms")
     parser.add_argument("--peer", metavar="PYTHON", help="a python with quixstreams: compare with bench/peer_quix.py")
+    parser.add_argument("--tracing", action="store_true", help="what tracing costs, on and sampled out, instead")
     args = parser.parse_args()
     fast = {**QUICK_JOIN, "fetch.wait.max.ms": str(args.fetch_wait_ms)}
     os.environ["VVV_KAFKA_FETCH_WAIT_MAX_MS"] = str(args.fetch_wait_ms)  # for the consumer processes
@@ -312,6 +366,9 @@ def main() -> None:
             f"cron database: {args.events:,} videos, {snapshots:,} snapshots (1-6 each), 2 % in unknown regions, "
             "rollback journal, no index on snapshots"
         )
+        if args.tracing:
+            bench_tracing(broker.bootstrap, fast, db_path, args.events)
+            return
         if args.profile:
             profile_consumer(Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="prof"), db_path, args.events)
             return

@@ -250,6 +250,10 @@ def test_a_malformed_request_is_answered_400_with_its_reason(settings, sample_db
         ("/views/results?PL=views.desc.%C2%B2", "the page is a number from 1 to 20"),  # a superscript two
         ("/views/dead-letters?group=nope", "no such group"),
         ("/views/dead-letters?group=scoring&q=" + "x" * 501, "at most 500"),
+        ("/views/timeline?id=bad%20id", "is not a video id"),
+        ("/views/timeline", "is not a video id"),
+        ("/views/timeline?id=J78aPJ3VyNs&days=0", "expected a number of days above 0, 366 at most"),
+        ("/views/timeline?id=J78aPJ3VyNs&days=nan", "expected a number of days"),
     ]
     for path, reason in queries:
         status, text = console.get(path)
@@ -261,7 +265,13 @@ def test_bound_beyond_loopback_the_token_guards_every_view(settings, sample_db, 
     once per tab), unless the operator serves read-only public views on purpose: then views answer anyone,
     replays still need it, and the console says so in its log at start."""
     dead_letter(settings, "J78aPJ3VyNs")
-    views = ["/views/summary", "/views/pipeline", "/views/results", "/views/dead-letters?group=scoring"]
+    views = [
+        "/views/summary",
+        "/views/pipeline",
+        "/views/results",
+        "/views/dead-letters?group=scoring",
+        "/views/timeline?id=J78aPJ3VyNs",
+    ]
     running = Console(settings, sample_db, "0.0.0.0", VVV_CONSOLE_TOKEN="operators-only-token")
     try:
         assert "(token: operators-only-token)" in running.announced
@@ -382,3 +392,37 @@ def test_the_listings_are_sorted_and_paged_by_the_database(settings, sample_db, 
     assert "page 2 of 2" in pager.inner_text() and pager.locator("button", has_text="next").is_disabled()
     first_gb = page.locator("table.listing[data-region=GB] tr td:nth-child(1)").first.inner_text()
     assert float(first_gb) == best  # the other regions stay best first
+
+
+def test_a_videos_timeline_is_a_click_away_from_its_listing_and_its_dead_letter(settings, sample_db, console, browser):
+    """Every video in the results and every dead letter links to the video's page: its events, results, dead
+    letters and what the database holds now, in time order, and how each topic was read."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(console.url)
+    assert "Tracing: off" in page.inner_text("body")  # no OTEL_* variable in this console's environment
+    link = page.locator("table.listing[data-region=PL] a.timeline").first
+    link.wait_for(timeout=30_000)
+    video_id = link.inner_text()
+    link.click()
+    page.wait_for_url(f"**/video?id={video_id}")
+    page.locator("#timeline tr[data-kind=result]", has_text="scoring: score").first.wait_for(timeout=30_000)
+    assert page.locator("#timeline tr[data-kind=event]").count() >= 1
+    assert page.locator("#timeline tr[data-kind=snapshot]").count() >= 1
+    conn = sqlite3.connect(sample_db)
+    score = conn.execute("SELECT virality_score FROM videos WHERE video_id = ?", (video_id,)).fetchone()[0]
+    conn.close()
+    assert f"Now in the cron database: score {score:g}" in page.inner_text(".now")
+    assert page.input_value("#video-id") == video_id
+    shoot(page, "timeline")
+
+    dead_letter(settings, "J78aPJ3VyNs")
+    page.goto(console.url)
+    page.fill("#dlq-query", "J78aPJ3VyNs")
+    letter = page.locator("[data-view=dead-letters] tr", has_text="database is locked")
+    letter.wait_for(timeout=30_000)
+    letter.locator("a.timeline").click()
+    page.locator("#timeline tr[data-kind='dead letter']", has_text="database is locked").wait_for(timeout=30_000)
+    page.fill("#video-days", "0.5")
+    page.click("form button")
+    page.wait_for_url("**/video?id=J78aPJ3VyNs&days=0.5")
+    page.locator("p.window", has_text="since").wait_for()

@@ -85,6 +85,7 @@ def settings_read(monkeypatch: pytest.MonkeyPatch):
         ["dlq", "list", "scoring"],
         ["report", "--db", "{db}", "--out", "{out}"],
         ["replay", "scoring", "--from-beginning"],
+        ["timeline", "J78aPJ3VyNs", "--db", "{db}"],
         ["sample", "--db", "{new}"],
     ],
     ids=lambda c: " ".join(a for a in c if not a.startswith("{")),

@@ -105,10 +105,10 @@ def test_whatever_breaks_after_the_hook_has_the_events_they_are_kept_and_deliver
         else:
             real = hook.encode
 
-            def failing(s, records):
+            def failing(s, records, *spans):
                 if any(r["video_id"] == "vid00000003" for r in records.new):
                     raise RuntimeError("this record breaks the encoder")
-                return real(s, records)
+                return real(s, records, *spans)
 
             broken.setattr(hook, "encode", failing)
         report = background_processing(videos, ["stale0000001", "bad id"], cron_db)

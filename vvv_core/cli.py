@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -19,9 +20,10 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
 
-from vvv_core import db, kafka, logs
+from vvv_core import db, kafka, logs, tracing
 from vvv_core.config import DEFAULT_BOOTSTRAP, KAFKA_SOURCES, PARTS, ConfigError, Settings, environment_help
 from vvv_core.errors import Fatal, VvvError
+from vvv_core.events import VIDEO_ID
 from vvv_core.groups import GROUPS
 from vvv_core.outbox import DRAIN_TIMEOUT
 
@@ -47,6 +49,21 @@ def seconds(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r}: expected a number of seconds above 0")
     return value
+
+
+def days(text: str) -> float:
+    """An argparse type: a number of days above zero, a year at most."""
+    value = seconds(text)
+    if value > 366:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected at most 366 days")
+    return value
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number from 1 to a million."""
+    if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number from 1 to 1000000")
+    return int(text)
 
 
 def port(text: str) -> int:
@@ -255,6 +272,24 @@ def cmd_replay(args: argparse.Namespace, settings: Settings) -> int:
         f"group {settings.group_id(args.group)} will process from "
         f"{'the beginning' if since is None else since.isoformat()} when it starts again"
     )
+    return 0
+
+
+def cmd_timeline(args: argparse.Namespace, settings: Settings) -> int:
+    from vvv_core import timeline
+    from vvv_core.registry import schema_store
+
+    if not VIDEO_ID.fullmatch(args.video_id):
+        raise ConfigError(f"{args.video_id[:80]!r}: not a video id (1-64 of A-Z a-z 0-9 _ -)")
+    kafka.check_broker(settings)
+    with kafka.Readers(settings) as readers:
+        found = timeline.build(
+            settings, readers, GROUPS, args.video_id, args.db, args.days, args.most, schema_store(settings)
+        )
+    if args.json:
+        print(json.dumps(dataclasses.asdict(found), indent=2, default=str))
+    else:
+        print("\n".join(timeline.lines(found)))
     return 0
 
 
@@ -528,6 +563,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
 
     p = command(
+        "timeline",
+        "everything that happened to one video, and why, in time order",
+        "One video's timeline: every event published for it, each group's results (verdict, attempts, the last "
+        "reason), its dead letters and their replays, the table's records and, with --db, what the cron database "
+        "holds now, in time order. Reads only the video's partition of each topic, from the start of the window "
+        "(the broker's time index where it answers right) and at most --most records of each, the newest.",
+        reads=("kafka", "schemas"),
+    )
+    p.add_argument("video_id", metavar="VIDEO_ID", help="the video")
+    p.add_argument("--db", help="also what the cron database holds of it now")
+    p.add_argument("--days", type=days, default=7.0, metavar="DAYS", help="how far back the window goes")
+    p.add_argument(
+        "--most", type=count, default=20_000, metavar="N", help="records read of each topic's partition at most"
+    )
+    p.add_argument("--json", action="store_true", help="JSON, for scripts")
+    p.set_defaults(func=cmd_timeline)
+
+    p = command(
         "sample",
         "build a sample cron database from real trending data",
         "Build a cron database from the packaged excerpt of real YouTube trending data.",
@@ -597,6 +650,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             setattr(args, name, default)
     logs.configure(args.verbose, args.log_json)
     try:
+        member = args.command in ("consume", "sink")  # a member's spans are its group's; the others' the command's
+        tracing.active(f"vvv-{args.group if member else args.command}")  # on where OTEL_* variables say (README)
         return args.func(args, _settings(args))
     except VvvError as exc:  # the taxonomy's exit code: 2 for invalid input (a setting), else 1
         print(f"vvv: error: {exc}", file=sys.stderr)

@@ -1,7 +1,10 @@
 """Dead letters, for operators: list a group's dead letters with their reasons, and replay them.
 
 A replay sends a dead letter back to its source topic untouched (plus a ``vvv.replayed.from``
-header). What was replayed is kept on the broker, so each dead letter is replayed once:
+header). Its trace goes on: the letter's ``traceparent`` (the attempt that dead-lettered it) is kept, and
+where that trace is sampled and tracing is on, a replay span continues it and the event carries that span's.
+
+What was replayed is kept on the broker, so each dead letter is replayed once:
 
 - replaying all of them moves the committed offsets of ``<group id>.dlq-replay`` on the
   dead-letter topic past them (a replay that fails midway resumes where it stopped);
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from vvv_core import kafka
+from vvv_core import kafka, tracing
 from vvv_core.config import Settings
 from vvv_core.errors import InvalidInput, Transient
 from vvv_core.runtime.deadletter import HEADER_PREFIX, read_headers
@@ -77,14 +80,22 @@ def replay(
     letters = list_dead_letters(settings, group)
     chosen = [d for d in letters if not d.replayed and (matching is None or matching(d))]
     producer = Producer(kafka.producer_config(settings))
+    traces, spans = tracing.active(), []
     for d in chosen:
         source = d.why.get("source.topic")
         if not source:
             raise InvalidInput(f"{topic}[{d.partition}]@{d.offset} names no source topic")
         own = [(k, v) for k, v in d.headers if not k.startswith(HEADER_PREFIX)]
-        replayed_from = ("vvv.replayed.from", f"{topic}/{d.partition}/{d.offset}".encode())
-        producer.produce(source, d.value, d.key, headers=[*own, replayed_from])
-    if producer.flush(timeout):
+        replayed_from = f"{topic}/{d.partition}/{d.offset}"
+        if traces is not None and (parent := traces.parent(own)) is not None:
+            span = traces.start(f"replay {topic}", parent, {"vvv.replayed.from": replayed_from, "vvv.group": group})
+            own = [(k, v) for k, v in own if k != tracing.TRACEPARENT] + [(tracing.TRACEPARENT, traces.header(span))]
+            spans.append(span)
+        producer.produce(source, d.value, d.key, headers=[*own, ("vvv.replayed.from", replayed_from.encode())])
+    unanswered = producer.flush(timeout)
+    for span in spans:
+        span.end()
+    if unanswered:
         raise Transient("the broker did not take the replayed events")
     if matching is None:  # all of them: the position moves past every letter read
         ends: dict[int, int] = {}

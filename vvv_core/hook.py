@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from vvv_core import db
+from vvv_core import db, tracing
 from vvv_core.avro import SchemaStore
 from vvv_core.config import ConfigError, Settings
 from vvv_core.errors import InvalidInput
@@ -113,14 +113,26 @@ def rejection_key(video_id: Any, item: Any, position: str) -> str:
     return f"{position}: {shown[:60]}..." if len(shown) > 60 else f"{position}: {shown}"
 
 
-def encode(settings: Settings, records: Records) -> list[Message]:
-    """The messages for ``records``; raises if the settings or schemas are unusable."""
+def encode(settings: Settings, records: Records, spans: list | None = None) -> list[Message]:
+    """The messages for ``records``; raises if the settings or schemas are unusable. With tracing on, each
+    carries its event's ``traceparent``, and the spans of those sampled are added to ``spans`` (else ended)."""
     store = _encoders(settings)
     encode_video = store.encoder("VideoEvent", settings.videos_topic)
     encode_stale = store.encoder("StaleCheckEvent", settings.stale_topic)
     videos, stale = settings.videos_topic, settings.stale_topic
-    messages = [Message(videos, r["video_id"].encode(), encode_video(r)) for r in records.new]
-    messages += [Message(stale, r["video_id"].encode(), encode_stale(r)) for r in records.stale]
+    if (traces := tracing.active("vvv-hook")) is None:
+        messages = [Message(videos, r["video_id"].encode(), encode_video(r)) for r in records.new]
+        messages += [Message(stale, r["video_id"].encode(), encode_stale(r)) for r in records.stale]
+        return messages
+    messages = []
+    for topic, encoder, kept in ((videos, encode_video, records.new), (stale, encode_stale, records.stale)):
+        headers, started = traces.publishing(kept, topic)
+        messages += [Message(topic, r["video_id"].encode(), encoder(r), h) for r, h in zip(kept, headers, strict=True)]
+        if spans is None:  # kept records encoded from the outbox: handed over now
+            for span in started:
+                span.end()
+        else:
+            spans += started
     return messages
 
 
@@ -175,9 +187,10 @@ def _publish(
     """Deliver ``records`` behind the outbox within ``timeout`` (the hook's own by default), or keep them."""
     folder = outbox_dir(db_path)
     entry = PublishedRecord(folder).entry(records.new, records.stale)
+    spans: list = []  # of the events sampled for tracing: ended once the call knows what became of them
     try:
         settings = settings or Settings.from_env()
-        messages = encode(settings, records)
+        messages = encode(settings, records, spans)
     except Exception as exc:  # nothing can be sent now: keep the records themselves, in their place in the order
         kind = "configuration error" if isinstance(exc, ConfigError) else f"cannot encode events ({type(exc).__name__})"
         log.error("hook: %s: %s; keeping %d events in the outbox %s", kind, exc, len(records), folder)
@@ -195,6 +208,9 @@ def _publish(
     report.unconfirmed = delivery.unconfirmed
     report.error = report.error or delivery.error
     entry.write()  # delivered or kept, so published: `vvv publish` will not send them again
+    for span in spans:  # what became of the call's events, said on each: which ones were kept is not known here
+        span.set_attributes({"vvv.hook.delivered": delivery.delivered, "vvv.hook.kept_in_outbox": delivery.queued})
+        span.end()
 
 
 def _encode_kept(settings: Settings) -> Encode:

@@ -714,6 +714,32 @@ class Readers:
             records = self._round(wanted, whole=True)[0]
         return {topic: [m for (t, _p), got in sorted(records.items()) if t == topic for m in got] for topic in starts}
 
+    def read_partitions(self, starts: Mapping[Partition, int], most: int) -> dict[Partition, list[Message]]:
+        """The records of each partition from its start (an offset), to its end or ``most`` records, whichever
+        comes first: one fetch round for all (a video's timeline reads its partition of each topic)."""
+        with self._lock:
+            return self._round(starts, whole=True, most=most)[0]
+
+    def offsets_for_times(self, wanted: Mapping[Partition, int]) -> dict[Partition, int | None]:
+        """The broker's time index (ListOffsets by time, one request for all): per partition, the first offset
+        whose record is at or after the time in ms; -1 where none is; None where it did not answer. Not to be
+        trusted unseen: the embedded broker answers it wrongly (see ``first_at_or_after``)."""
+        with self._lock:
+            if not wanted:
+                return {}
+            self.asked["list offsets"] += 1
+            asked = self._admin.list_offsets(
+                {TopicPartition(t, p): OffsetSpec.for_timestamp(ms) for (t, p), ms in wanted.items()},
+                request_timeout=self.timeout,
+            )
+            found: dict[Partition, int | None] = {}
+            for tp, future in asked.items():
+                try:
+                    found[(tp.topic, tp.partition)] = future.result(self.timeout + 1).offset
+                except KafkaException:
+                    found[(tp.topic, tp.partition)] = None
+            return found
+
     def committed(self, groups: Mapping[str, str]) -> dict[str, dict[int, int]]:
         """Each group's committed offset per partition of its topic (``groups``: group id -> topic; partitions
         never committed left out), asked for named partitions through a consumer of that group, as
@@ -771,10 +797,11 @@ class Readers:
         return {tp: (max(low[tp], 0), high[tp]) for tp in wanted if high[tp] >= 0}
 
     def _round(
-        self, starts: Mapping[Partition, int], whole: bool
+        self, starts: Mapping[Partition, int], whole: bool, most: int | None = None
     ) -> tuple[dict[Partition, list[Message]], dict[Partition, tuple[int, int]]]:
         """One fetch round: every partition assigned at its start, consumed until each has answered (``whole``:
-        until its end), then unassigned. The watermarks each reported with its first answer, and what was read.
+        until its end, or ``most`` records), then unassigned. The watermarks each reported with its first answer,
+        and what was read.
 
         A partition's first answer (a record or its end) comes from a fetch made in this round, so the watermark
         cached with it is this round's. Errors not about a partition of the round (a broker that was away
@@ -799,6 +826,8 @@ class Readers:
                         raise KafkaException(error)
                     if error is None and whole:
                         records[tp].append(msg)
+                        if len(records[tp]) == most:
+                            pending.discard(tp)
                     if tp not in marks:
                         low, high = self._consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
                         if high >= 0:

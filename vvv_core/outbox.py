@@ -435,9 +435,12 @@ class OutboxPublisher:
         failures = self._failures = Failures()
         sent = Sent(failures=failures, started=time.monotonic())
         for message in piece:
-            topic, key, value = message
+            topic, key, value, headers = message
             try:
-                producer.produce(topic, value, key)
+                if headers:
+                    producer.produce(topic, value, key, headers=headers)
+                else:
+                    producer.produce(topic, value, key)
             except BufferError:  # the queue is full: serve delivery reports until it takes this one
                 if not self._produce_when_room(producer, message, deadline, stop):
                     sent.cut_off = True
@@ -453,7 +456,7 @@ class OutboxPublisher:
         while time.monotonic() < deadline and not (stop and stop.is_set()):
             producer.poll(0.05)
             try:
-                producer.produce(message.topic, message.value, message.key)
+                producer.produce(message.topic, message.value, message.key, headers=message.headers)
                 return True
             except BufferError:
                 continue

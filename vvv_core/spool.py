@@ -9,6 +9,10 @@ Names sort in delivery order: ``<order, 20 digits>-<pid>-<sequence>-<messages><s
 is the time the file was written (never going back within a process); a file that must be read
 before the others (what a send left behind, see ``vvv_core.outbox``) is named below the first one.
 
+A segment's messages are ``topic, key, value`` (format 1, ``VVVOUTBOX1``), or with their headers too
+(format 2, ``VVVOUTBOX2``: a message's trace context, ``vvv_core.tracing``). A segment whose messages have no
+headers is written in format 1, as before headers existed (a version before them reads it); both are read.
+
 What was delivered of a segment is an append-only record, ``progress``: one line per acknowledged
 piece, ``<segment name> <messages delivered>``, fsynced before the drain goes on. Appending costs one
 small write and one fsync per piece, where rewriting the rest of a large segment after each piece
@@ -41,8 +45,11 @@ from typing import NamedTuple
 
 FILE_MODE = 0o660
 DIR_MODE = 0o2770  # setgid: files take the folder's group
-MAGIC = b"VVVOUTBOX1\n"
+MAGIC = b"VVVOUTBOX1\n"  # messages without headers
+MAGIC_HEADERS = b"VVVOUTBOX2\n"  # each message followed by its headers
 RECORD = struct.Struct(">HiI")  # topic length, key length (-1: no key), value length
+HEADERS = struct.Struct(">H")  # format 2, after each message: how many headers, then each as HEADER and its bytes
+HEADER = struct.Struct(">HI")  # a header's name length, value length
 SEGMENT = ".seg"
 RECORDS = ".records"  # records kept before they could be encoded: {"new": [...], "stale": [...]}
 SEGMENT_MESSAGES = 10_000  # per file: the hook's usual call; a large backlog is read a file at a time
@@ -56,6 +63,7 @@ class Message(NamedTuple):
     topic: str
     key: bytes | None
     value: bytes
+    headers: list[tuple[str, bytes]] | None = None
 
 
 Encode = Callable[[dict[str, list[dict]]], list[Message]]  # records kept unencoded -> messages, now
@@ -63,6 +71,34 @@ Encode = Callable[[dict[str, list[dict]]], list[Message]]  # records kept unenco
 
 class Damaged(Exception):
     """A file of the outbox that cannot be read as what its name says."""
+
+
+def _messages(body: bytes, framed: bool) -> list[Message]:
+    """A segment's body as messages; ``framed``: format 2, headers after each message."""
+    messages, at, unpack, size = [], 0, RECORD.unpack_from, RECORD.size
+    while at < len(body):
+        topic_len, key_len, value_len = unpack(body, at)
+        at += size
+        topic = body[at : at + topic_len].decode()
+        at += topic_len
+        key = None if key_len < 0 else body[at : at + key_len]
+        at += max(key_len, 0)
+        value = body[at : at + value_len]
+        at += value_len
+        headers = None
+        if framed:
+            (count,) = HEADERS.unpack_from(body, at)
+            at += HEADERS.size
+            headers = []
+            for _ in range(count):
+                label_len, data_len = HEADER.unpack_from(body, at)
+                at += HEADER.size
+                headers.append((body[at : at + label_len].decode(), body[at + label_len : at + label_len + data_len]))
+                at += label_len + data_len
+        messages.append(Message(topic, key, value, headers))
+    if at != len(body):
+        raise struct.error("a message runs past the end of the segment")
+    return messages
 
 
 def open_shared(path: Path, flags: int) -> int:
@@ -137,19 +173,17 @@ class Spool:
         if segment.suffix == RECORDS:
             return encode(self._records(segment, data))
         body, crc = data[len(MAGIC) : -4], data[-4:]
-        if not data.startswith(MAGIC) or len(data) < len(MAGIC) + 4 or zlib.crc32(body).to_bytes(4, "big") != crc:
+        framed = data.startswith(MAGIC_HEADERS)
+        if (
+            not (framed or data.startswith(MAGIC))
+            or len(data) < len(MAGIC) + 4
+            or zlib.crc32(body).to_bytes(4, "big") != crc
+        ):
             raise Damaged(f"outbox segment {segment} is damaged")
-        messages, at, unpack, size = [], 0, RECORD.unpack_from, RECORD.size
-        while at < len(body):
-            topic_len, key_len, value_len = unpack(body, at)
-            at += size
-            topic = body[at : at + topic_len].decode()
-            at += topic_len
-            key = None if key_len < 0 else body[at : at + key_len]
-            at += max(key_len, 0)
-            messages.append(Message(topic, key, body[at : at + value_len]))
-            at += value_len
-        return messages
+        try:
+            return _messages(body, framed)
+        except (struct.error, UnicodeDecodeError):  # a checksum that matches a body that does not parse
+            raise Damaged(f"outbox segment {segment} is damaged") from None
 
     @staticmethod
     def _records(segment: Path, data: bytes) -> dict[str, list[dict]]:
@@ -202,13 +236,20 @@ class Spool:
         paths = []
         for start in range(0, len(messages), SEGMENT_MESSAGES):
             chunk = messages[start : start + SEGMENT_MESSAGES]
+            framed = any(m.headers for m in chunk)
             parts = []
-            for topic, key, value in chunk:
+            for topic, key, value, headers in chunk:
                 name = topic.encode()
                 parts += [RECORD.pack(len(name), -1 if key is None else len(key), len(value)), name, key or b"", value]
+                if framed:
+                    parts.append(HEADERS.pack(len(headers or ())))
+                    for header, data in headers or ():
+                        label, data = header.encode(), data or b""
+                        parts += [HEADER.pack(len(label), len(data)), label, data]
             body = b"".join(parts)
             at = _next_order() if order is None else order + start // SEGMENT_MESSAGES
-            paths.append(self._put(MAGIC + body + zlib.crc32(body).to_bytes(4, "big"), at, len(chunk), SEGMENT))
+            magic = MAGIC_HEADERS if framed else MAGIC
+            paths.append(self._put(magic + body + zlib.crc32(body).to_bytes(4, "big"), at, len(chunk), SEGMENT))
         self._sync_folder()
         return paths
 

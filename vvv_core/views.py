@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import html
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from vvv_core.dlq import DeadLetter
 from vvv_core.domain.regions import in_order
 from vvv_core.domain.scoring import label
 from vvv_core.scoreboard import PAGE, Listing, Results, Summary
+from vvv_core.timeline import Timeline, bound, describe
 
 BINS = 10  # score histogram: 0-10, ..., 90-100
 WATCH = "https://www.youtube.com/watch?v="
@@ -48,6 +50,12 @@ COLOURS = {
     "unknown": "#7f8c8d",
     "ready": "#27ae60",
     "not ready": "#c0392b",
+    "event": "#2980b9",
+    "result": "#27ae60",
+    "dead letter": "#c0392b",
+    "undecodable": "#c0392b",
+    "table": "#8e44ad",
+    "snapshot": "#7f8c8d",
 }
 
 
@@ -62,6 +70,11 @@ def tag(name: str) -> str:
 
 def video_link(video_id: str) -> str:
     return f"<a href='{WATCH}{e(video_id)}' rel='noopener noreferrer' target='_blank'>{e(video_id)}</a>"
+
+
+def timeline_link(video_id: str) -> str:
+    """The console's page of the video's timeline (``/video?id=``)."""
+    return f"<a class='timeline' href='/video?id={e(video_id)}'>{e(video_id)}</a>"
 
 
 # -- the cron database's side ------------------------------------------------------------------
@@ -160,7 +173,7 @@ def _listing(region: str, listing: Listing, thumbnail_hosts: tuple[str, ...], so
         out.append(
             f"<tr><td class='n'>{v.score:.1f}</td><td>{tag(label(v.score))}</td>"
             f"<td class='n'>{_show(v.velocity)}</td><td class='n'>{_show(v.engagement)}</td><td>{image}</td>"
-            f"<td>{video_link(v.video_id)}</td><td>{e(v.title)}</td><td>{checks[0]}</td><td>{checks[1]}</td></tr>"
+            f"<td>{_video(v.video_id, sortable)}</td><td>{e(v.title)}</td><td>{checks[0]}</td><td>{checks[1]}</td></tr>"
         )
     out.append("</table>")
     if not sortable:  # the report: the first page, best first
@@ -180,6 +193,14 @@ def _listing(region: str, listing: Listing, thumbnail_hosts: tuple[str, ...], so
     ]
     out.append(f"<p class='pager' data-region='{e(region)}'>{' '.join(pager)}</p>")
     return "\n".join(out)
+
+
+def _video(video_id: str, console: bool) -> str:
+    """A video's id: in the console, a link to its timeline with one to the video beside it; in the report, the
+    video's own link."""
+    if not console:
+        return video_link(video_id)
+    return f"{timeline_link(video_id)} <a href='{WATCH}{e(video_id)}' rel='noopener noreferrer' target='_blank'>▶</a>"
 
 
 def histogram(scores: Mapping[float, int], width: int = 220, height: int = 90) -> str:
@@ -275,7 +296,8 @@ def dead_letters(group: str, letters: list[DeadLetter], query: str = "", actions
             else ""
         )
         out.append(
-            f"<tr><td>{e(why.get('failed.at'))}</td><td>{e(video)}</td><td>{e(why.get('error.kind'))}</td>"
+            f"<tr><td>{e(why.get('failed.at'))}</td><td>{timeline_link(video) if actions else e(video)}</td>"
+            f"<td>{e(why.get('error.kind'))}</td>"
             f"<td>{e(why.get('error.class'))}: {e(why.get('error.message'))}</td>"
             f"<td class='n'>{e(why.get('attempts'))}</td>"
             f"<td class='muted'>{e(why.get('source.topic'))}[{e(why.get('source.partition'))}]@"
@@ -289,3 +311,33 @@ def matches(letter: DeadLetter, query: str) -> bool:
     """A search: every word of ``query`` in the letter's video id or one of its reason headers."""
     text = " ".join([(letter.key or b"").decode(errors="replace"), *letter.why.values()]).lower()
     return all(word in text for word in query.lower().split())
+
+
+# -- one video -----------------------------------------------------------------------------------
+
+
+def timeline(found: Timeline) -> str:
+    """A video's timeline: what the cron database holds now, then every entry in time order, and how each topic's
+    partition was read (the bound)."""
+    out = [f"<h2>Video {e(found.video_id)}</h2>"]
+    if found.database is not None:
+        out.append(f"<p class='now'>Now in the cron database: {e(describe(found.database))}</p>")
+    when = datetime.fromtimestamp(found.since / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out.append(
+        f"<p class='window'>{len(found.entries)} entries since {when}: the video's partition of each topic, "
+        f"{found.most:,} records of each at most</p>"
+    )
+    out.append("<table id='timeline'><tr><th>at (UTC)</th><th>what</th><th>where</th><th></th><th>trace</th></tr>")
+    for entry in found.entries:
+        at = datetime.fromtimestamp(entry.at / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+        trace = f"{e(entry.trace)}{' (sampled)' if entry.sampled else ''}" if entry.trace else ""
+        out.append(
+            f"<tr data-kind='{e(entry.kind)}'><td>{at}</td><td>{tag(entry.kind)}</td><td class='muted'>"
+            f"{e(entry.where)}</td><td>{e(entry.what)}</td><td class='muted'>{trace}</td></tr>"
+        )
+    out.append("</table>")
+    out.append("<details class='bound'><summary>how each topic was read</summary><ul>")
+    out += [f"<li>{e(bound(r))}</li>" for r in found.read]
+    out += [f"<li>{e(t)}: not on the broker</li>" for t in found.missing]
+    out.append("</ul></details>")
+    return "\n".join(out)

@@ -47,11 +47,12 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from vvv_core import db, kafka, scoreboard, status, views
+from vvv_core import db, kafka, scoreboard, status, timeline, tracing, views
 from vvv_core.config import Settings
 from vvv_core.console.answers import Answers
 from vvv_core.dlq import DeadLetter, list_dead_letters, replay
 from vvv_core.errors import Fatal, VvvError
+from vvv_core.events import VIDEO_ID
 from vvv_core.registry import schema_store
 from vvv_core.runtime.group import Groups
 from vvv_core.status import MembersStarted
@@ -163,6 +164,15 @@ def create_app(
             raise BadRequest(f"a search of {len(search):,} characters: at most {LONGEST_SEARCH}")
         return group, search
 
+    def video(asked: tuple[str, float]) -> str:
+        """One video's timeline (``vvv_core.timeline``): its partition of each topic, within the window asked."""
+        video_id, days = asked
+        try:
+            found = timeline.build(settings, readers[0], groups, video_id, db_path, days, schemas=schemas)
+        except (VvvError, KafkaException) as exc:
+            return f"<p class='bad'>timeline not available: {views.e(exc)}</p>"
+        return views.timeline(found)
+
     def kept(name: str, every: float, make: Callable[[Any], str], ask: Callable[[QueryParams], Hashable]) -> View:
         """A view whose answer to each question is made at most once every ``every`` seconds, for everyone."""
         return View(every, lambda asked: answers.get((name, asked), every, functools.partial(make, asked)), ask)
@@ -172,16 +182,27 @@ def create_app(
         "pipeline": kept("pipeline", 2, pipeline, nothing_asked),
         "dead-letters": View(3, dead_letters, ask_dead_letters),
         "results": kept("results", 10, results, ask_listings),
+        "timeline": kept("timeline", 10, video, ask_video),
     }
+    traces = tracing.active("vvv-console")
+    traced = traces.describe() if traces else "off (set OTEL_EXPORTER_OTLP_ENDPOINT to turn it on: see the README)"
+
+    def shell(name: str) -> HTMLResponse:
+        """A page: markup only, the same for everyone (the data comes in the views)."""
+        markup = (STATIC / name).read_text(encoding="utf-8")
+        options = "".join(f"<option>{views.e(group)}</option>" for group in groups)
+        markup = markup.replace("{{style}}", views.STYLE).replace("{{groups}}", options)
+        markup = markup.replace("{{tracing}}", views.e(traced))
+        for view_name, view in shown.items():
+            markup = markup.replace(f"{{{{every:{view_name}}}}}", f"{view.every:g}")
+        return HTMLResponse(markup.replace("{{token}}", token if local else ""), headers=_guarded_headers(settings))
 
     def page(request: Request) -> HTMLResponse:
-        """The shell: markup only, the same for everyone (the data comes in the views)."""
-        shell = (STATIC / "console.html").read_text(encoding="utf-8")
-        options = "".join(f"<option>{views.e(name)}</option>" for name in groups)
-        shell = shell.replace("{{style}}", views.STYLE).replace("{{groups}}", options)
-        for name, view in shown.items():
-            shell = shell.replace(f"{{{{every:{name}}}}}", f"{view.every:g}")
-        return HTMLResponse(shell.replace("{{token}}", token if local else ""), headers=_guarded_headers(settings))
+        return shell("console.html")
+
+    def video_page(request: Request) -> HTMLResponse:
+        """A video's page: its timeline comes in the ``timeline`` view, asked with this page's own query."""
+        return shell("video.html")
 
     def script(request: Request) -> Response:
         return Response((STATIC / "console.js").read_text(encoding="utf-8"), media_type="text/javascript")
@@ -233,6 +254,7 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/", page),
+            Route("/video", video_page),
             Route("/console.js", script),
             Route("/views/{name}", view),
             Route("/replay", replay_letters, methods=["POST"]),
@@ -242,6 +264,20 @@ def create_app(
     )
     app.state.answers, app.state.readers = answers, readers  # what tests and the bench look at
     return app
+
+
+def ask_video(query: QueryParams) -> tuple[str, float]:
+    """The video a timeline is asked for (``id``) and its window in days (``days``, a week by default)."""
+    video_id, days = query.get("id", ""), query.get("days", f"{timeline.DAYS:g}")
+    if not VIDEO_ID.fullmatch(video_id):
+        raise BadRequest(f"id: {video_id[:80]!r} is not a video id (1-64 of A-Z a-z 0-9 _ -)")
+    try:
+        window = float(days)
+    except ValueError:
+        window = 0.0
+    if not 0 < window <= timeline.MOST_DAYS:
+        raise BadRequest(f"days: {days[:20]!r}: expected a number of days above 0, {timeline.MOST_DAYS:g} at most")
+    return video_id, window
 
 
 def ask_listings(query: QueryParams) -> tuple[tuple[str, scoreboard.Order], ...]:

@@ -44,6 +44,7 @@ from vvv_core.runtime.metrics import Metrics
 from vvv_core.runtime.model import ConsumerStopped, Failure, Outcome, Partition, Rejected
 from vvv_core.runtime.offsets import PartitionOffsets
 from vvv_core.runtime.state import Change, State
+from vvv_core.tracing import MemberSpans
 
 DELIVERY_ATTEMPTS = 5  # a batch the broker refused is sent again, by a new producer, this often
 COMMIT_EVERY = 10_000  # outcomes finished that make a commit due sooner
@@ -127,6 +128,7 @@ class Checkpoint:
         self._since_commit = 0
         self.processed = 0
         self.dead_lettered = 0
+        self.spans: MemberSpans | None = None  # with tracing on: what each result and dead letter carries on
 
     # -- the assignment -------------------------------------------------------------------
 
@@ -253,10 +255,13 @@ class Checkpoint:
         item = outcome.inbound
         if outcome.failure is not None:
             key, value, headers = self.dead_letters.message(item, outcome.failure)
+            if self.spans is not None:
+                headers = self.spans.headers(outcome, headers)
             return self.dead_letters.topic, value, key, headers
         if not self.group.publishes:
             own = self.group.message(outcome)
-            return None if own is None else (own[0], own[2], own[1], None)
+            headers = self.spans.headers(outcome, None) if self.spans is not None else None
+            return None if own is None else (own[0], own[2], own[1], headers)
         result = {
             "event_id": item.event.event_id,
             "group": self.group.name,
@@ -266,7 +271,8 @@ class Checkpoint:
             "stored": self.group.conn is not None,  # direct mode: the sink has nothing left to do with it
             "detail": (self._detail_type, outcome.detail),
         }
-        return self._results_topic, self._encode_result(result), item.key, None
+        headers = self.spans.headers(outcome, None) if self.spans is not None else None
+        return self._results_topic, self._encode_result(result), item.key, headers
 
     def _settle(self) -> None:
         """Batches the broker answered in full: finish their offsets, or send them again if refused."""

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from vvv_core.errors import Fatal, Transient
 from vvv_core.runtime.model import Checked, Failure, Inbound, Outcome, Partition
 from vvv_core.runtime.ratelimit import RateLimiter
+from vvv_core.tracing import MemberSpans, verdict
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class TimeLimitExceeded(Transient):
 class Executor(Protocol):
     retries: int  # attempts scheduled again, ever (read by the metrics at scrape time)
     rate_limit_waited: float  # seconds workers waited for a rate-limit slot, ever
+    spans: MemberSpans | None  # with tracing on: a span per attempt at each sampled event (set by the loop)
 
     def waiting(self) -> tuple[int, int]:
         """Events waiting now: for their next attempt, and for a rate-limit slot."""
@@ -49,6 +51,7 @@ class BatchExecutor:
 
     retries = 0
     rate_limit_waited = 0.0
+    spans: MemberSpans | None = None
 
     def __init__(self, process: Callable[[list[Inbound]], list[Outcome]]) -> None:
         self._process = process
@@ -58,8 +61,18 @@ class BatchExecutor:
         return 0, 0
 
     def submit(self, items: list[Inbound]) -> None:
-        if items:
+        if not items:
+            return
+        if self.spans is None or not self.spans.sampled:  # nothing sampled in flight: nothing per event
             self._completed.extend(self._process(items))
+            return
+        started = [(item, span) for item in items if (span := self.spans.attempt(item, 1)) is not None]
+        outcomes = self._process(items)
+        if started:  # a batch's outcomes are its items', in order
+            detail = {id(o.inbound): o.detail for o in outcomes}
+            for item, span in started:
+                self.spans.concluded(item, span, {**verdict(detail.get(id(item))), "vvv.next": "result"})
+        self._completed.extend(outcomes)
 
     def take_completed(self) -> list[Outcome]:
         completed, self._completed = self._completed, []
@@ -148,6 +161,8 @@ class ConcurrentExecutor:
         self._queued = 0  # events in _behind
         self._finished: queue.SimpleQueue[tuple[int, Checked | BaseException]] = queue.SimpleQueue()
         self._closed = threading.Event()
+        self._spans: dict[int, Any] = {}  # ticket -> its attempt's span (sampled events only)
+        self.spans: MemberSpans | None = None
         self.retries = 0
 
     @property
@@ -168,13 +183,19 @@ class ConcurrentExecutor:
 
     def _start(self, ticket: int, item: Inbound, attempt: int) -> None:
         self._live[ticket] = (item, attempt)
-        self._pool.submit(self._run, ticket, item.event, attempt)
+        self._pool.submit(self._run, ticket, item, attempt)
 
-    def _run(self, ticket: int, event: Any, attempt: int) -> None:
+    def _run(self, ticket: int, item: Inbound, attempt: int) -> None:
+        event = item.event
+        span = self.spans.attempt(item, attempt) if self.spans is not None else None
+        waited = time.monotonic()
         if self._limiter is not None and self._limited(event) and not self._limiter.acquire(self._closed):
             return
         if self._closed.is_set() or ticket not in self._live:  # stopped, or its partition was revoked
             return
+        if span is not None:
+            span.set_attribute("vvv.rate_limit.waited_s", round(time.monotonic() - waited, 3))
+            self._spans[ticket] = span
         self._started[ticket] = time.monotonic()
         try:
             self._finished.put((ticket, self._check(event, attempt)))
@@ -192,20 +213,24 @@ class ConcurrentExecutor:
             self._started.pop(ticket, None)
             entry = self._live.pop(ticket, None)
             if entry is not None:  # else abandoned or forgotten: a late answer
-                self._conclude(*entry, answer, completed, now)
+                self._conclude(*entry, answer, completed, now, ticket)
         for ticket, started in list(self._started.items()):
             if now - started > self._time_limit and ticket in self._live:
                 del self._started[ticket]
                 item, attempt = self._live.pop(ticket)
                 reason = f"time limit of {self._time_limit:g} s exceeded"
                 log.warning("abandoned %s/%d@%d: %s", item.topic, item.partition, item.offset, reason)
-                self._conclude(item, attempt, TimeLimitExceeded(reason), completed, now)
+                self._conclude(item, attempt, TimeLimitExceeded(reason), completed, now, ticket)
         while self._waiting and self._waiting[0][0] <= now:
             _due, ticket, item, attempt = heapq.heappop(self._waiting)
             self._start(ticket, item, attempt)
         return completed
 
-    def _conclude(self, item: Inbound, attempt: int, answer: Checked | BaseException, out: list, now: float) -> None:
+    def _conclude(
+        self, item: Inbound, attempt: int, answer: Checked | BaseException, out: list, now: float, ticket: int = -1
+    ) -> None:
+        if (span := self._spans.pop(ticket, None)) is not None:
+            self._traced(item, attempt, answer, span)
         if isinstance(answer, Fatal):
             raise answer
         if isinstance(answer, Checked):
@@ -231,6 +256,24 @@ class ConcurrentExecutor:
         ticket = next(self._tickets)
         self._live[ticket] = (item, attempt + 1)
         heapq.heappush(self._waiting, (now + self._retry_delay, ticket, item, attempt + 1))
+
+    def _traced(self, item: Inbound, attempt: int, answer: Checked | BaseException, span: Any) -> None:
+        """An attempt's span ended with what it concluded: the verdict, or the reason it is tried again, given
+        up or dead-lettered (as ``_conclude`` decides)."""
+        last = attempt >= self._attempts
+        if isinstance(answer, Checked):
+            again = answer.transient and not last
+            step = f"retry in {self._retry_delay:g} s" if again else "result"
+            self.spans.concluded(item, span, {**verdict(answer.detail), "vvv.next": step}, failed=again)
+            return
+        retried = isinstance(answer, Transient) and not last
+        given_up = isinstance(answer, Transient) and last
+        attributes = {
+            "vvv.reason": str(answer)[:500],
+            "vvv.error.class": type(answer).__name__,
+            "vvv.next": f"retry in {self._retry_delay:g} s" if retried else "result" if given_up else "dead letter",
+        }
+        self.spans.concluded(item, span, attributes, failed=True)
 
     def _final(self, outcome: Outcome, out: list[Outcome]) -> None:
         """An event is done: release it, and start the next event of the same video."""
@@ -259,6 +302,7 @@ class ConcurrentExecutor:
             if (item.topic, item.partition) in partitions:
                 del self._live[ticket]
                 self._started.pop(ticket, None)
+                self._spans.pop(ticket, None)
             else:
                 live_keys.add(item.key)
         self._waiting = [w for w in self._waiting if w[1] in self._live]

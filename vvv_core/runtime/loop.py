@@ -15,7 +15,7 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from vvv_core import db, logs
+from vvv_core import db, logs, tracing
 from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
 from vvv_core.errors import InvalidInput
@@ -90,6 +90,8 @@ class GroupRunner:
             log=self.log,
             state=self.state,
         )
+        traces = tracing.active()
+        self.spans = self.checkpoint.spans = tracing.MemberSpans(traces, group.name) if traces else None
         self._stopping = False
         self._broken = False  # after a failure nothing more is committed: what was not, is redelivered
         self._total_partitions = settings.partitions
@@ -127,6 +129,7 @@ class GroupRunner:
         # never closed blocks the interpreter's exit (rd_kafka_destroy from the garbage collector).
         stop_serving = metrics.serve(self.metrics, settings.metrics_port) if settings.metrics_port else None
         self.executor = group.executor()
+        self.executor.spans = self.spans
         self.metrics.watch(self.executor)
         try:
             self.backend.subscribe(group.input_topic(settings), self)
@@ -191,6 +194,8 @@ class GroupRunner:
         if polled.records:
             self._last_message = time.monotonic()
             self.metrics.consumed.labels(self.group.name).inc(len(polled.records))
+        if self.spans is not None:  # the traces sampled among those taken, from their headers
+            self.spans.take([*valid, *(o.inbound for o in rejected)])
         self.checkpoint.add(rejected)
         self.executor.submit(valid)
 
@@ -347,6 +352,8 @@ class GroupRunner:
         """Drop the partitions' work and state; commit nothing (another member may own them already)."""
         self.executor.forget(set(partitions))
         self.checkpoint.release(partitions)
+        if self.spans is not None:
+            self.spans.forget(set(partitions))
         if self.restorer is not None:  # what it saved stays; the next owner restores the rest
             self.restorer.stop(partitions)
             self._held = [i for i in self._held if (i.topic, i.partition) not in set(partitions)]

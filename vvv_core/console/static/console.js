@@ -20,6 +20,7 @@ function askToken(why) {  // bound beyond loopback: the operator gives it, once 
 }
 
 function address(name) {
+  if (name === "timeline") return `/views/timeline${location.search}`;  // the video and window this page shows
   const query = new URLSearchParams();
   if (name === "dead-letters") {
     query.set("group", document.getElementById("dlq-group").value);
@@ -97,6 +98,11 @@ async function replay(which) {
   refresh("dead-letters");
 }
 
-document.getElementById("dlq-group").addEventListener("change", () => refresh("dead-letters"));
-document.getElementById("dlq-query").addEventListener("input", () => refresh("dead-letters"));
+const shownFor = new URLSearchParams(location.search);  // a video's page: its form shows what it shows
+for (const [field, name] of [["video-id", "id"], ["video-days", "days"]]) {
+  const input = document.getElementById(field);
+  if (input && shownFor.has(name)) input.value = shownFor.get(name);
+}
+document.getElementById("dlq-group")?.addEventListener("change", () => refresh("dead-letters"));
+document.getElementById("dlq-query")?.addEventListener("input", () => refresh("dead-letters"));
 for (const name of Object.keys(views)) refresh(name);
