@@ -45,6 +45,7 @@ def main() -> int:
         ["outbox.py", "--broker", broker],
         ["thumbnails.py", "--videos", "5000", "--concurrency", "64,128,256"],
         ["liveness.py"],
+        ["console.py"],  # on the embedded broker: the console's views on a year's data, the CPU of ten tabs
     ]
     store_candidates()
     figures: list[tuple[str, str, float, str, float | None, bool]] = []

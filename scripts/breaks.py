@@ -27,6 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RUNTIME = "tests/test_runtime.py::"  # the runtime's broker-free tests (the in-memory backend)
+CONSOLE = "tests/test_console.py::"
+CONSOLE_ANSWERS = "tests/test_console_answers.py::"
+SCOREBOARD = "tests/test_scoreboard.py::"
 RATELIMIT = "tests/test_ratelimit.py::"  # the rate limiter's, on a virtual clock
 STATE = "tests/test_state.py::"  # the state store's, on the same backend
 EFFECTS = "tests/test_effects.py::"  # how results take effect in the cron database (broker-free)
@@ -534,6 +537,112 @@ BREAKS = [
         "                if cancelled.is_set():\n                    return None\n",
         "",
         RATELIMIT + "test_a_stop_ends_the_wait_for_an_assignment",
+    ),
+    # -- from console -------------------------------------------------------------------------
+    Break(
+        "the console's answers not shared: every request makes its own",
+        "vvv_core/console/answers.py",
+        "        if answer is None or not answer.fresh(now):\n",
+        "        if True:\n",
+        CONSOLE_ANSWERS + "test_one_answer_per_interval_is_shared_by_every_request",
+    ),
+    Break(
+        "the console's answers not shared between two tabs",
+        "vvv_core/console/answers.py",
+        "        if answer is None or not answer.fresh(now):\n",
+        "        if True:\n",
+        CONSOLE + "test_two_tabs_share_one_pipeline_answer",
+        broker="any",
+    ),
+    Break(
+        "a pipeline look opens clients of its own, not the console's kept open",
+        "vvv_core/console/app.py",
+        "status.group_status(settings, groups, readers[0], schemas)",
+        "status.group_status(settings, groups, None, schemas)",
+        CONSOLE + "test_two_tabs_share_one_pipeline_answer",
+        broker="any",
+    ),
+    Break(
+        "the console's clients left open at shutdown",
+        "vvv_core/console/app.py",
+        "await run_in_threadpool(readers.pop().close)",
+        "readers.pop()",
+        CONSOLE + "test_two_tabs_share_one_pipeline_answer",
+        broker="any",
+    ),
+    Break(
+        "a dead-letter search reads the topic again at each keystroke",
+        "vvv_core/console/app.py",
+        'answers.get(("dead-letters", group), 3,',
+        'answers.get(("dead-letters", asked), 3,',
+        CONSOLE + "test_two_tabs_share_one_pipeline_answer",
+        broker="any",
+    ),
+    Break(
+        "a view served without the token beyond loopback",
+        "vvv_core/console/app.py",
+        "if not (local or public_views or _has_token(request, token)):",
+        "if not (local or public_views or True):",
+        CONSOLE + "test_bound_beyond_loopback_the_token_guards_every_view",
+        broker="any",
+    ),
+    Break(
+        "a malformed replay body answered 500",
+        "vvv_core/console/app.py",
+        "group, matching = _replay_request(await request.body(), groups)",
+        "group, matching = _replay_request(json.dumps(await request.json()).encode(), groups)",
+        CONSOLE + "test_a_malformed_request_is_answered_400_with_its_reason",
+        broker="any",
+    ),
+    Break(
+        "a listing not bounded to its region's best",
+        "vvv_core/scoreboard.py",
+        "({best} LIMIT {LISTED}) AS l",
+        "({best}) AS l",
+        SCOREBOARD + "test_a_listing_sorted_by_any_column_is_paged_by_the_database",
+    ),
+    Break(
+        "a listing sorted by score whatever was asked",
+        "vvv_core/scoreboard.py",
+        '        if self.column == "score":\n',
+        "        if True:\n",
+        SCOREBOARD + "test_a_listing_sorted_by_any_column_is_paged_by_the_database",
+    ),
+    Break(
+        "a listing sorted by score whatever the page asked",
+        "vvv_core/scoreboard.py",
+        '        if self.column == "score":\n',
+        "        if True:\n",
+        CONSOLE + "test_the_listings_are_sorted_and_paged_by_the_database",
+        broker="any",
+    ),
+    Break(
+        "every page of a listing shows its first",
+        "vvv_core/scoreboard.py",
+        '"offset": (page - 1) * PAGE',
+        '"offset": 0',
+        SCOREBOARD + "test_a_listing_sorted_by_any_column_is_paged_by_the_database",
+    ),
+    Break(
+        "the running counts miss rescores",
+        "vvv_core/scoreboard.py",
+        "AFTER UPDATE OF virality_score, region ON videos",
+        "AFTER UPDATE OF region ON videos",
+        SCOREBOARD + "test_the_running_counts_follow_every_write_to_the_scores",
+    ),
+    Break(
+        "the console waits for the cron's write lock to make its counts and indexes",
+        "vvv_core/scoreboard.py",
+        'conn.execute(f"PRAGMA busy_timeout = {LOCK_WAIT_MS}")',
+        "pass",
+        SCOREBOARD + "test_the_cron_holding_its_lock_never_waits_for_the_console",
+    ),
+    Break(
+        "the report writes counts and indexes into the cron database",
+        "vvv_core/report.py",
+        "with scoreboard.reading(db_path) as conn:",
+        "with scoreboard.reading(db_path, prepare_first=True) as conn:",
+        SCOREBOARD + "test_the_report_only_reads",
     ),
     # -- the sink ------------------------------------------------------------------------------
     Break(

@@ -9,8 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
+import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,6 +26,7 @@ from conftest import VVV, cli_env, run_group, wait_for
 from vvv_core import kafka
 from vvv_core.avro import SchemaStore
 from vvv_core.broker import free_port
+from vvv_core.dlq import list_dead_letters
 from vvv_core.events import new_event_ids, now_ms, video_record
 from vvv_core.hook import background_processing, publish_new
 from vvv_core.runtime.deadletter import dead_letter_headers
@@ -43,22 +47,34 @@ FLAGS = [
 
 
 class Console:
-    def __init__(self, settings, db_path: str, host: str = "127.0.0.1", **env: str) -> None:
+    """`vvv console` in its own process, as an operator starts it (its log in ``log``)."""
+
+    def __init__(self, settings, db_path: str, host: str = "127.0.0.1", *flags: str, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [*VVV, "console", "--db", db_path, "--host", host, "--port", str(self.port)],
-            stdout=subprocess.PIPE,
-            text=True,
-            env=cli_env(settings, **env),
-        )
+        self.log = Path(db_path).with_suffix(f".console-{self.port}.log")
+        with self.log.open("w") as log:
+            self.process = subprocess.Popen(
+                [*VVV, "console", "--db", db_path, "--host", host, "--port", str(self.port), *flags],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=cli_env(settings, **env),
+            )
         self.announced = self.process.stdout.readline()
         assert "console: http://" in self.announced, self.announced
 
-    def post(self, path: str, body: dict, **headers: str) -> tuple[int, dict]:
+    def get(self, path: str, **headers: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(self.url + path, headers=headers), timeout=30) as got:
+                return got.status, got.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def post(self, path: str, body: dict | bytes, **headers: str) -> tuple[int, dict]:
         request = urllib.request.Request(
             self.url + path,
-            json.dumps(body).encode(),
+            body if isinstance(body, bytes) else json.dumps(body).encode(),
             {"Content-Type": "application/json", **headers},
             method="POST",
         )
@@ -68,9 +84,38 @@ class Console:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"{}")
 
+    def token(self) -> str:
+        """Bound to loopback: the token its page hands its own script."""
+        return self.get("/")[1].split('name="vvv-token" content="')[1].split('"')[0]
+
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+
+class InProcessConsole:
+    """The console's app served from this process, so a test can count what it does (its answers, and the
+    requests its long-lived clients send)."""
+
+    def __init__(self, settings, db_path: str) -> None:
+        import uvicorn
+
+        from vvv_core.cli import GROUPS
+        from vvv_core.console.app import create_app
+
+        self.app = create_app(settings, GROUPS, db_path, "127.0.0.1", "in-process-token-1234")
+        listening = socket.socket()
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(16)
+        self.url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        self.server = uvicorn.Server(uvicorn.Config(self.app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [listening]}, daemon=True)
+        self.thread.start()
+        wait_for(lambda: self.server.started, 30, "the console to start")
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
 
 
 @pytest.fixture
@@ -150,12 +195,12 @@ def test_the_console_shows_the_pipeline_live_and_replays_a_dead_letter(settings,
 
 def test_a_replay_without_the_token_or_from_another_site_is_refused(settings, sample_db, console):
     dead_letter(settings, "J78aPJ3VyNs")
-    page = urllib.request.urlopen(console.url, timeout=10).read().decode()
-    token = page.split('name="vvv-token" content="')[1].split('"')[0]
+    token = console.token()
     assert len(token) >= 16  # bound to loopback: the console's own page hands it to its script
 
     assert console.post("/replay", {"group": "scoring"})[0] == 403  # no token
     assert console.post("/replay", {"group": "scoring"}, **{"X-VVV-Token": "guess"})[0] == 403
+    assert console.post("/replay", {"group": "scoring"}, **{"X-VVV-Token": "gu\u00e9ss"})[0] == 403  # not ASCII
     cross_site = {"X-VVV-Token": token, "Origin": "https://evil.example"}
     assert console.post("/replay", {"group": "scoring"}, **cross_site) == (
         403,
@@ -170,15 +215,170 @@ def test_a_replay_without_the_token_or_from_another_site_is_refused(settings, sa
     assert console.post("/replay", {"group": "scoring"}, **{"X-VVV-Token": token}) == (200, {"replayed": 1})
 
 
-def test_bound_beyond_loopback_the_page_holds_no_token(settings, sample_db):
+def test_a_malformed_request_is_answered_400_with_its_reason(settings, sample_db, console):
+    """Issue 21, case 8: whatever a request body or query holds, the answer is a 400 that says why, never a 500,
+    and nothing is replayed."""
     dead_letter(settings, "J78aPJ3VyNs")
-    running = Console(settings, sample_db, host="0.0.0.0", VVV_CONSOLE_TOKEN="operators-only-token")
+    token = {"X-VVV-Token": console.token()}
+    bodies = [
+        (b"{not json", "the body is not JSON"),
+        (b"\xff\xfe", "the body is not JSON"),
+        (b"[1, 2]", "the body is not a JSON object"),
+        (b"{}", "group: expected one of scoring"),
+        ({"group": ["scoring"]}, "group: expected one of"),
+        ({"group": "nope"}, "group: expected one of"),
+        ({"group": "scoring", "partition": "abc", "offset": 0}, "partition: expected a whole number from 0, got str"),
+        ({"group": "scoring", "partition": 0}, "offset: expected a whole number from 0, got nothing"),
+        ({"group": "scoring", "partition": True, "offset": 0}, "partition: expected a whole number from 0, got bool"),
+        ({"group": "scoring", "partition": -1, "offset": 0}, "partition: expected a whole number from 0, got int"),
+        ({"group": "scoring", "partition": 0, "offset": 1.5}, "offset: expected a whole number from 0, got float"),
+        ({"group": "scoring", "partition": 0, "offset": 0, "q": ""}, "not both"),
+        ({"group": "scoring", "q": {"$ne": ""}}, "q: expected text, got dict"),
+        ({"group": "scoring", "everything": True}, "unknown fields: 'everything'"),
+    ]
+    for body, reason in bodies:
+        status, answer = console.post("/replay", body, **token)
+        assert status == 400 and reason in answer["error"], (body, status, answer)
+    letters = [d for d in list_dead_letters(settings, "scoring") if not d.replayed]
+    assert len(letters) == 1  # nothing replayed
+
+    queries = [
+        ("/views/results?PL=views", "PL: expected column.direction.page"),
+        ("/views/results?PL=rank.desc.1", "the column one of score, views"),
+        ("/views/results?PL=views.up.1", "the direction asc or desc"),
+        ("/views/results?PL=views.desc.0", "the page is a number from 1 to 20"),
+        ("/views/results?PL=views.desc.%C2%B2", "the page is a number from 1 to 20"),  # a superscript two
+        ("/views/dead-letters?group=nope", "no such group"),
+        ("/views/dead-letters?group=scoring&q=" + "x" * 501, "at most 500"),
+    ]
+    for path, reason in queries:
+        status, text = console.get(path)
+        assert status == 400 and reason in text, (path, status, text)
+
+
+def test_bound_beyond_loopback_the_token_guards_every_view(settings, sample_db, browser, tmp_path):
+    """Issue 21, case 8: bound beyond loopback, every view needs the token (the page asks the operator for it
+    once per tab), unless the operator serves read-only public views on purpose: then views answer anyone,
+    replays still need it, and the console says so in its log at start."""
+    dead_letter(settings, "J78aPJ3VyNs")
+    views = ["/views/summary", "/views/pipeline", "/views/results", "/views/dead-letters?group=scoring"]
+    running = Console(settings, sample_db, "0.0.0.0", VVV_CONSOLE_TOKEN="operators-only-token")
     try:
-        assert "(replay token: operators-only-token)" in running.announced
-        page = urllib.request.urlopen(running.url, timeout=10).read().decode()
-        assert 'name="vvv-token" content=""' in page
+        assert "(token: operators-only-token)" in running.announced
+        status, page = running.get("/")
+        assert status == 200 and 'name="vvv-token" content=""' in page and sample_db not in page  # markup only
+        for view in views:
+            for headers in ({}, {"X-VVV-Token": "operators-only-toke"}, {"X-VVV-Token": "operators-only-t\u00f6ken"}):
+                status, text = running.get(view, **headers)
+                assert status == 401 and "J78aPJ3VyNs" not in text and sample_db not in text, (view, headers)
+            assert running.get(view, **{"X-VVV-Token": "operators-only-token"})[0] == 200, view
+        assert running.get("/views/dead-letters?group=scoring", **{"X-VVV-Token": "operators-only-token"})[1].count(
+            "J78aPJ3VyNs"
+        )
         assert running.post("/replay", {"group": "scoring"}, **{"X-VVV-Token": "wrong"})[0] == 403
+
+        tab = browser.new_page()
+        asked = []
+        tab.on("dialog", lambda dialog: (asked.append(dialog.message), dialog.accept("operators-only-token")))
+        tab.goto(running.url)
+        tab.wait_for_selector("#groups tr[data-group=scoring]")  # once the operator gave the token
+        tab.locator("[data-view=dead-letters] tr", has_text="J78aPJ3VyNs").wait_for()
+        assert len(asked) == 1 and "views need its token" in asked[0]  # asked once for the whole page
+
         replayed = running.post("/replay", {"group": "scoring"}, **{"X-VVV-Token": "operators-only-token"})
         assert replayed == (200, {"replayed": 1})
     finally:
         running.stop()
+    assert "--public-views" not in running.log.read_text()
+
+    public = Console(settings, sample_db, "0.0.0.0", "--public-views", VVV_CONSOLE_TOKEN="operators-only-token")
+    try:
+        for view in views:
+            assert public.get(view)[0] == 200, view
+        assert public.post("/replay", {"group": "scoring"})[0] == 403
+        assert public.post("/replay", {"group": "scoring"}, **{"X-VVV-Token": "operators-only-tokens"})[0] == 403
+    finally:
+        public.stop()
+    said = [line for line in public.log.read_text().splitlines() if "--public-views" in line]
+    assert len(said) == 1 and "WARNING" in said[0] and "without the token" in said[0]
+
+
+def test_two_tabs_share_one_pipeline_answer(settings, sample_db, browser):
+    """Two tabs open on one console: each view's answer is made once per its interval, and the broker is asked
+    once per answer. Counted at the client layer the console owns: its long-lived ``kafka.Readers`` count the
+    requests they send by kind, and only a pipeline look asks for the groups' members. A search typed into the
+    dead letters reads the topic no more often."""
+    background_processing([{"video_id": f"fresh{i:06d}"} for i in range(30)], [], sample_db, settings)
+    running = InProcessConsole(settings, sample_db)
+    try:
+        answers, readers = running.app.state.answers, running.app.state.readers[0]
+        asked: list[str] = []
+        tabs = [browser.new_page() for _ in range(2)]
+        for tab in tabs:
+            tab.on("request", lambda request: asked.append(request.url) if "/views/pipeline" in request.url else None)
+            tab.goto(running.url)
+        for tab in tabs:
+            tab.wait_for_selector("#groups tr[data-group=scoring]")
+
+        def counts() -> tuple[int, int, int]:
+            """Answers made and their requests to the broker, between two looks (none being made)."""
+            while True:
+                idle = answers.making == 0
+                members, made = readers.asked["members"], answers.computed["pipeline"]
+                if idle and answers.making == 0:
+                    return made, members, len(asked)
+                tabs[0].wait_for_timeout(10)  # the browser keeps both tabs refreshing meanwhile
+
+        made, members, requested = counts()
+        started = time.monotonic()
+        tabs[0].wait_for_timeout(8000)
+        made, members, requested = (now - then for now, then in zip(counts(), (made, members, requested), strict=True))
+        elapsed = time.monotonic() - started
+        every = 2.0  # the pipeline's interval
+        assert requested >= 2 * (elapsed // every) - 2  # both tabs kept asking, once per interval each
+        assert 0 < made <= elapsed // every + 1  # one answer per interval for both
+        assert members == made  # and one set of requests to the broker for each
+        lag = [tab.locator("#groups tr[data-group=scoring] td.lag").inner_text() for tab in tabs]
+        assert lag[0] == lag[1] != "?"  # the same answer in both
+
+        reads = answers.computed["dead-letters"]
+        tabs[0].type("#dlq-query", "database is locked", delay=20)  # the page asks again at each keystroke
+        tabs[0].wait_for_timeout(300)
+        assert answers.computed["dead-letters"] - reads <= 1  # searched in what one read of the topic found
+    finally:
+        running.stop()
+    assert readers.closed  # closed with the console
+
+
+def test_the_listings_are_sorted_and_paged_by_the_database(settings, sample_db, console, browser):
+    """Clicking a heading sorts a region's whole listing on the server (not just the rows shown), again turns
+    it, and the pager walks it; the scores written after the console started are in it (its running counts
+    followed them)."""
+    conn = sqlite3.connect(sample_db)
+    with conn:
+        conn.execute(
+            "UPDATE videos SET virality_score = 60 + rowid % 41, virality_velocity = (rowid * 7919) % 100000 "
+            "WHERE region = 'PL'"
+        )
+    velocities = sorted(row[0] for row in conn.execute("SELECT virality_velocity FROM videos WHERE region = 'PL'"))
+    best = conn.execute("SELECT max(virality_score) FROM videos WHERE region = 'GB'").fetchone()[0]
+    conn.close()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(console.url)
+    listing = page.locator("table.listing[data-region=PL]")
+    pager = page.locator(".pager[data-region=PL]")
+    wait_for(lambda: "of 44 viral or trending" in pager.inner_text(), 30, "every PL video in its listing")
+
+    def shown() -> list[int]:
+        return [int(cell.replace(",", "")) for cell in listing.locator("tr td:nth-child(3)").all_inner_texts()]
+
+    listing.locator("th[data-sort=views]").click()  # a new column: highest first
+    wait_for(lambda: shown() == velocities[::-1][:25], 30, "the 25 highest views/h of all 44")
+    assert listing.locator("th[data-sort=views]").get_attribute("aria-sort") == "descending"
+    listing.locator("th[data-sort=views]").click()  # again: lowest first
+    wait_for(lambda: shown() == velocities[:25], 30, "the 25 lowest views/h")
+    pager.locator("button", has_text="next").click()
+    wait_for(lambda: shown() == velocities[25:], 30, "the next page")
+    assert "page 2 of 2" in pager.inner_text() and pager.locator("button", has_text="next").is_disabled()
+    first_gb = page.locator("table.listing[data-region=GB] tr td:nth-child(1)").first.inner_text()
+    assert float(first_gb) == best  # the other regions stay best first

@@ -281,7 +281,7 @@ def test_end_offsets_come_from_list_offsets_where_the_broker_answers_it_right(se
 
 def test_the_summary_says_why_checks_could_not_answer_and_ranks_equal_scores(sample_db):
     """`error` and `unknown` verdicts come with their reasons; equal scores rank by the velocity behind them."""
-    from vvv_core import views
+    from vvv_core import scoreboard, views
     from vvv_core.groups.liveness import LivenessGroup
     from vvv_core.groups.thumbnails import ThumbnailGroup
 
@@ -309,7 +309,8 @@ def test_the_summary_says_why_checks_could_not_answer_and_ranks_equal_scores(sam
             (ids[2], now),
         )
     conn.close()
-    found = views.read_results(sample_db)
-    page = views.summary(found)
+    with scoreboard.reading(sample_db) as reading:
+        page = views.summary(scoreboard.read_summary(reading))
+        listed = scoreboard.read_results(reading).listings["PL"].videos
     assert "connection refused</td><td class='n'>2</td>" in page and "HTTP 429</td><td class='n'>1</td>" in page
-    assert [v.velocity for v in found.videos[:3]] == [90_000, 20_000, 5_000]
+    assert [v.velocity for v in listed[:3]] == [90_000, 20_000, 5_000]

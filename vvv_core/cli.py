@@ -283,7 +283,8 @@ def cmd_console(args: argparse.Namespace, settings: Settings) -> int:
 
     kafka.check_broker(settings)
     db.connect(args.db).close()  # a missing or foreign database said now, in one line
-    serve(settings, GROUPS, args.db, args.host, args.port, announce=lambda line: print(line, flush=True))
+    announce = lambda line: print(line, flush=True)  # noqa: E731
+    serve(settings, GROUPS, args.db, args.host, args.port, announce=announce, public_views=args.public_views)
     return 0
 
 
@@ -569,12 +570,18 @@ def build_parser() -> argparse.ArgumentParser:
         "a live web page: groups, lag, dead letters to search and replay, results",
         "Serve the operator's console: every group with its members, lag, rate, retries waiting and dead "
         "letters; dead letters searchable, replayable one by one or all matching; viral and trending videos per "
-        "region. Bound to 127.0.0.1 unless told otherwise; replays need the token it prints when bound beyond.",
+        "region. Bound to 127.0.0.1 unless told otherwise; bound beyond, views and replays need the token it prints.",
         reads=("kafka", "schemas", "console"),
     )
     p.add_argument("--db", required=True, help="the cron's SQLite database")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond loopback: replays need a token)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (beyond loopback: views need a token)")
     p.add_argument("--port", type=port, default=8765, help="port to listen on")
+    p.add_argument(
+        "--public-views",
+        action="store_true",
+        help="bound beyond loopback, let anyone who reaches it read the views without the token (replays still "
+        "need it); logged at start",
+    )
     p.set_defaults(func=cmd_console)
     return parser
 

@@ -12,10 +12,10 @@ header). What was replayed is kept on the broker, so each dead letter is replaye
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from vvv_core import kafka
 from vvv_core.config import Settings
@@ -39,23 +39,33 @@ class DeadLetter:
         return read_headers(self.headers)
 
 
-def list_dead_letters(settings: Settings, group: str) -> list[DeadLetter]:
-    """The group's dead letters in topic order, each marked replayed or not."""
-    topic = settings.dead_letter_topic(group)
-    records = kafka.read_topic(settings, topic)
-    markers = {v.decode() for m in records for k, v in m.headers() or [] if k == MARKER and v}
-    done = kafka.committed_offsets(settings, _replay_group(settings, group), topic)  # a replay of all got this far
+def list_dead_letters(settings: Settings, group: str, readers: kafka.Readers | None = None) -> list[DeadLetter]:
+    """The group's dead letters in topic order, each marked replayed or not (through ``readers``, kept open by
+    the console, or clients of its own)."""
+    topic, replays = settings.dead_letter_topic(group), replay_group(settings, group)
+    if readers is None:
+        records, done = kafka.read_topic(settings, topic), kafka.committed_offsets(settings, replays, topic)
+    else:
+        records, done = readers.read({topic: None})[topic], readers.committed({replays: topic})[replays]
+    return letters(records, done)
+
+
+def letters(records: list[Message], done: Mapping[int, int]) -> list[DeadLetter]:
+    """The dead letters among a dead-letter topic's ``records``, each marked replayed or not: named by a marker,
+    or before ``done``, where a replay of all got to (per partition)."""
+    headers = [m.headers() or [] for m in records]  # made anew by each call: once each
+    markers = {v.decode() for h in headers for k, v in h if k == MARKER and v}
     return [
         DeadLetter(
             m.offset(),
             m.partition(),
             m.key(),
             m.value(),
-            m.headers() or [],
+            h,
             m.offset() < done.get(m.partition(), 0) or f"{m.partition()}/{m.offset()}" in markers,
         )
-        for m in records
-        if not any(k == MARKER for k, _ in m.headers() or [])
+        for m, h in zip(records, headers, strict=True)
+        if not any(k == MARKER for k, _ in h)
     ]
 
 
@@ -89,14 +99,15 @@ def replay(
     return len(chosen)
 
 
-def _replay_group(settings: Settings, group: str) -> str:
+def replay_group(settings: Settings, group: str) -> str:
+    """The consumer group whose committed offsets on the dead-letter topic say how far a replay of all got."""
     return f"{settings.group_id(group)}.dlq-replay"
 
 
 def _commit_positions(settings: Settings, group: str, topic: str, positions: dict[int, int]) -> None:
     if not positions:
         return
-    consumer = Consumer(kafka.consumer_config(settings, group, **{"group.id": _replay_group(settings, group)}))
+    consumer = Consumer(kafka.consumer_config(settings, group, **{"group.id": replay_group(settings, group)}))
     try:
         consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in positions.items()], asynchronous=False)
     finally:

@@ -31,12 +31,23 @@ import logging
 import re
 import socket
 import struct
+import threading
 import time
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, TopicMetadata
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    IsolationLevel,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec, TopicMetadata
 
 from vvv_core.config import Settings
 from vvv_core.errors import Fatal, Transient
@@ -523,6 +534,12 @@ def group_members(
     Apache Kafka names them; tansu answers at once but never names any.
     """
     client = admin(settings)  # kept until the answers are in: a client collected early never completes them
+    return _described_members(client, group_ids, timeout)
+
+
+def _described_members(
+    client: AdminClient, group_ids: list[str], timeout: float
+) -> dict[str, dict[str, list[int]] | None]:
     futures = client.describe_consumer_groups(group_ids, request_timeout=timeout)
     concurrent.futures.wait(futures.values(), timeout + 0.5)
     members: dict[str, dict[str, list[int]] | None] = {}
@@ -583,3 +600,220 @@ def first_at_or_after(
             if (offset >= offsets[p]) != (timestamp >= at_ms):
                 return False
     return True
+
+
+Partition = tuple[str, int]  # (topic, partition)
+# A group's coordinator not there yet (loading on a fresh Apache Kafka) or moved: asked again, not a failure.
+COORDINATOR_MOVING = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+}
+
+
+class Readers:
+    """Clients kept open to look at the broker again and again (the console): one admin client, one consumer
+    outside any group, and one consumer per group asked about (never subscribed: it only reads the group's
+    committed offsets), closed by ``close()``. ``vvv status`` opens a set for its one look.
+
+    A look asks about every topic at once: ``ends`` and ``read`` each take one fetch round for all the topics
+    named (tansu holds every fetch for its wait, so a round per topic would add up), and between rounds the
+    consumer holds no partition, so an idle set fetches nothing. Looks take turns (one lock): one consumer
+    serves one assignment at a time. ``asked`` counts the requests sent, by kind (what a test counts)."""
+
+    def __init__(self, settings: Settings, timeout: float = 5.0) -> None:
+        self.settings, self.timeout = settings, timeout
+        self.asked: Counter[str] = Counter()
+        self._seen: deque[KafkaError] = deque(maxlen=20)  # what the error callback said since the last look
+        self._admin = admin(settings, error_cb=self._seen.append, log_level=2)
+        self._consumer = Consumer(
+            _client_config(
+                settings,
+                {
+                    "group.id": "vvv-reader",  # needed by librdkafka; nothing is committed
+                    "enable.auto.commit": False,
+                    "enable.partition.eof": True,
+                    "fetch.wait.max.ms": 2,  # a round reads what is there: a partition at its end answers soon
+                    "max.partition.fetch.bytes": 65536,
+                    "queued.max.messages.kbytes": 1024,  # fetched ahead per partition before a round ends
+                    "log_level": 2,  # a broker away is said by the look that fails (the admin client's reason)
+                },
+                "consumer",
+            )
+        )
+        self._lock = threading.Lock()
+        self._highs: dict[Partition, int] = {}  # each partition's high watermark at the last look
+        self._groups: dict[str, Consumer] = {}  # group id -> a consumer of it that asks its committed offsets
+        self.closed = False
+
+    def __enter__(self) -> Readers:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for consumer in [self._consumer, *self._groups.values()]:
+            consumer.close()
+        self.closed = True
+
+    def topics(self) -> dict[str, TopicMetadata]:
+        """Every topic the broker has (one metadata request): also the check that it answers, and why not."""
+        with self._lock:
+            return self._topics()
+
+    def _topics(self) -> dict[str, TopicMetadata]:
+        self.asked["metadata"] += 1
+        self._seen.clear()
+        try:
+            return self._admin.list_topics(timeout=self.timeout).topics
+        except KafkaException as exc:
+            self._admin.poll(0.2)  # serves the error callback, which says why
+            raise connection_error(self.settings.bootstrap, list(self._seen), exc.args[0]) from None
+
+    def ends(self, starts: Mapping[str, Mapping[int, int] | None]) -> dict[str, dict[int, tuple[int, int]]]:
+        """(low, high) watermark per partition of each topic (as ``watermarks``: ListOffsets where the broker
+        answers it as its fetches do, else a fetch from the topic's ``starts``); a topic the broker does not
+        have answers {}, a partition with no answer in time is left out."""
+        with self._lock:
+            topics = self._topics()
+            wanted = {
+                (topic, p): (start or {}).get(p, OFFSET_BEGINNING)
+                for topic, start in starts.items()
+                if topic in topics and topics[topic].error is None
+                for p in topics[topic].partitions
+            }
+            agree = LIST_OFFSETS_AGREE.get(self.settings.bootstrap)
+            if agree:
+                found = self._listed(wanted)
+            else:  # from where the last look found the end, if later: what came since is all it fetches
+                found = self._round({tp: max(at, self._highs.get(tp, at)) for tp, at in wanted.items()}, False)[1]
+                if agree is None and any(high for _low, high in found.values()):
+                    LIST_OFFSETS_AGREE[self.settings.bootstrap] = self._listed(wanted) == found
+            self._highs.update((tp, high) for tp, (_low, high) in found.items())
+        answer: dict[str, dict[int, tuple[int, int]]] = {topic: {} for topic in starts}
+        for (topic, p), marks in sorted(found.items()):
+            answer[topic][p] = marks
+        return answer
+
+    def read(self, starts: Mapping[str, Mapping[int, int] | None]) -> dict[str, list[Message]]:
+        """Every record now on each topic from its ``starts`` (or the beginning), partition by partition."""
+        with self._lock:
+            topics = self._topics()
+            for topic in starts:
+                _require(topics.get(topic), topic, self.settings.bootstrap)
+            wanted = {
+                (topic, p): (start or {}).get(p, OFFSET_BEGINNING)
+                for topic, start in starts.items()
+                for p in topics[topic].partitions
+            }
+            records = self._round(wanted, whole=True)[0]
+        return {topic: [m for (t, _p), got in sorted(records.items()) if t == topic for m in got] for topic in starts}
+
+    def committed(self, groups: Mapping[str, str]) -> dict[str, dict[int, int]]:
+        """Each group's committed offset per partition of its topic (``groups``: group id -> topic; partitions
+        never committed left out), asked for named partitions through a consumer of that group, as
+        ``committed_offsets`` does (kept open too, one per group). Not through the admin client: its
+        OffsetFetch answered NOT_COORDINATOR (a group's coordinator still loading, as on a fresh Apache Kafka)
+        crashes librdkafka (a segfault, seen here; confluent-kafka-javascript#374)."""
+        with self._lock:
+            topics = self._topics()
+            answer: dict[str, dict[int, int]] = {group_id: {} for group_id in groups}
+            for group_id, topic in groups.items():
+                if topic not in topics or not topics[topic].partitions:
+                    continue
+                if group_id not in self._groups:
+                    config = {"group.id": group_id, "enable.auto.commit": False, "log_level": 2}
+                    self._groups[group_id] = Consumer(_client_config(self.settings, config, "consumer"))
+                named = [TopicPartition(topic, p) for p in topics[topic].partitions]
+                for tp in self._committed(group_id, named):
+                    if tp.error is None and tp.offset >= 0:
+                        answer[group_id][tp.partition] = tp.offset
+        return answer
+
+    def _committed(self, group_id: str, named: list[TopicPartition]) -> list[TopicPartition]:
+        """Asked again while the broker says to (a coordinator still loading or moving), until the timeout."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            self.asked["committed"] += 1
+            try:
+                return self._groups[group_id].committed(named, timeout=self.timeout)
+            except KafkaException as exc:
+                again = exc.args[0].retriable() or exc.args[0].code() in COORDINATOR_MOVING
+                if not again or time.monotonic() > deadline:
+                    raise Transient(f"no committed offsets of group {group_id}: {exc.args[0].str()}") from None
+                time.sleep(0.1)
+
+    def members(self, group_ids: list[str]) -> dict[str, dict[str, list[int]] | None]:
+        """As ``group_members``, through this set's admin client."""
+        with self._lock:
+            self.asked["members"] += 1
+            return _described_members(self._admin, group_ids, self.timeout)
+
+    def _listed(self, wanted: Mapping[Partition, int]) -> dict[Partition, tuple[int, int]]:
+        """(low, high) per partition as ListOffsets (earliest, latest) answers: one request per spec for all."""
+        if not wanted:
+            return {}
+        asked = {}
+        for name, spec in (("low", OffsetSpec.earliest()), ("high", OffsetSpec.latest())):
+            self.asked["list offsets"] += 1
+            asked[name] = self._admin.list_offsets(
+                {TopicPartition(t, p): spec for t, p in wanted},
+                isolation_level=IsolationLevel.READ_COMMITTED,
+                request_timeout=self.timeout,
+            )
+        low = {(tp.topic, tp.partition): f.result(self.timeout + 1).offset for tp, f in asked["low"].items()}
+        high = {(tp.topic, tp.partition): f.result(self.timeout + 1).offset for tp, f in asked["high"].items()}
+        return {tp: (max(low[tp], 0), high[tp]) for tp in wanted if high[tp] >= 0}
+
+    def _round(
+        self, starts: Mapping[Partition, int], whole: bool
+    ) -> tuple[dict[Partition, list[Message]], dict[Partition, tuple[int, int]]]:
+        """One fetch round: every partition assigned at its start, consumed until each has answered (``whole``:
+        until its end), then unassigned. The watermarks each reported with its first answer, and what was read.
+
+        A partition's first answer (a record or its end) comes from a fetch made in this round, so the watermark
+        cached with it is this round's. Errors not about a partition of the round (a broker that was away
+        between looks) are not this round's failure."""
+        records: dict[Partition, list[Message]] = {tp: [] for tp in starts}
+        marks: dict[Partition, tuple[int, int]] = {}
+        if not starts:
+            return records, marks
+        self.asked["fetch"] += 1
+        pending = set(starts)
+        self._consumer.assign([TopicPartition(t, p, offset) for (t, p), offset in starts.items()])
+        try:
+            deadline = time.monotonic() + self.timeout
+            while pending and time.monotonic() < deadline:
+                for msg in self._consumer.consume(1000, 0.005):  # returns once its wait is up, full or not
+                    tp, error = (msg.topic(), msg.partition()), msg.error()
+                    if tp not in pending:
+                        continue
+                    if error is not None and error.code() != KafkaError._PARTITION_EOF:
+                        if error.retriable():
+                            continue
+                        raise KafkaException(error)
+                    if error is None and whole:
+                        records[tp].append(msg)
+                    if tp not in marks:
+                        low, high = self._consumer.get_watermark_offsets(TopicPartition(*tp), cached=True)
+                        if high >= 0:
+                            marks[tp] = (max(low, 0), high)
+                    if error is not None or not whole:
+                        pending.discard(tp)
+        finally:
+            self._consumer.unassign()
+        if pending and whole:
+            topics = ", ".join(sorted({t for t, _p in pending}))
+            raise Transient(f"could not read {topics} to its end within {self.timeout} s")
+        return records, marks
+
+
+def _require(metadata: TopicMetadata | None, topic: str, bootstrap: str) -> None:
+    """A topic's metadata without an error, or why not (as ``read_topic`` says it)."""
+    if metadata is None or (metadata.error is not None and metadata.error.code() in MISSING):
+        raise TopicMissing(topic, bootstrap)
+    if metadata.error is not None:
+        if metadata.error.code() in AUTHORISATION:
+            raise not_authorised(metadata.error, f"read topic {topic}")
+        raise KafkaException(metadata.error)

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from vvv_core import views
+from vvv_core import scoreboard, views
 
 
 def build_report(db_path: str, groups: list[dict] | None, why: str | None = None, hosts: tuple[str, ...] = ()) -> str:
     """The page; ``groups`` is ``vvv status --json``'s, or None with ``why`` saying why it is missing;
-    ``hosts``: the thumbnail hosts whose images it shows."""
-    results = views.read_results(db_path)
+    ``hosts``: the thumbnail hosts whose images it shows. It only reads the database (see scoreboard)."""
+    with scoreboard.reading(db_path) as conn:
+        results = scoreboard.read_results(conn)
+        summary = scoreboard.read_summary(conn, results.scores)
     return "\n".join(
         [
             "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>ViralVidVault report</title>"
@@ -24,7 +26,7 @@ def build_report(db_path: str, groups: list[dict] | None, why: str | None = None
             f"<p class='muted'>Generated {datetime.now(UTC).isoformat(timespec='seconds')} "
             f"from {views.e(db_path)}.</p>",
             "<h2 id='summary'>Summary</h2>",
-            views.summary(results),
+            views.summary(summary),
             "<h2 id='pipeline'>Pipeline</h2>",
             views.pipeline(groups, why),
             "<h2 id='viral'>Viral and trending videos per region</h2>",

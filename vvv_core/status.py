@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from vvv_core import db, kafka
+from confluent_kafka import Message
+
+from vvv_core import dlq, kafka, scoreboard
+from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
-from vvv_core.dlq import list_dead_letters
-from vvv_core.domain.scoring import label
 from vvv_core.probes import MemberProbe, probe_all
 from vvv_core.registry import schema_store
 from vvv_core.runtime.group import Groups, client_mode
@@ -71,12 +71,71 @@ class GroupStatus:
         return None if None in lags else sum(lags)
 
 
-def _last_results(settings: Settings) -> dict[str, datetime]:
-    topic, schemas = settings.results_topic, schema_store(settings)
-    marks = kafka.watermarks(settings, topic)
-    start = {p: max(low, high - RESULTS_TAIL) for p, (low, high) in marks.items()}
+def group_status(
+    settings: Settings,
+    groups: Groups,
+    readers: kafka.Readers | None = None,
+    schemas: SchemaStore | None = None,
+    started: MembersStarted | None = None,
+) -> list[GroupStatus]:
+    """Every group's lag, members, dead letters and latest result, through ``readers`` and ``schemas`` (kept by
+    the console: a store takes milliseconds to make) or its own: a handful of requests for all groups together,
+    two fetch rounds at most. ``started``: the members the caller started itself (the demo's), for groups the
+    broker names none of."""
+    if readers is None:
+        with kafka.Readers(settings) as own:
+            return group_status(settings, groups, own, schemas, started)
+    names = list(groups)
+    inputs = {name: groups[name].input_topic(settings) for name in names}
+    dead = {name: settings.dead_letter_topic(name) for name in names}
+    ids = {name: settings.group_id(name) for name in names}
+    replays = {name: dlq.replay_group(settings, name) for name in names}
+    committed = readers.committed({ids[n]: inputs[n] for n in names} | {replays[n]: dead[n] for n in names})
+    members = readers.members(list(ids.values()))
+    known = started() if started is not None else {}
+    members = {group_id: named or known.get(group_id) for group_id, named in members.items()}
+    starts: dict[str, dict[int, int]] = {settings.results_topic: {}}  # a fetch for the ends starts where it costs least
+    for name in names:
+        starts.setdefault(dead[name], {})
+        start = starts.setdefault(inputs[name], {})
+        for p, offset in committed[ids[name]].items():
+            start[p] = min(offset, start.get(p, offset))
+    ends = readers.ends(starts)
+
+    tail = {p: max(low, high - RESULTS_TAIL) for p, (low, high) in ends[settings.results_topic].items()}
+    holding = [n for n in names if any(high > low for low, high in ends[dead[n]].values())]
+    records = readers.read({settings.results_topic: tail} | {dead[n]: None for n in holding})
+    last = _last_results(records[settings.results_topic], schemas or schema_store(settings))
+
+    statuses = []
+    for name in names:
+        group_id = ids[name]
+        status = GroupStatus(
+            name, group_id, inputs[name], members[group_id], probes=probe_all(list(members[group_id] or []))
+        )
+        done = committed[group_id]
+        for p in sorted(set(ends[inputs[name]]) | set(done)):
+            low, end = ends[inputs[name]].get(p, (None, None))
+            position = done.get(p, low)
+            lag = None if end is None or position is None else max(0, end - position)
+            status.partitions.append(PartitionLag(p, done.get(p), end, lag))
+        if not ends[dead[name]]:  # no dead-letter topic (yet)
+            status.dead_letters, status.dead_letters_replayed = None, None
+        elif name in holding:
+            letters = dlq.letters(records[dead[name]], committed[replays[name]])
+            replayed = sum(d.replayed for d in letters)
+            status.dead_letters, status.dead_letters_replayed = len(letters) - replayed, replayed
+        else:
+            status.dead_letters, status.dead_letters_replayed = 0, 0
+        status.last_result_at = last[name].isoformat(timespec="seconds") if name in last else None
+        statuses.append(status)
+    return statuses
+
+
+def _last_results(records: list[Message], schemas: SchemaStore) -> dict[str, datetime]:
+    """Each group's latest result among ``records`` (the results topic's tail)."""
     latest: dict[str, datetime] = {}
-    for msg in kafka.read_topic(settings, topic, start=start):
+    for msg in records:
         result = schemas.decode(msg.value(), "Result")
         at = datetime.fromtimestamp(result["processed_at"] / 1000, UTC)
         if result["group"] not in latest or at > latest[result["group"]]:
@@ -84,68 +143,15 @@ def _last_results(settings: Settings) -> dict[str, datetime]:
     return latest
 
 
-def group_status(settings: Settings, groups: Groups, started: MembersStarted | None = None) -> list[GroupStatus]:
-    """``started``: the members the caller started itself (the demo's), for groups the broker names none of."""
-    kafka.check_broker(settings)
-    last = _last_results(settings)
-    members = kafka.group_members(settings, [settings.group_id(name) for name in groups])
-    known = started() if started is not None else {}
-    members = {group_id: named or known.get(group_id) for group_id, named in members.items()}
-    statuses = []
-    for name, group_class in groups.items():
-        topic = group_class.input_topic(settings)
-        group_id = settings.group_id(name)
-        committed = kafka.committed_offsets(settings, group_id, topic)
-        ends = kafka.watermarks(settings, topic, start=committed)
-        status = GroupStatus(name, group_id, topic, members[group_id], probes=probe_all(list(members[group_id] or [])))
-
-        for p in sorted(set(ends) | set(committed)):
-            low, end = ends.get(p, (None, None))
-            position = committed.get(p, low)
-            lag = None if end is None or position is None else max(0, end - position)
-            status.partitions.append(PartitionLag(p, committed.get(p), end, lag))
-        status.dead_letters, status.dead_letters_replayed = _dead_letters(settings, name)
-        status.last_result_at = last[name].isoformat(timespec="seconds") if name in last else None
-        statuses.append(status)
-    return statuses
-
-
-def _dead_letters(settings: Settings, group: str) -> tuple[int | None, int | None]:
-    """Dead letters waiting, and replayed ones; read only where the topic holds any (it is usually empty)."""
-    marks = kafka.watermarks(settings, settings.dead_letter_topic(group))
-    if not marks:
-        return None, None
-    if not any(high > low for low, high in marks.values()):
-        return 0, 0
-    letters = list_dead_letters(settings, group)
-    replayed = sum(d.replayed for d in letters)
-    return len(letters) - replayed, replayed
-
-
 def database_summary(db_path: str) -> dict[str, object]:
-    conn = db.connect(db_path)
-    try:
-        scores = conn.execute(
-            "SELECT coalesce(region, '?'), virality_score FROM videos WHERE virality_score IS NOT NULL"
-        ).fetchall()
-        labels: dict[str, Counter[str]] = {}
-        for region, score in scores:
-            labels.setdefault(region, Counter())[label(score)] += 1
-
-        def counts(table: str) -> dict[str, int]:
-            if not db.columns(conn, table):
-                return {}
-            return dict(conn.execute(f"SELECT status, count(*) FROM {table} GROUP BY status"))
-
-        liveness = counts("video_liveness")
-        return {
-            "labels_per_region": {r: dict(c) for r, c in sorted(labels.items())},
-            "thumbnails": counts("thumbnail_checks"),
-            "liveness": liveness,
-            "dead_videos": liveness.get("deleted", 0) + liveness.get("private", 0),
-        }
-    finally:
-        conn.close()
+    with scoreboard.reading(db_path) as conn:
+        found = scoreboard.read_summary(conn)
+    return {
+        "labels_per_region": {r: dict(found.scores.labels(r)) for r in sorted(found.scores.regions)},
+        "thumbnails": dict(found.thumbnails.counts),
+        "liveness": dict(found.liveness.counts),
+        "dead_videos": found.liveness.counts["deleted"] + found.liveness.counts["private"],
+    }
 
 
 def as_json(statuses: list[GroupStatus], summary: dict | None) -> dict:

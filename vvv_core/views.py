@@ -1,8 +1,9 @@
 """What an operator looks at, rendered once for both the console (live) and ``vvv report`` (static).
 
-Each view is an HTML fragment built from plain data: the pipeline (groups, members, lag, dead
-letters), the summary (labels, thumbnail and liveness verdicts with their reasons), the results
-(viral and trending videos per region, score histograms) and a group's dead letters. Every text
+Each view is an HTML fragment built from plain data (``vvv_core.scoreboard`` reads the cron database's):
+the pipeline (groups, members, lag, dead letters), the summary (labels, thumbnail and liveness verdicts
+with their reasons), the results (score histograms, each region's viral and trending videos, a page at a
+time) and a group's dead letters. Every text
 from the data (titles come from YouTube) is HTML-escaped; thumbnails are shown as images only
 from the allow-listed hosts (``VVV_THUMBNAIL_HOSTS``), loaded by the reader's browser.
 """
@@ -10,18 +11,15 @@ from the allow-listed hosts (``VVV_THUMBNAIL_HOSTS``), loaded by the reader's br
 from __future__ import annotations
 
 import html
-import sqlite3
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from vvv_core import db
 from vvv_core.dlq import DeadLetter
 from vvv_core.domain.regions import in_order
 from vvv_core.domain.scoring import label
+from vvv_core.scoreboard import PAGE, Listing, Results, Summary
 
 BINS = 10  # score histogram: 0-10, ..., 90-100
-TOP = 25  # videos listed per region
 WATCH = "https://www.youtube.com/watch?v="
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:80rem}
@@ -69,93 +67,15 @@ def video_link(video_id: str) -> str:
 # -- the cron database's side ------------------------------------------------------------------
 
 
-@dataclass
-class Verdicts:
-    """Counts of one check's verdicts, and the reasons behind the ones that are not answers."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    reasons: dict[str, Counter[str]] = field(default_factory=dict)  # status -> reason -> count
-
-
-@dataclass
-class Video:
-    region: str
-    video_id: str
-    title: str | None
-    score: float
-    velocity: int | None
-    engagement: float | None
-    thumbnail_url: str | None
-    thumbnail: str | None  # verdict, None: not checked
-    thumbnail_reason: str | None
-    liveness: str | None
-    liveness_reason: str | None
-
-
-@dataclass
-class Results:
-    videos: list[Video]  # scored, best first: score, then the velocity and engagement behind it
-    thumbnails: Verdicts
-    liveness: Verdicts
-    unscored: int
-
-
-def read_results(db_path: str) -> Results:
-    conn = db.connect(db_path)
-    try:
-        columns = db.columns(conn, "videos")
-
-        def col(name: str) -> str:
-            return f"v.{name}" if name in columns else "NULL"
-
-        thumbs = "thumbnail_checks" if db.columns(conn, "thumbnail_checks") else None
-        live = "video_liveness" if db.columns(conn, "video_liveness") else None
-        rows = conn.execute(
-            f"""SELECT coalesce(v.region, '?'), v.video_id, {col("title")}, v.virality_score,
-                       {col("virality_velocity")}, {col("virality_engagement")}, {col("thumbnail_url")},
-                       {"t.status, t.reason" if thumbs else "NULL, NULL"},
-                       {"l.status, l.reason" if live else "NULL, NULL"}
-                FROM videos AS v
-                {"LEFT JOIN thumbnail_checks AS t USING (video_id)" if thumbs else ""}
-                {"LEFT JOIN video_liveness AS l USING (video_id)" if live else ""}
-                WHERE v.virality_score IS NOT NULL
-                ORDER BY v.virality_score DESC, {col("virality_velocity")} DESC, {col("virality_engagement")} DESC"""
-            if "virality_score" in columns
-            else "SELECT 1 WHERE 0"
-        ).fetchall()
-        unscored = conn.execute(
-            "SELECT count(*) FROM videos" + (" WHERE virality_score IS NULL" if "virality_score" in columns else "")
-        ).fetchone()[0]
-        return Results(
-            [Video(*row) for row in rows],
-            _verdicts(conn, thumbs, ("error",)),
-            _verdicts(conn, live, ("unknown",)),
-            unscored,
-        )
-    finally:
-        conn.close()
-
-
-def _verdicts(conn: sqlite3.Connection, table: str | None, explained: tuple[str, ...]) -> Verdicts:
-    found = Verdicts()
-    if table is None:
-        return found
-    for status, reason, n in conn.execute(f"SELECT status, reason, count(*) FROM {table} GROUP BY status, reason"):
-        found.counts[status] += n
-        if status in explained:
-            found.reasons.setdefault(status, Counter())[reason or "no reason recorded"] += n
-    return found
-
-
-def summary(found: Results) -> str:
+def summary(found: Summary) -> str:
     """First on every page: how many videos are viral, what the checks found, and why any could not say."""
-    labels = Counter(label(v.score) for v in found.videos)
+    labels = found.scores.labels()
     dead = found.liveness.counts["deleted"] + found.liveness.counts["private"]
     cards = [
         ("viral", labels["VIRAL"]),
         ("trending", labels["TRENDING"]),
-        ("scored", len(found.videos)),
-        ("not scored yet", found.unscored),
+        ("scored", found.scores.scored),
+        ("not scored yet", found.scores.unscored),
         ("dead or private", dead),
     ]
     out = ["<div class='cards'>"]
@@ -178,59 +98,100 @@ def summary(found: Results) -> str:
     return "\n".join(out)
 
 
-def results(found: Results, thumbnail_hosts: tuple[str, ...]) -> str:
-    """Viral and trending videos per region (best first, sortable in the console), and score histograms."""
-    regions = in_order({v.region for v in found.videos})
+# The listings' columns: heading, what it sorts by in the console (None: not sortable), numeric.
+COLUMNS = [
+    ("score", "score", True),
+    ("label", None, False),  # the score's, in the same order
+    ("views/h", "views", True),
+    ("engagement %", "engagement", True),
+    ("thumbnail", None, False),
+    ("video", "video", False),
+    ("title", "title", False),
+    ("thumbnail check", "thumbnail", False),
+    ("liveness", "liveness", False),
+]
+
+
+def results(found: Results, thumbnail_hosts: tuple[str, ...], sortable: bool = False) -> str:
+    """Score histograms, then each region's viral and trending videos, a page of its listing (best first unless
+    sorted otherwise). ``sortable`` (the console): headings sort and buttons page, by asking the server again."""
+    regions = in_order(set(found.scores.regions))
     out = ["<div class='charts'>"]
     for region in regions:
-        scores = [v.score for v in found.videos if v.region == region]
-        labels = Counter(label(s) for s in scores)
+        labels = found.scores.labels(region)
         out.append(
-            f"<figure>{histogram(scores)}<figcaption>{e(region)}: {len(scores)} scored, "
-            f"{labels['VIRAL']} viral, {labels['TRENDING']} trending</figcaption></figure>"
+            f"<figure>{histogram(found.scores.regions[region])}<figcaption>{e(region)}: "
+            f"{sum(labels.values()):,} scored, {labels['VIRAL']:,} viral, {labels['TRENDING']:,} trending"
+            "</figcaption></figure>"
         )
     out.append("</div>")
     for region in regions:
-        top = [v for v in found.videos if v.region == region and label(v.score) != "NORMAL"][:TOP]
         out.append(f"<h3>{e(region)}</h3>")
-        if not top:
+        listing = found.listings.get(region)
+        if listing is None:
             out.append("<p class='muted'>no viral or trending video</p>")
             continue
-        out.append(
-            "<table class='sortable'><tr><th class='n' data-sort='n'>score</th><th data-sort='t'>label</th>"
-            "<th class='n' data-sort='n'>views/h</th><th class='n' data-sort='n'>engagement %</th>"
-            "<th>thumbnail</th><th data-sort='t'>video</th><th data-sort='t'>title</th>"
-            "<th data-sort='t'>thumbnail check</th><th data-sort='t'>liveness</th></tr>"
-        )
-        for v in top:
-            allowed = v.thumbnail_url and (urlsplit(v.thumbnail_url).hostname or "") in thumbnail_hosts
-            image = f"<img class='thumb' loading='lazy' alt='' src='{e(v.thumbnail_url)}'>" if allowed else ""
-            checks = [
-                tag(v.thumbnail)
-                + (f" <span class='muted'>{e(v.thumbnail_reason)}</span>" if v.thumbnail_reason else "")
-                if v.thumbnail
-                else "<span class='muted'>not checked</span>",
-                tag(v.liveness) if v.liveness else "<span class='muted'>not checked</span>",
-            ]
-            out.append(
-                f"<tr><td class='n'>{v.score:.1f}</td><td>{tag(label(v.score))}</td>"
-                f"<td class='n'>{_show(v.velocity)}</td><td class='n'>{_show(v.engagement)}</td><td>{image}</td>"
-                f"<td>{video_link(v.video_id)}</td><td>{e(v.title)}</td><td>{checks[0]}</td><td>{checks[1]}</td></tr>"
-            )
-        out.append("</table>")
+        out.append(_listing(region, listing, thumbnail_hosts, sortable))
     return "\n".join(out)
 
 
-def histogram(scores: list[float], width: int = 220, height: int = 90) -> str:
-    """Scores 0..100 in ten bins, as inline SVG."""
+def _listing(region: str, listing: Listing, thumbnail_hosts: tuple[str, ...], sortable: bool) -> str:
+    order = listing.order
+    head = []
+    for heading, column, numeric in COLUMNS:
+        cls = " class='n'" if numeric else ""
+        if not sortable or column is None:
+            head.append(f"<th{cls}>{e(heading)}</th>")
+            continue
+        now = column == order.column
+        way = ("descending" if order.descending else "ascending") if now else "none"
+        arrow = (" ▼" if order.descending else " ▲") if now else ""
+        head.append(f"<th{cls} data-sort='{column}' aria-sort='{way}'>{e(heading)}{arrow}</th>")
+    out = [f"<table class='listing' data-region='{e(region)}'><tr>{''.join(head)}</tr>"]
+    for v in listing.videos:
+        allowed = v.thumbnail_url and (urlsplit(v.thumbnail_url).hostname or "") in thumbnail_hosts
+        image = f"<img class='thumb' loading='lazy' alt='' src='{e(v.thumbnail_url)}'>" if allowed else ""
+        checks = [
+            tag(v.thumbnail) + (f" <span class='muted'>{e(v.thumbnail_reason)}</span>" if v.thumbnail_reason else "")
+            if v.thumbnail
+            else "<span class='muted'>not checked</span>",
+            tag(v.liveness) if v.liveness else "<span class='muted'>not checked</span>",
+        ]
+        out.append(
+            f"<tr><td class='n'>{v.score:.1f}</td><td>{tag(label(v.score))}</td>"
+            f"<td class='n'>{_show(v.velocity)}</td><td class='n'>{_show(v.engagement)}</td><td>{image}</td>"
+            f"<td>{video_link(v.video_id)}</td><td>{e(v.title)}</td><td>{checks[0]}</td><td>{checks[1]}</td></tr>"
+        )
+    out.append("</table>")
+    if not sortable:  # the report: the first page, best first
+        shown = f"{len(listing.videos)} of {listing.candidates:,}"
+        out.append(f"<p class='muted'>{shown} viral or trending, best first</p>")
+        return "\n".join(out)
+    listed = f"{listing.listed:,}"
+    if listing.candidates > listing.listed:
+        listed = f"the best {listing.listed:,} of {listing.candidates:,}"
+    first = (order.page - 1) * PAGE + 1
+    shown = f"{first:,}&ndash;{first + len(listing.videos) - 1:,} of {listed} viral or trending"
+    pager = [
+        f"<button class='page' data-page='{order.page - 1}'{'' if order.page > 1 else ' disabled'}>previous</button>",
+        f"<span class='muted'>page {order.page} of {listing.pages}: {shown}</span>",
+        f"<button class='page' data-page='{order.page + 1}'"
+        f"{'' if order.page < listing.pages else ' disabled'}>next</button>",
+    ]
+    out.append(f"<p class='pager' data-region='{e(region)}'>{' '.join(pager)}</p>")
+    return "\n".join(out)
+
+
+def histogram(scores: Mapping[float, int], width: int = 220, height: int = 90) -> str:
+    """Scores 0..100 (``scores``: score -> how many videos have it) in ten bins, as inline SVG."""
     bins = [0] * BINS
-    for s in scores:
-        bins[min(BINS - 1, int(s // (100 / BINS)))] += 1
+    for score, n in scores.items():
+        bins[min(BINS - 1, max(0, int(score // (100 / BINS))))] += n
     top = max(bins) or 1
     w = width / BINS
     bars = "".join(
         f'<rect x="{i * w:.1f}" y="{height - 15 - (height - 20) * n / top:.1f}" width="{w - 2:.1f}" '
-        f'height="{(height - 20) * n / top:.1f}" fill="#2980b9"><title>{i * 10}-{i * 10 + 10}: {n}</title></rect>'
+        f'height="{(height - 20) * n / top:.1f}" fill="#2980b9"><title>{i * 10}-{i * 10 + 10}: {n:,}</title></rect>'
         for i, n in enumerate(bins)
     )
     axis = (
