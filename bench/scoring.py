@@ -239,14 +239,14 @@ def bench_latency(settings: Settings, db_path: str, samples: int) -> None:
 
 # Where each function's own time goes, by the step of the scoring job it belongs to (first match wins).
 STEPS = [
-    ("decode", ("vvv_core/avro.py:", "fastavro", "BytesIO")),
+    ("decode", ("vvv_core/avro.py:", "fastavro", "BytesIO", "'columns' of 'vvv_core._avro.Reader", "(_parse)")),
     ("validate", ("vvv_core/events.py:", "datetime", "fullmatch", "(_accept)")),
     ("lookup (history query, snapshots)", ("(_history)", "'execute' of 'sqlite3", "json", "scoring.py:9(__init__)")),
     ("formula", ("vvv_core/domain/",)),
-    ("encode (result record, Avro)", ("(_message)", "avro writer", "avro_writer.py", "now_ms")),
-    ("produce (results, delivery reports)", ("produce", "(deliver)", "(answer)", "Producer", "flush")),
+    ("encode (result record, Avro)", ("(_message", "'columns' of 'vvv_core._avro.Writer", "now_ms")),
+    ("produce (results, delivery reports)", ("produce", "(deliver)", "(_answer)", "(report)", "Producer", "flush")),
     ("store (SQLite effects)", ("(apply)", "(store)", "executemany", "db.py", "Connection")),
-    ("commit offsets", ("(_commit)", "(commit)", "committable")),
+    ("commit offsets", ("(_commit)", "(commit)", "committable", "(finish)", "(_settle)")),
     ("poll (fetch, messages)", ("(poll)", "(consume)", "cimpl.Message", "Inbound", "(take)")),
 ]
 
@@ -289,7 +289,7 @@ def profile_consumer(settings: Settings, db_path: str, events: int) -> None:
         print(f"  {name:<40} {seconds / total:6.1%}  {seconds / total * 1e6 / rate:6.1f} µs/event")
         figure(f"scoring per event: {name}", seconds / total * 1e6 / rate, "µs")
     print(f"  {'all':<40} {1:6.1%}  {1e6 / rate:6.1f} µs/event")
-    pstats.Stats(profile).sort_stats("tottime").print_stats(12)
+    pstats.Stats(profile).sort_stats("tottime").print_stats(25)
 
 
 def main() -> None:

@@ -113,6 +113,10 @@ class SchemaStore:
             self._encoders[(name, subject)] = avro_codec.writer(self._sources[name], header)
         return self._encoders[(name, subject)]
 
+    def fields(self, name: str) -> list[str]:
+        """The field names of the current schema ``name``, in order."""
+        return [f["name"] for f in self._sources[name]["fields"]]
+
     def reader(self, name: str) -> avro_codec.Reader:
         """Reads batches of records of the current schema ``name`` into columns (``Reader.columns``): those
         written with it in single-object encoding; ``decode`` reads the others, or says why it cannot."""

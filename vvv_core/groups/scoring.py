@@ -73,7 +73,7 @@ class ScoringGroup(EffectGroup):
     reads = "videos"
     event_schema = "VideoEvent"
     detail_schema = "ScoreDetail"
-    parse_event = staticmethod(events.video_event)
+    parse_events = staticmethod(events.video_events)
     needs_db = False  # without it: stream mode
     stateful = True
 
@@ -127,9 +127,10 @@ class ScoringGroup(EffectGroup):
         return history
 
     def _score_batch(self, items: list[Inbound]) -> list[Outcome]:
-        history = self._history({item.event.video_id for item in items})
-        scores = {video_id: score(history.get(video_id, ())) for video_id in {i.event.video_id for i in items}}
-        return [Outcome(item, detail=scores[item.event.video_id].detail()) for item in items]
+        wanted = {item.event.video_id for item in items}
+        history = self._history(wanted)
+        details = {video_id: score(history.get(video_id, ())).detail() for video_id in wanted}  # one per video
+        return [Outcome(item, detail=details[item.event.video_id]) for item in items]
 
     def _score_from_state(self, items: list[Inbound]) -> list[Outcome]:
         """Each event's snapshot into its video's state (a batch's reads in one query per partition), then the

@@ -32,11 +32,11 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 from vvv_core import db
+from vvv_core.avro import Encoder
 from vvv_core.events import now_ms
-from vvv_core.runtime.backends import FLUSH_TIMEOUT, Backend, OnDelivery
+from vvv_core.runtime.backends import FLUSH_TIMEOUT, Backend
 from vvv_core.runtime.deadletter import DeadLetterPolicy
 from vvv_core.runtime.group import ConsumerGroup
 from vvv_core.runtime.metrics import Metrics
@@ -46,34 +46,21 @@ from vvv_core.runtime.state import Change, State
 
 DELIVERY_ATTEMPTS = 5  # a batch the broker refused is sent again, by a new producer, this often
 COMMIT_EVERY = 10_000  # outcomes finished that make a commit due sooner
+SETTLE_WAIT = 1.0  # seconds a commit due waits for the broker to answer what is in flight
 RESULT_NAMESPACE = "com.viralvidvault.results"
 
 log = logging.getLogger(__name__)
 
 
 class _InDelivery:
-    """One turn's outcomes (and state changes) whose messages the broker has not all answered yet."""
+    """One turn's outcomes (and state changes), sent and not settled yet."""
 
-    __slots__ = ("attempt", "changes", "error", "outcomes", "remaining")
+    __slots__ = ("attempt", "changes", "outcomes")
 
     def __init__(self, outcomes: list[Outcome], changes: list[Change], attempt: int = 1) -> None:
         self.outcomes = outcomes
         self.changes = changes
-        self.remaining = 0  # messages sent for it and not answered yet (set when they are sent)
         self.attempt = attempt
-        self.error: str | None = None
-
-    def answer(self, error: str | None, _offset: int = -1) -> None:
-        self.remaining -= 1
-        if error is not None and self.error is None:
-            self.error = error
-
-    def answer_change(self, change: Change) -> OnDelivery:
-        def answered(error: str | None, offset: int) -> None:
-            change.offset = offset
-            self.answer(error)
-
-        return answered
 
 
 class Checkpoint:
@@ -83,7 +70,7 @@ class Checkpoint:
         group: ConsumerGroup,
         dead_letters: DeadLetterPolicy,
         metrics: Metrics,
-        encode_result: Callable[[dict[str, Any]], bytes],
+        encode_result: Encoder,
         *,
         commit_interval: float,
         results_topic: str,
@@ -105,7 +92,11 @@ class Checkpoint:
         self.log = log
         self._finished: list[Outcome] = []  # since the last turn
         self._done_before: dict[Partition, int] = {}
-        self._in_delivery: list[_InDelivery] = []
+        self._in_delivery: list[_InDelivery] = []  # sent, in order; settled together once every answer is in
+        self._sent = self._answered = 0  # messages, since the producer was made
+        self._refused: str | None = None  # why the broker refused one of them
+        self._changelog_next: dict[int, int] = {}  # changelog partition -> one past the last offset it took
+        backend.on_delivery = self._answer
         self._in_transaction = False
         self.state = state
         self._in_transaction_changes: list[Change] = []  # sent in the open transaction, saved once it commits
@@ -151,21 +142,37 @@ class Checkpoint:
     # -- the order ------------------------------------------------------------------------
 
     def advance(self, sync: bool = False) -> None:
-        """One turn; ``sync`` (revocation, stop) waits for every acknowledgement and commits now."""
-        self._write_and_send()
-        self.backend.deliver(FLUSH_TIMEOUT if sync else 0)
+        """One turn: settle what the broker answered, commit when due, then store and send what finished since
+        (a turn's answers come in while the next batch is worked on). ``sync`` (revocation, stop) sends first,
+        waits for every answer and commits now."""
+        if sync:
+            self._write_and_send()
+        due = sync or self._commit_due()
+        # A commit due waits for what is in flight, as a Quix checkpoint flushes its producer: answers are
+        # settled only all at once (``_settle``), so a broker always a little behind would hold every offset.
+        self.backend.deliver((FLUSH_TIMEOUT if sync else SETTLE_WAIT) if due and self._in_delivery else 0)
         self._settle()
         if sync and self._in_delivery:
             raise ConsumerStopped(
-                f"the broker did not acknowledge {sum(b.remaining for b in self._in_delivery)} result messages "
-                f"within {FLUSH_TIMEOUT:g} s: stopping without committing them; they are processed again on restart"
+                f"the broker did not acknowledge {self._sent - self._answered} result messages within "
+                f"{FLUSH_TIMEOUT:g} s: stopping without committing them; they are processed again on restart"
             )
-        if sync or self._commit_due():
+        if due:
             self._commit(wait=sync)
+        if not sync:
+            self._write_and_send()
 
     def abandon_deliveries(self) -> None:
         """Forget what the broker never answered (the next owner redoes it)."""
-        self._in_delivery.clear()
+        self._in_delivery.clear()  # their answers still count: every later batch waits for all of them
+
+    def _answer(self, error: str | None, topic: str, partition: int, offset: int) -> None:
+        """The broker's answer to one message (the backend's one delivery callback)."""
+        self._answered += 1
+        if error is not None:
+            self._refused = self._refused or error
+        elif self.state is not None and topic == self.state.changelog:
+            self._changelog_next[partition] = max(self._changelog_next.get(partition, 0), offset + 1)
 
     def _write_and_send(self) -> None:
         outcomes = [o for o in self._finished if (o.inbound.topic, o.inbound.partition) in self.partitions]
@@ -181,87 +188,101 @@ class Checkpoint:
         self.metrics.batch_seconds.labels(self.group.name).observe(time.perf_counter() - started)
 
     def _send(self, batch: _InDelivery) -> None:
-        processed_at = now_ms()  # one clock reading for the batch
-        messages = [m for o in batch.outcomes if (m := self._message(o, processed_at)) is not None]
-        if (messages or batch.changes) and self.exactly_once and not self._in_transaction:
+        dead, published = self._messages(batch.outcomes)
+        if (dead or published or batch.changes) and self.exactly_once and not self._in_transaction:
             self.backend.begin_transaction()
             self._in_transaction = True
-        batch.remaining = len(messages) + len(batch.changes)
         self._in_delivery.append(batch)
-        for topic, value, key, headers in messages:
-            self.backend.produce(topic, value, key, headers, batch.answer)
+        for topic, value, key, headers in dead:
+            self.backend.produce(topic, value, key, headers)
+        if published is not None:
+            self.backend.produce_many(*published)
         for change in batch.changes:
-            self.backend.produce(
-                self.state.changelog,
-                change.value,
-                change.key.encode(),
-                None,
-                batch.answer_change(change),
-                change.partition[1],
-            )
+            self.backend.produce(self.state.changelog, change.value, change.key.encode(), None, change.partition[1])
+        self._sent += len(dead) + (len(published[1]) if published is not None else 0) + len(batch.changes)
 
-    def _message(
-        self, outcome: Outcome, processed_at: int
-    ) -> tuple[str, bytes | None, bytes | None, list | None] | None:
-        """The dead letter or result message of one outcome; None for a group that publishes no results."""
-        item = outcome.inbound
-        if outcome.failure is not None:
-            value, headers = self.dead_letters.message(item, outcome.failure)
-            return self.dead_letters.topic, value, item.key, headers
-        if not self.group.publishes:
-            own = self.group.message(outcome)
-            return None if own is None else (own[0], own[2], own[1], None)
-        result = {
-            "event_id": item.event.event_id,
-            "group": self.group.name,
-            "video_id": item.event.video_id,
-            "processed_at": processed_at,
-            "event_at": item.event.created_at,
-            "stored": self.group.conn is not None,  # direct mode: the sink has nothing left to do with it
-            "detail": (self._detail_type, outcome.detail),
-        }
-        return self._results_topic, self._encode_result(result), item.key, None
+    def _messages(
+        self, outcomes: list[Outcome]
+    ) -> tuple[list[tuple[str, bytes | None, bytes | None, list | None]], tuple[str, list, list] | None]:
+        """A turn's messages: one by one, its dead letters (or a non-publishing group's own messages); and its
+        results, encoded in one call from columns (topic, values, keys), or None for a group publishing none."""
+        single: list[tuple[str, bytes | None, bytes | None, list | None]] = []
+        results = []
+        for outcome in outcomes:
+            if outcome.failure is not None:
+                value, headers = self.dead_letters.message(outcome.inbound, outcome.failure)
+                single.append((self.dead_letters.topic, value, outcome.inbound.key, headers))
+            elif not self.group.publishes:
+                if (own := self.group.message(outcome)) is not None:
+                    single.append((own[0], own[2], own[1], None))
+            else:
+                results.append(outcome)
+        if not results:
+            return single, None
+        events = [o.inbound.event for o in results]
+        detail = self._detail_type
+        values = self._encode_result.columns(
+            [
+                [e.event_id for e in events],
+                self.group.name,
+                [e.video_id for e in events],
+                now_ms(),  # processed_at: one clock reading for the batch
+                [e.created_at for e in events],  # event_at
+                self.group.conn is not None,  # stored: direct mode, the sink has nothing left to do with it
+                [(detail, o.detail) for o in results],
+            ],
+            len(results),
+        )
+        return single, (self._results_topic, values, [o.inbound.key for o in results])
 
     def _settle(self) -> None:
-        """Batches the broker answered in full: finish their offsets, or send them again if refused."""
-        for batch in [b for b in self._in_delivery if b.remaining == 0]:
-            self._in_delivery.remove(batch)
-            if batch.error is not None:
-                self._send_again(batch)  # replaces every batch in flight
-                return
-            if batch.changes and self.exactly_once:
-                self._in_transaction_changes += batch.changes
-            elif batch.changes:
-                self.state.save(batch.changes)
+        """Once the broker has answered every message sent: finish the offsets of everything in flight, or, if
+        it refused one, send it all again. Answers are not told apart by batch (one callback for the producer,
+        not one per message): settling all at once never finishes an offset before its messages are in."""
+        if not self._in_delivery or self._answered < self._sent:
+            return
+        if self._refused is not None:
+            self._send_again(self._refused)
+            return
+        batches, self._in_delivery = self._in_delivery, []
+        changes = [c for b in batches for c in b.changes]
+        if changes and self.exactly_once:
+            self._in_transaction_changes += changes
+        elif changes:
+            self.state.save(changes, self._changelog_next)
+        for batch in batches:
             for outcome in batch.outcomes:
                 if offsets := self.partitions.get((outcome.inbound.topic, outcome.inbound.partition)):
                     offsets.finish(outcome.inbound.offset)
             self._count(batch.outcomes)
 
-    def _send_again(self, failed: _InDelivery) -> None:
-        """After a refused batch, send everything still in flight again with a new producer.
+    def _send_again(self, error: str) -> None:
+        """After a refused message, send everything in flight again with a new producer.
 
         SQLite effects are already durable; a repeated result is harmless. In a transaction
         there is nothing to repeat: it is aborted, and the member stops.
         """
         if self.exactly_once:
             self.backend.abort_transaction()
-            raise ConsumerStopped(f"the broker refused result messages ({failed.error}): transaction aborted")
-        if failed.attempt >= DELIVERY_ATTEMPTS:
+            raise ConsumerStopped(f"the broker refused result messages ({error}): transaction aborted")
+        pending, self._in_delivery = self._in_delivery, []
+        attempt = max(b.attempt for b in pending)
+        if attempt >= DELIVERY_ATTEMPTS:
             raise ConsumerStopped(
-                f"the broker refused result messages {failed.attempt} times ({failed.error}): stopping without "
+                f"the broker refused result messages {attempt} times ({error}): stopping without "
                 "committing them; they are processed again on restart"
             )
-        pending, self._in_delivery = [failed, *self._in_delivery], []
         self.log.warning(
             "%s: the broker refused result messages (%s): sending %d again with a new producer",
             self.group.name,
-            failed.error,
+            error,
             sum(len(b.outcomes) for b in pending),
         )
-        self.backend.replace_producer(f"result messages refused ({failed.error})")
+        self.backend.replace_producer(f"result messages refused ({error})")  # the old one's answers are dropped
+        self._sent = self._answered = 0
+        self._refused = None
         for batch in pending:
-            self._send(_InDelivery(batch.outcomes, batch.changes, failed.attempt + 1))
+            self._send(_InDelivery(batch.outcomes, batch.changes, attempt + 1))
 
     def _commit_due(self) -> bool:
         return self._since_commit >= COMMIT_EVERY or time.monotonic() - self._last_commit >= self.commit_interval
@@ -284,7 +305,7 @@ class Checkpoint:
                 self.backend.send_offsets_to_transaction(positions)
             self.backend.commit_transaction()
             if self._in_transaction_changes:  # committed: now, and not before, the stores may have them
-                self.state.save(self._in_transaction_changes)
+                self.state.save(self._in_transaction_changes, self._changelog_next)
                 self._in_transaction_changes = []
         elif not positions or not self.backend.commit(positions, wait):
             return

@@ -14,6 +14,7 @@ import logging
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from vvv_core import db, logs
 from vvv_core.avro import SchemaStore
@@ -52,6 +53,7 @@ class GroupRunner:
         self.settings = settings
         self.until_idle = until_idle
         self.schemas = schemas or schema_store(settings)
+        self._reader, self._fields = self.schemas.reader(group.event_schema), self.schemas.fields(group.event_schema)
         self.metrics = metrics.Metrics(group.name)
         self.log = logs.ContextLog(log, {"group": group.name})
         self.backend = backend or KafkaBackend(
@@ -160,31 +162,30 @@ class GroupRunner:
         self.log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
 
     def _accept(self, polled: Polled) -> None:
-        valid, rejected = [], []
+        items = []
         for item in polled.records:
             if self.state is not None and (item.topic, item.partition) in self.state.restoring:
                 self._held.append(item)  # fetched before the pause took: its state is not there yet
-                continue
-            if not self.checkpoint.take((item.topic, item.partition), item.offset):
-                continue  # from a partition revoked since it was fetched
-            try:
-                event = self.group.parse_event(self.schemas.decode(item.value, self.group.event_schema))
-                if item.key != event.video_id.encode():
-                    raise InvalidEvent(f"key {item.key!r:.40} does not match video_id {event.video_id!r}")
-            except InvalidInput as exc:
+            elif self.checkpoint.take((item.topic, item.partition), item.offset):
+                items.append(item)  # else from a partition revoked since it was fetched, or done before
+        valid, rejected = [], []
+        for item, event in zip(items, self._parse(items), strict=True):
+            if not isinstance(event, InvalidInput) and item.key != event.video_id.encode():
+                event = InvalidEvent(f"key {item.key!r:.40} does not match video_id {event.video_id!r}")
+            if isinstance(event, InvalidInput):
                 self.log.warning(
                     "%s: dead-lettering %s/%d@%d: %s",
                     self.group.name,
                     item.topic,
                     item.partition,
                     item.offset,
-                    exc,
+                    event,
                     extra=logs.where(self.group.name, item.topic, item.partition, item.offset),
                 )
-                rejected.append(Outcome(item, failure=Failure.of(exc)))
-                continue
-            item.event = event
-            valid.append(item)
+                rejected.append(Outcome(item, failure=Failure.of(event)))
+            else:
+                item.event = event
+                valid.append(item)
         for tp in polled.eof:  # after the records: taking one clears its partition's flag
             if offsets := self.checkpoint.partitions.get(tp):
                 offsets.eof = True
@@ -193,6 +194,29 @@ class GroupRunner:
             self.metrics.consumed.labels(self.group.name).inc(len(polled.records))
         self.checkpoint.add(rejected)
         self.executor.submit(valid)
+
+    def _parse(self, items: list[Inbound]) -> list[Any]:
+        """Each message's event, or the InvalidInput saying why it has none, a batch at a time: the values read
+        into columns by the compiled reader; what it cannot read whole (another writer schema, the registry's wire
+        format, damaged bytes) by fastavro, one by one, or refused; then the group's checks on the columns."""
+        values = [item.value for item in items]
+        columns, others = self._reader.columns(values)
+        failed: dict[int, InvalidInput] = {}
+        for i in others:
+            try:
+                record = self.schemas.decode(values[i], self.group.event_schema)
+            except InvalidInput as exc:
+                failed[i] = exc
+                continue
+            for name, column in zip(self._fields, columns, strict=True):
+                column[i] = record[name]
+        if failed:
+            columns = [[v for i, v in enumerate(column) if i not in failed] for column in columns]
+        parsed = self.group.parse_events(dict(zip(self._fields, columns, strict=True)))
+        if not failed:
+            return parsed
+        rest = iter(parsed)
+        return [failed[i] if i in failed else next(rest) for i in range(len(items))]
 
     def _restore(self) -> None:
         """A step of the partitions' restores; what was held back of those finished now is processed."""
