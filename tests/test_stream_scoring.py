@@ -156,11 +156,11 @@ def test_a_crash_between_the_state_write_and_the_commit_never_leaves_a_store_ahe
     else:  # committed, and the member dies before its stores are written
         save = State.save
 
-        def dying_save(self, changes):
+        def dying_save(self, changes, positions):
             if not crashed:
                 crashed.append(point)
                 raise ConsumerStopped("died after the commit")
-            return save(self, changes)
+            return save(self, changes, positions)
 
         monkeypatch.setattr(State, "save", dying_save)
     with pytest.raises(ConsumerStopped):

@@ -32,6 +32,8 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
+from itertools import groupby
+from operator import attrgetter
 
 from vvv_core import db
 from vvv_core.avro import Encoder
@@ -40,7 +42,7 @@ from vvv_core.runtime.backends import FLUSH_TIMEOUT, Backend
 from vvv_core.runtime.deadletter import DeadLetterPolicy
 from vvv_core.runtime.group import ConsumerGroup
 from vvv_core.runtime.metrics import Metrics
-from vvv_core.runtime.model import ConsumerStopped, Outcome, Partition
+from vvv_core.runtime.model import ConsumerStopped, Inbound, Outcome, Partition
 from vvv_core.runtime.offsets import PartitionOffsets
 from vvv_core.runtime.state import Change, State
 
@@ -50,6 +52,11 @@ SETTLE_WAIT = 1.0  # seconds a commit due waits for the broker to answer what is
 RESULT_NAMESPACE = "com.viralvidvault.results"
 
 log = logging.getLogger(__name__)
+_partition = attrgetter("topic", "partition")
+
+
+def _outcome_partition(outcome: Outcome) -> Partition:
+    return outcome.inbound.topic, outcome.inbound.partition
 
 
 class _InDelivery:
@@ -93,8 +100,7 @@ class Checkpoint:
         self._finished: list[Outcome] = []  # since the last turn
         self._done_before: dict[Partition, int] = {}
         self._in_delivery: list[_InDelivery] = []  # sent, in order; settled together once every answer is in
-        self._sent = self._answered = 0  # messages, since the producer was made
-        self._refused: str | None = None  # why the broker refused one of them
+        self._refused: str | None = None  # why the broker refused a message in flight
         self._changelog_next: dict[int, int] = {}  # changelog partition -> one past the last offset it took
         backend.on_delivery = self._answer
         self._in_transaction = False
@@ -118,16 +124,21 @@ class Checkpoint:
             self.partitions.pop(tp, None)
             self._done_before.pop(tp, None)
 
-    def take(self, partition: Partition, offset: int) -> bool:
-        """An event taken from ``partition``; False if it was revoked since the event was fetched."""
-        offsets = self.partitions.get(partition)
-        if offsets is None:
-            return False
-        offsets.take(offset)
-        if offset < self._done_before.get(partition, 0):  # its effect is already in the database
-            offsets.finish(offset)
-            return False
-        return True
+    def take(self, items: list[Inbound]) -> list[Inbound]:
+        """Events taken from their partitions, in order; those to process: not of a partition revoked since they
+        were fetched, nor already in the database (a group keeping its offsets with its effects)."""
+        kept: list[Inbound] = []
+        for partition, run in groupby(items, _partition):  # a poll's messages come in runs of one partition
+            if (offsets := self.partitions.get(partition)) is None:
+                continue
+            run = list(run)
+            offsets.take_all([i.offset for i in run])
+            done_before = self._done_before.get(partition, 0)
+            if run[0].offset < done_before:  # its effect is already in the database
+                offsets.finish_all([i.offset for i in run if i.offset < done_before])
+                run = [i for i in run if i.offset >= done_before]
+            kept += run
+        return kept
 
     def add(self, outcomes: list[Outcome]) -> None:
         """Finished events, dead letters included; judged by the dead-letter policy before anything is sent."""
@@ -154,7 +165,7 @@ class Checkpoint:
         self._settle()
         if sync and self._in_delivery:
             raise ConsumerStopped(
-                f"the broker did not acknowledge {self._sent - self._answered} result messages within "
+                f"the broker did not acknowledge {self.backend.unanswered()} result messages within "
                 f"{FLUSH_TIMEOUT:g} s: stopping without committing them; they are processed again on restart"
             )
         if due:
@@ -164,11 +175,11 @@ class Checkpoint:
 
     def abandon_deliveries(self) -> None:
         """Forget what the broker never answered (the next owner redoes it)."""
-        self._in_delivery.clear()  # their answers still count: every later batch waits for all of them
+        self._in_delivery.clear()  # they are still unanswered: every later batch waits for them too
 
     def _answer(self, error: str | None, topic: str, partition: int, offset: int) -> None:
-        """The broker's answer to one message (the backend's one delivery callback)."""
-        self._answered += 1
+        """The broker's answer to one message (the backend's one delivery callback): refusals, and the
+        changelog's positions where a state store needs them."""
         if error is not None:
             self._refused = self._refused or error
         elif self.state is not None and topic == self.state.changelog:
@@ -199,7 +210,6 @@ class Checkpoint:
             self.backend.produce_many(*published)
         for change in batch.changes:
             self.backend.produce(self.state.changelog, change.value, change.key.encode(), None, change.partition[1])
-        self._sent += len(dead) + (len(published[1]) if published is not None else 0) + len(batch.changes)
 
     def _messages(
         self, outcomes: list[Outcome]
@@ -237,9 +247,9 @@ class Checkpoint:
 
     def _settle(self) -> None:
         """Once the broker has answered every message sent: finish the offsets of everything in flight, or, if
-        it refused one, send it all again. Answers are not told apart by batch (one callback for the producer,
-        not one per message): settling all at once never finishes an offset before its messages are in."""
-        if not self._in_delivery or self._answered < self._sent:
+        it refused one, send it all again. Answers are not told apart by batch (refusals only, or one callback
+        for the producer): settling all at once never finishes an offset before its messages are in."""
+        if not self._in_delivery or self.backend.unanswered():
             return
         if self._refused is not None:
             self._send_again(self._refused)
@@ -251,9 +261,9 @@ class Checkpoint:
         elif changes:
             self.state.save(changes, self._changelog_next)
         for batch in batches:
-            for outcome in batch.outcomes:
-                if offsets := self.partitions.get((outcome.inbound.topic, outcome.inbound.partition)):
-                    offsets.finish(outcome.inbound.offset)
+            for partition, run in groupby(batch.outcomes, _outcome_partition):
+                if offsets := self.partitions.get(partition):
+                    offsets.finish_all([o.inbound.offset for o in run])
             self._count(batch.outcomes)
 
     def _send_again(self, error: str) -> None:
@@ -279,7 +289,6 @@ class Checkpoint:
             sum(len(b.outcomes) for b in pending),
         )
         self.backend.replace_producer(f"result messages refused ({error})")  # the old one's answers are dropped
-        self._sent = self._answered = 0
         self._refused = None
         for batch in pending:
             self._send(_InDelivery(batch.outcomes, batch.changes, attempt + 1))

@@ -162,12 +162,11 @@ class GroupRunner:
         self.log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
 
     def _accept(self, polled: Polled) -> None:
-        items = []
-        for item in polled.records:
-            if self.state is not None and (item.topic, item.partition) in self.state.restoring:
-                self._held.append(item)  # fetched before the pause took: its state is not there yet
-            elif self.checkpoint.take((item.topic, item.partition), item.offset):
-                items.append(item)  # else from a partition revoked since it was fetched, or done before
+        records = polled.records
+        if self.state is not None and self.state.restoring:  # fetched before the pause took: its state is not there
+            self._held += [i for i in records if (i.topic, i.partition) in self.state.restoring]
+            records = [i for i in records if (i.topic, i.partition) not in self.state.restoring]
+        items = self.checkpoint.take(records)
         valid, rejected = [], []
         for item, event in zip(items, self._parse(items), strict=True):
             if not isinstance(event, InvalidInput) and item.key != event.video_id.encode():

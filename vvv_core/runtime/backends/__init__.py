@@ -44,7 +44,9 @@ class Rebalance(Protocol):
 
 
 class Backend(Protocol):
-    on_delivery: OnDelivery  # told of each message's answer, inside ``deliver``; set before anything is produced
+    # Told inside ``deliver`` of each message the broker refused, and of each it took where the offsets are needed
+    # (a group with a state store: its changelog's positions); set before anything is produced.
+    on_delivery: OnDelivery
 
     @property
     def reachable(self) -> bool: ...
@@ -77,6 +79,9 @@ class Backend(Protocol):
 
     def deliver(self, timeout: float) -> None:
         """Serve delivery reports; wait up to ``timeout`` for every message still unanswered."""
+
+    def unanswered(self) -> int:
+        """Messages produced and not answered yet (their reports served): 0 when the broker has taken them all."""
 
     def commit(self, offsets: dict[Partition, int], wait: bool) -> bool:
         """Commit consumed offsets; False when the broker refused (e.g. a rebalance is under way)."""

@@ -122,13 +122,16 @@ class KafkaBackend:
 
     def _new_producer(self) -> Producer:
         def report(err: KafkaError | None, msg: Message) -> None:
-            """Every message's answer, in one callback of the producer (a closure per message cost 2 µs of CPU
-            more a message, measured); an old producer's late answers are no longer anyone's."""
+            """The answers, in one callback of the producer (a closure per message cost 2 µs of CPU more a
+            message, measured); an old producer's late answers are no longer anyone's."""
             if self._producer is producer:
                 self.on_delivery(None if err is None else err.str(), msg.topic(), msg.partition(), msg.offset())
 
         extra = {
             "on_delivery": report,
+            # Refusals only, but where a state store needs its changelog's offsets: an empty queue says the
+            # rest were taken (``unanswered``), and a report per message cost 1.5 µs more a message
+            "delivery.report.only.error": not self._stateful,
             "message.timeout.ms": int(FLUSH_TIMEOUT * 1000),
             "message.max.bytes": self.settings.max_message_bytes + 64 * 1024,  # room for headers
             "error_cb": self._broker.on_error,
@@ -292,6 +295,9 @@ class KafkaBackend:
             self._producer.flush(timeout)
         else:
             self._producer.poll(0)
+
+    def unanswered(self) -> int:
+        return len(self._producer)
 
     def begin_transaction(self) -> None:
         self._producer.begin_transaction()

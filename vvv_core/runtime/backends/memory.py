@@ -210,6 +210,9 @@ class MemoryBackend:
             with self._lock:
                 self._answer()
 
+    def unanswered(self) -> int:
+        return len(self._pending)
+
     def commit(self, offsets: dict[Partition, int], wait: bool) -> bool:
         with self._lock:
             self.commits.append(dict(offsets))
