@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 0.1  # seconds; also how often retries and time limits are looked at
 OBSERVE_INTERVAL = 1.0  # seconds between refreshes of the lag and other gauges
+GC_THRESHOLD = 100_000  # allocations between the collector's young collections
 STALLED_JOIN = 60.0  # seconds waiting for an assignment before the log calls the group stuck
 
 
@@ -125,6 +126,10 @@ class GroupRunner:
         # What start-up made (modules, schemas, settings) lives for ever: the collector stops walking
         # it each time the per-event objects set it off.
         gc.freeze()
+        # A batch's objects (a few per event, no cycles among them) are freed by their counts when it is done;
+        # at the default threshold (700) the collector ran every seventy events to find no garbage, 10 % of a
+        # member's CPU (measured: 30.5-33.9 against 27.6-28.5 µs an event). Cycles are still collected.
+        gc.set_threshold(GC_THRESHOLD)
         # First what can fail without leaving a client behind (a port in use): a consumer that is
         # never closed blocks the interpreter's exit (rd_kafka_destroy from the garbage collector).
         stop_serving = metrics.serve(self.metrics, settings.metrics_port) if settings.metrics_port else None
