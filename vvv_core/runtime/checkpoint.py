@@ -5,7 +5,9 @@
 1. the outcomes finished since the last turn have their SQLite effects written, in one
    transaction, and their results (or dead letters) handed to the producer;
 2. an outcome's offset counts as finished only once the broker has acknowledged every message
-   of its batch; a refused batch is sent again, by a new producer;
+   of its turn and of the turns before it (the producer reports refusals only, where no state store
+   needs the offsets: turns in flight are settled together once none is unanswered, before the next
+   turn's messages join them); after a refusal everything in flight is sent again, by a new producer;
 3. on the commit policy (every ``VVV_COMMIT_INTERVAL`` seconds or ``COMMIT_EVERY`` outcomes), and
    always before partitions are given up or the member stops, each owned partition's offset is
    committed up to its first unfinished event.

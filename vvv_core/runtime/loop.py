@@ -1,7 +1,8 @@
 """The loop that drives one member of a consumer group: poll, decode, work, checkpoint.
 
-Each turn: take a batch from the backend; decode and validate it (what fails becomes a dead
-letter); hand valid events to the group's executor; give finished outcomes to the checkpoint,
+Each turn: take a batch from the backend; decode and validate it a batch at a time (into columns
+by the compiled reader, checked by column; what fails becomes a dead letter); hand valid events to
+the group's executor; give finished outcomes to the checkpoint,
 which owns the commit order (``checkpoint.py``); pause fetching while too much is unfinished.
 The backend (``backends/``) owns the client and every broker workaround; the dead-letter policy
 (``deadletter.py``) owns what a dead letter holds and when too many stop the member.
