@@ -24,9 +24,12 @@ def figure(name: str, value: float, unit: str, goal: float | None = None, higher
     print(f"figure\t{name}\t{value:.6g}\t{unit}\t{'' if goal is None else f'{goal:.6g}'}\t{int(higher_is_better)}")
 
 
-def empty_cron_db(path: str) -> None:
+def empty_cron_db(path: str, videos: list[str] = ()) -> None:
+    """A cron database that knows ``videos`` (the sink stores results for known videos only)."""
     conn = sqlite3.connect(path)
     conn.executescript(CRON_SCHEMA)
+    with conn:
+        conn.executemany("INSERT INTO videos (video_id) VALUES (?)", [(v,) for v in videos])
     conn.close()
 
 

@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import empty_cron_db, figure, timed_consumer
@@ -113,9 +114,11 @@ def main() -> None:
     image = image_bytes(320, 180, seed=1)
     with broker, tempfile.TemporaryDirectory() as tmp, LocalServer(lambda _m, _p: Reply(200, image)) as server:
         db_path = str(Path(tmp) / "cron.db")
-        empty_cron_db(db_path)
+        known = [f"s{i:010d}" for i in range(args.results)]  # the videos of the results and the latency samples
+        empty_cron_db(db_path, known + [f"{m}{i:09d}" for m in "kd" for i in range(args.latency_samples)])
         bench_throughput(Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="sink"), db_path, args.results)
-        settings = Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="lat", thumbnail_hosts=("127.0.0.1",))
+        hosts = (urlsplit(server.base_url).netloc,)
+        settings = Settings(bootstrap=broker.bootstrap, kafka=fast, namespace="lat", thumbnail_hosts=hosts)
         url = f"{server.base_url}/vi/x/default.jpg"
         direct = statistics.median(latency(settings, db_path, args.latency_samples, url, through_sink=False))
         sunk = statistics.median(

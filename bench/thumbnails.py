@@ -20,6 +20,7 @@ import io
 import sqlite3
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from common import empty_cron_db, figure, timed_consumer
 from PIL import Image
@@ -69,7 +70,7 @@ def main() -> None:
                 db_path,
                 broker.bootstrap,
                 namespace,
-                VVV_THUMBNAIL_HOSTS="127.0.0.1",
+                VVV_THUMBNAIL_HOSTS=urlsplit(server.base_url).netloc,
                 VVV_THUMBNAIL_CONCURRENCY=str(concurrency),
             )
             verdicts = (

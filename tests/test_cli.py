@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from conftest import VVV, ProcessTree, Trickle, add_video, cli_env, hours_ago, wait_for
 
@@ -83,7 +84,7 @@ def test_sigterm_lets_running_checks_finish_commits_them_and_exits_0(settings, c
         [*VVV, "consume", "thumbnails", "--db", cron_db],
         stderr=subprocess.PIPE,
         text=True,
-        env=cli_env(settings, VVV_THUMBNAIL_HOSTS="127.0.0.1"),
+        env=cli_env(settings, VVV_THUMBNAIL_HOSTS=f"127.0.0.1:{server.port}"),
     )
     try:
         wait_for(lambda: len(server.threads) == 3, 30, "the three checks to be running")
@@ -239,7 +240,7 @@ def test_demo_never_mixes_stand_ins_with_real_endpoints(cron_db, tmp_path):
                 "UPDATE videos SET thumbnail_url = ? || '/vi/' || video_id || '/default.jpg'", (thumbs.base_url,)
             )
         conn.close()
-        real = {"VVV_THUMBNAIL_HOSTS": "127.0.0.1", "VVV_OEMBED_URL": f"{oembed.base_url}/oembed"}
+        real = {"VVV_THUMBNAIL_HOSTS": urlsplit(thumbs.base_url).netloc, "VVV_OEMBED_URL": f"{oembed.base_url}/oembed"}
         before = Path(cron_db).read_bytes()
 
         done = vvv("demo", "--db", cron_db, "--exit", timeout=120, TMPDIR=str(tmp_path), **real)

@@ -16,6 +16,7 @@ import sqlite3
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import FAST_GROUPS, FAST_KIP848, Member, outbox_count, wait_for
@@ -63,7 +64,7 @@ def test_killing_the_busiest_leader_loses_nothing(tmp_path, sample_db, schemas, 
             kafka=dict(FAST_GROUPS),
             namespace="cluster",
             replication_factor=min(3, nodes),
-            thumbnail_hosts=("127.0.0.1",),
+            thumbnail_hosts=(urlsplit(thumbs.base_url).netloc,),
             oembed_url=f"{oembed.base_url}/oembed",
             liveness_rate=6000,
             hook_timeout=0.5,

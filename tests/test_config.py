@@ -7,16 +7,27 @@ Commands point at a port where no broker listens: had one tried to connect, it w
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
 import sqlite3
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
+from conftest import VVV
 
 from vvv_core import cli, kafka
 from vvv_core.broker import free_port
 from vvv_core.config import Settings
 
 RANGE = "expected a {kind} from {low} to {high}"
+NAMESPACE = "expected 1-200 of A-Z a-z 0-9 . _ -, parts joined by dots, each starting and ending with a letter or digit"
+TOPIC = "expected a Kafka topic name: 1-249 of A-Z a-z 0-9 . _ -, not . or .., not starting with __"
+HOST = "is not a host name or IP address, with a port or not (no scheme or path)"
+TOKEN = "expected at least 16 printable characters, not only spaces"
+ACKS = 'expected all or -1: "delivered" means acknowledged by the in-sync replicas'
 BAD_SETTINGS = [
     ("VVV_BATCH_SIZE", "inf", RANGE.format(kind="whole number", low=1, high=100000)),
     ("VVV_BATCH_SIZE", "nan", RANGE.format(kind="whole number", low=1, high=100000)),
@@ -42,7 +53,11 @@ BAD_SETTINGS = [
     ("VVV_THUMBNAIL_MAX_BYTES", "0", RANGE.format(kind="whole number", low=1024, high=50000000)),
     ("VVV_THUMBNAIL_MAX_BYTES", "-1", RANGE.format(kind="whole number", low=1024, high=50000000)),
     ("VVV_THUMBNAIL_HOSTS", ",", "expected a comma-separated list of host names or IP addresses, none empty"),
-    ("VVV_THUMBNAIL_HOSTS", "https://i.ytimg.com", "is not a host name or IP address (no scheme, port or path)"),
+    ("VVV_THUMBNAIL_HOSTS", "https://i.ytimg.com", HOST),
+    ("VVV_THUMBNAIL_HOSTS", "i.ytimg.com:0", HOST),
+    ("VVV_THUMBNAIL_HOSTS", "thumbs.internal:99999", HOST),
+    ("VVV_THUMBNAIL_HOSTS", "i.ytimg.com,[::1", HOST),
+    ("VVV_THUMBNAIL_HOSTS", "2130706433:8080", HOST),
     ("VVV_LIVENESS_TIMEOUT", "0", RANGE.format(kind="number", low=0.1, high=300)),
     ("VVV_LIVENESS_TIMEOUT", "-1", RANGE.format(kind="number", low=0.1, high=300)),
     ("VVV_OEMBED_URL", "not-a-url", "expected an http:// or https:// URL with a host"),
@@ -54,7 +69,36 @@ BAD_SETTINGS = [
     ("VVV_PARTITIONS", "many", RANGE.format(kind="whole number", low=1, high=1000)),
     ("VVV_EXACTLY_ONCE", "enabled", "expected one of 1/0, true/false, yes/no, on/off"),
     ("VVV_GROUP_PROTOCOL", "kip848", "expected one of auto, consumer, classic"),
-    ("VVV_NAMESPACE", "a b", "expected 1-200 characters of A-Z a-z 0-9 . _ -"),
+    ("VVV_NAMESPACE", "a b", NAMESPACE),
+    ("VVV_NAMESPACE", "..", NAMESPACE),
+    ("VVV_NAMESPACE", ".vvv", NAMESPACE),
+    ("VVV_NAMESPACE", "a..b", NAMESPACE),
+    ("VVV_NAMESPACE", "n" * 201, NAMESPACE),
+    ("VVV_TOPIC_STALE", "..", TOPIC),
+    ("VVV_TOPIC_STALE", "t" * 250, TOPIC),
+    ("VVV_TOPIC_RESULTS", "__consumer_offsets", TOPIC),  # Kafka's own
+    ("VVV_TOPIC_RESULTS", "vvv.videos", "the same topic as VVV_TOPIC_VIDEOS (vvv.videos): each must be its own"),
+    ("VVV_TOPIC_VIDEOS", "vvv.stale", "the same topic as VVV_TOPIC_STALE (vvv.stale): each must be its own"),
+    ("VVV_TOPIC_RESULTS", "vvv_videos", "the same topic as VVV_TOPIC_VIDEOS (vvv.videos)"),  # Kafka: . and _ collide
+    ("VVV_TOPIC_RESULTS", "vvv.thumbnails.dlq", "a dead-letter or changelog topic's name (<namespace>.<group>.dlq)"),
+    ("VVV_TOPIC_VIDEOS", "vvv.scoring.state", "a dead-letter or changelog topic's name"),
+    ("VVV_TOPIC_RESULTS", "vvv.video_state", "the same topic as the table topic (vvv.video_state)"),
+    ("VVV_CONSOLE_TOKEN", "x", TOKEN),
+    ("VVV_CONSOLE_TOKEN", " " * 20, TOKEN),
+    ("VVV_CONSOLE_TOKEN", "sixteen chars\tno", TOKEN),
+    ("VVV_OEMBED_URL", "https://www.youtube.com/oembed?format=xml", "without a query or fragment"),
+    ("VVV_OEMBED_URL", "https://www.youtube.com/oembed#x", "without a query or fragment"),
+    ("VVV_OEMBED_URL", "https://user:pw@www.youtube.com/oembed", "without user@"),
+    ("VVV_SCHEMA_REGISTRY_URL", "http://registry:8081/?x=1", "without a query or fragment"),
+    ("VVV_KAFKA_ACKS", "0", ACKS),
+    ("VVV_KAFKA_ACKS", "1", ACKS),
+    ("VVV_KAFKA_REQUEST_REQUIRED_ACKS", "0", ACKS),  # librdkafka's other name for it
+    (
+        "VVV_KAFKA_BOOTSTRAP_SERVERS",
+        "10.0.0.9:9092",
+        "the brokers are named again, differently, by KAFKA_BOOTSTRAP_SERVERS=",
+    ),
+    ("VVV_KAFKA_METADATA_BROKER_LIST", "10.0.0.9:9092", "the brokers are named again, differently, by KAFKA_"),
     ("VVV_BROKER_TIMEOUT", "1", RANGE.format(kind="number", low=5, high=86400)),
     ("KAFKA_BOOTSTRAP_SERVERS", "nohost", "expected HOST:PORT[,HOST:PORT...] with ports from 1 to 65535"),
 ]
@@ -164,19 +208,51 @@ def test_librdkafka_settings_from_a_properties_file_the_environment_secret_files
     assert cli._settings(args).kafka["sasl.username"] == "from-flag"
 
 
+def bad_file(kind: str, folder: Path) -> str:
+    """A file a setting may name that cannot be read as one: what it is, by ``kind``."""
+    path = folder / kind.replace(" ", "-")
+    if kind == "a FIFO":
+        os.mkfifo(path)  # opening it to read blocks until a writer comes: it must not be opened
+    elif kind == "a folder":
+        path.mkdir()
+    elif kind == "a device":
+        return "/dev/zero"  # never ends
+    elif kind != "missing":
+        contents = {"not UTF-8": b"\xff\xfepassword", "too large": b"x" * (1024 * 1024 + 1), "with a NUL": b"pa\0ss"}
+        path.write_bytes(contents[kind])
+    return str(path)
+
+
+SECRET = "VVV_KAFKA_SASL_PASSWORD_FILE"
+NOT_REGULAR = "not a regular file (a FIFO, device or folder is not read)"
+
+
 @pytest.mark.parametrize(
-    ("env", "says"),
+    ("name", "kind", "says"),
     [
-        ({"VVV_KAFKA_SASL_PASSWORD_FILE": "/no/such/file"}, "VVV_KAFKA_SASL_PASSWORD_FILE=/no/such/file: cannot read"),
-        ({"VVV_KAFKA_CONFIG": "/no/such/file"}, "VVV_KAFKA_CONFIG / --kafka-config /no/such/file: cannot read"),
+        (SECRET, "missing", "{path}: cannot read it: No such file or directory"),
+        (SECRET, "not UTF-8", "{path}: the secret is not UTF-8 text"),
+        (SECRET, "a FIFO", "{path}: " + NOT_REGULAR),
+        (SECRET, "a folder", "{path}: " + NOT_REGULAR),
+        (SECRET, "a device", "{path}: " + NOT_REGULAR),
+        (SECRET, "too large", "{path}: larger than 65,536 bytes"),
+        (SECRET, "with a NUL", "{path}: contains a NUL character"),  # and never its value
+        ("VVV_KAFKA_CONFIG", "missing", " / --kafka-config {path}: cannot read it: No such file or directory"),
+        ("VVV_KAFKA_CONFIG", "not UTF-8", " / --kafka-config {path}: not a properties file"),
+        ("VVV_KAFKA_CONFIG", "a FIFO", " / --kafka-config {path}: " + NOT_REGULAR),
+        ("VVV_KAFKA_CONFIG", "too large", " / --kafka-config {path}: larger than 1,048,576 bytes"),
     ],
 )
-def test_unreadable_kafka_setting_files_are_one_line(no_broker, monkeypatch, capsys, env, says):
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert cli.main(["status"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"vvv: error: {says}") and err.count("\n") == 1
+def test_files_that_settings_name_are_read_in_bounded_time_or_refused_in_one_line(tmp_path, name, kind, says):
+    """Issue 21, case 4: a non-UTF-8 secret was a 20-line traceback, a FIFO blocked for ever."""
+    path = bad_file(kind, tmp_path)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", name: path}
+    started = time.monotonic()
+    done = subprocess.run([*VVV, "topics"], env=env, capture_output=True, text=True, timeout=20)
+    assert time.monotonic() - started < 10  # a FIFO is never opened: nothing waits for a writer
+    expected = f"vvv: error: {name}{'=' if name == SECRET else ''}{says.format(path=path)}"
+    assert done.returncode == 2 and done.stderr.startswith(expected) and done.stderr.count("\n") == 1
+    assert "pa\0ss" not in done.stderr
 
 
 @pytest.mark.parametrize("where", ["before", "after"])
@@ -243,3 +319,108 @@ def test_a_file_that_is_not_the_cron_database_is_never_written(no_broker, tmp_pa
     assert empty.stat().st_size == 0
     conn = sqlite3.connect(empty)
     assert conn.execute("SELECT count(*) FROM sqlite_schema").fetchone() == (0,)
+
+
+@pytest.mark.parametrize(
+    ("env", "args", "says"),
+    [
+        (
+            {"VVV_KAFKA_BOOTSTRAP_SERVERS": "10.0.0.9:9092"},
+            [],
+            "VVV_KAFKA_BOOTSTRAP_SERVERS='10.0.0.9:9092': the brokers are named again, differently, by "
+            "KAFKA_BOOTSTRAP_SERVERS='{bootstrap}': set one of them",
+        ),
+        (
+            {},
+            ["-X", "bootstrap.servers=10.0.0.9:9092"],
+            "-X bootstrap.servers='10.0.0.9:9092': the brokers are named again, differently, by "
+            "KAFKA_BOOTSTRAP_SERVERS='{bootstrap}': set one of them",
+        ),
+        (
+            {},
+            ["--bootstrap", "10.0.0.8:9092", "-X", "metadata.broker.list=10.0.0.9:9092"],
+            "-X metadata.broker.list='10.0.0.9:9092': the brokers are named again, differently, by "
+            "--bootstrap='10.0.0.8:9092': set one of them",
+        ),
+        (
+            {"VVV_KAFKA_SASL_PASSWORD": "a", "VVV_KAFKA_SASL_PASSWORD_FILE": "SECRET"},
+            [],
+            "VVV_KAFKA_SASL_PASSWORD_FILE=SECRET and VVV_KAFKA_SASL_PASSWORD both set sasl.password: set it once",
+        ),
+        (
+            {"VVV_KAFKA_ACKS": "all", "VVV_KAFKA_REQUEST_REQUIRED_ACKS": "all"},
+            [],
+            "VVV_KAFKA_REQUEST_REQUIRED_ACKS and VVV_KAFKA_ACKS both set acks: set it once",
+        ),
+        ({}, ["-X", "acks=all", "-X", "acks=1"], "-X acks is given twice: give it once"),
+        ({}, ["-X", "acks=0"], "-X acks='0': expected all or -1"),
+    ],
+)
+def test_one_librdkafka_setting_given_twice_is_one_line_naming_both(
+    no_broker, monkeypatch, tmp_path, capsys, env, args, says
+):
+    """Issue 21, case 6: VVV_KAFKA_BOOTSTRAP_SERVERS silently replaced KAFKA_BOOTSTRAP_SERVERS, which errors named."""
+    secret = tmp_path / "secret"
+    secret.write_text("s3cret\n")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.replace("SECRET", str(secret)))
+    assert cli.main(["status", *args]) == 2
+    err = capsys.readouterr().err
+    says = says.format(bootstrap=os.environ["KAFKA_BOOTSTRAP_SERVERS"]).replace("SECRET", str(secret))
+    assert err.startswith(f"vvv: error: {says}") and err.count("\n") == 1
+
+
+def test_the_brokers_named_once_anywhere_are_the_address_used_and_named(monkeypatch, capsys):
+    """VVV_KAFKA_BOOTSTRAP_SERVERS alone is the address: the client uses it and every error names it."""
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    address = f"127.0.0.1:{free_port()}"
+    monkeypatch.setenv("VVV_KAFKA_BOOTSTRAP_SERVERS", address)
+    settings = Settings.from_env()
+    assert settings.bootstrap == address and "bootstrap.servers" not in settings.kafka
+    assert cli.main(["status"]) == 1 and f"no Kafka broker reachable at {address}" in capsys.readouterr().err
+    assert Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": address, "VVV_KAFKA_BOOTSTRAP_SERVERS": address}).bootstrap
+
+
+# Two Services, as Kubernetes injects them into every pod started after them: vvv-thumbnails and vvv-kafka.
+SERVICE_LINKS = {
+    "VVV_THUMBNAILS_PORT": "tcp://10.0.0.7:9100",
+    "VVV_THUMBNAILS_PORT_9100_TCP": "tcp://10.0.0.7:9100",
+    "VVV_THUMBNAILS_PORT_9100_TCP_ADDR": "10.0.0.7",
+    "VVV_THUMBNAILS_PORT_9100_TCP_PORT": "9100",
+    "VVV_THUMBNAILS_PORT_9100_TCP_PROTO": "tcp",
+    "VVV_THUMBNAILS_SERVICE_HOST": "10.0.0.7",
+    "VVV_THUMBNAILS_SERVICE_PORT": "9100",
+    "VVV_THUMBNAILS_SERVICE_PORT_METRICS": "9100",
+    "VVV_KAFKA_PORT": "tcp://10.0.0.8:9092",
+    "VVV_KAFKA_PORT_9092_TCP": "tcp://10.0.0.8:9092",
+    "VVV_KAFKA_PORT_9092_TCP_ADDR": "10.0.0.8",
+    "VVV_KAFKA_PORT_9092_TCP_PORT": "9092",
+    "VVV_KAFKA_PORT_9092_TCP_PROTO": "tcp",
+    "VVV_KAFKA_SERVICE_HOST": "10.0.0.8",
+    "VVV_KAFKA_SERVICE_PORT": "9092",
+    "VVV_METRICS_PORT": "tcp://10.0.0.9:9400",  # a Service named vvv-metrics: the real setting's name, a link's value
+    "VVV_PORT": "tcp://10.0.0.10:80",  # a Service named vvv
+    "VVV_SERVICE_HOST": "10.0.0.10",
+}
+
+
+def test_kubernetes_service_links_are_never_settings(caplog):
+    """Issue 21, case 5: VVV_THUMBNAILS_PORT was 'not a setting' (exit 2), VVV_KAFKA_SERVICE_HOST went to librdkafka."""
+    with caplog.at_level(logging.DEBUG, logger="vvv_core.config"):
+        settings = Settings.from_env(SERVICE_LINKS)
+    assert settings == Settings() and settings.kafka == {}
+    ignored = {r.getMessage() for r in caplog.records}
+    assert ignored == {f"ignoring {name}: a Kubernetes service link, not a setting" for name in SERVICE_LINKS}
+    assert Settings.from_env({**SERVICE_LINKS, "VVV_METRICS_PORT": "9400"}).metrics_port == 9400  # set, not a link
+
+
+@pytest.mark.parametrize("kind", ["a FIFO", "not UTF-8"])
+def test_a_schema_folder_that_cannot_be_used_is_one_line(tmp_path, kind):
+    """VVV_SCHEMA_DIR naming a FIFO, or a folder with a file that is no schema, was a traceback."""
+    folder = bad_file(kind, tmp_path) if kind == "a FIFO" else tmp_path
+    if kind == "not UTF-8":
+        (tmp_path / "broken.avsc").write_bytes(b"\xff{")
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}", "VVV_SCHEMA_DIR": str(folder)}
+    done = subprocess.run([*VVV, "consume", "thumbnails"], env=env, capture_output=True, text=True, timeout=30)
+    says = f"vvv: error: the Avro schemas in {folder} (VVV_SCHEMA_DIR) cannot be used: "
+    assert done.returncode == 2 and done.stderr.startswith(says) and done.stderr.count("\n") == 1

@@ -38,6 +38,7 @@ def cron(tmp_path: Path) -> sqlite3.Connection:
     path = tmp_path / "cron.db"
     with sqlite3.connect(path) as conn:
         conn.executescript(CRON_SCHEMA)
+        conn.execute("INSERT INTO videos (video_id) VALUES ('video000001')")  # the sink stores known videos' only
     conn = db.connect(path)
     SinkGroup(SETTINGS, conn).prepare()  # the verdict tables and the sink's offsets
     return conn

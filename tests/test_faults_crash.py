@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 import psutil
 from conftest import VVV, Member, Trickle, cli_env, hold_write_lock, new_broker, results, wait_for
@@ -85,7 +86,7 @@ def test_kill_9_mid_http_check_then_restart(settings, schemas, cron_db):
     with LocalServer(lambda _m, _p: Reply(200, jpeg), latency=0.2) as server:
         videos = [{"video_id": f"thumb{i:06d}", "thumbnail_url": f"{server.base_url}/{i}.jpg"} for i in range(150)]
         background_processing(videos, [], cron_db, settings)
-        extra = {"VVV_THUMBNAIL_HOSTS": "127.0.0.1", "VVV_THUMBNAIL_CONCURRENCY": "8"}
+        extra = {"VVV_THUMBNAIL_HOSTS": urlsplit(server.base_url).netloc, "VVV_THUMBNAIL_CONCURRENCY": "8"}
         process = consume(settings, "thumbnails", cron_db, **extra)
         wait_for(lambda: len(server.requests) >= 40, 30, "checks under way")
         process.send_signal(signal.SIGKILL)  # eight checks are mid-request now
@@ -165,7 +166,8 @@ def test_second_signal_stops_at_once(settings, cron_db):
             cron_db,
             settings,
         )
-        process = consume(settings, "thumbnails", cron_db, VVV_THUMBNAIL_HOSTS="127.0.0.1", VVV_STOP_TIMEOUT="30")
+        hosts = urlsplit(server.base_url).netloc
+        process = consume(settings, "thumbnails", cron_db, VVV_THUMBNAIL_HOSTS=hosts, VVV_STOP_TIMEOUT="30")
         wait_for(lambda: len(server.requests) >= 5, 30, "checks under way")
         process.send_signal(signal.SIGTERM)  # graceful: would wait up to 30 s for the running checks
         time.sleep(0.5)
@@ -184,7 +186,7 @@ def test_an_overrunning_check_is_abandoned_and_the_consumer_stays(settings, sche
         background_processing(videos, [], cron_db, settings)
         s = replace(
             settings,
-            thumbnail_hosts=("127.0.0.1",),
+            thumbnail_hosts=(urlsplit(server.base_url).netloc,),
             thumbnail_timeout=10,
             time_limit=0.5,
             thumbnail_attempts=2,
@@ -259,7 +261,7 @@ def test_sigterm_with_trickling_servers_stops_within_the_stop_timeout(settings, 
             settings,
             "thumbnails",
             cron_db,
-            VVV_THUMBNAIL_HOSTS="127.0.0.1",
+            VVV_THUMBNAIL_HOSTS=f"127.0.0.1:{trickle.port}",
             VVV_THUMBNAIL_TIMEOUT="120",
             VVV_STOP_TIMEOUT="2",
         )

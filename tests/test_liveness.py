@@ -107,6 +107,7 @@ def test_verdicts_against_a_real_server(group, oembed, video_id, status, http_st
 def test_timeouts_and_a_server_that_is_down_never_mean_dead(group, cron_db):
     assert group.verdict("slow0000001").reason == "timeout after 0.5 s"
     group.settings = replace(group.settings, oembed_url=f"http://127.0.0.1:{free_port()}/oembed")
+    group.prepare()  # its fetcher allows the endpoint's host and port only
     verdict = group.verdict("alive000001")
     assert (verdict.status, verdict.transient) == ("unknown", True)
     assert verdict.reason.startswith("connection error")

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import FAST_KIP848, VVV, wait_for
@@ -37,8 +38,9 @@ TABLES = ("thumbnail_checks", "video_liveness")
 
 
 def counted(cron_db: str) -> None:
-    """The verdict tables made ahead, with triggers counting every effect on them."""
+    """The videos the cron knows, and the verdict tables made ahead, with triggers counting every effect on them."""
     conn = sqlite3.connect(cron_db)
+    conn.executemany("INSERT INTO videos (video_id) VALUES (?)", [(v,) for v in VIDEOS])
     ThumbnailGroup.create_tables(conn)
     LivenessGroup.create_tables(conn)
     conn.execute("CREATE TABLE effects (target TEXT PRIMARY KEY, n INTEGER NOT NULL)")
@@ -83,7 +85,7 @@ def test_workers_on_two_hosts_a_pulled_cable_and_a_killed_sink(tmp_path, cron_db
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VVV_", "KAFKA_"))} | {
             "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
             "VVV_NAMESPACE": "mh",
-            "VVV_THUMBNAIL_HOSTS": hosts.gateway,
+            "VVV_THUMBNAIL_HOSTS": urlsplit(thumbs.base_url).netloc,
             "VVV_OEMBED_URL": f"{oembed.base_url}/oembed",
             "VVV_LIVENESS_RATE": "6000",
             "VVV_THUMBNAIL_RETRY_DELAY": "1",
@@ -142,7 +144,9 @@ def test_workers_on_two_hosts_a_pulled_cable_and_a_killed_sink(tmp_path, cron_db
             for process in processes.values():
                 process.wait(30)
 
-        settings = Settings(bootstrap=broker.bootstrap, namespace="mh", thumbnail_hosts=(hosts.gateway,))
+        settings = Settings(
+            bootstrap=broker.bootstrap, namespace="mh", thumbnail_hosts=(urlsplit(thumbs.base_url).netloc,)
+        )
         settings = settings.replace(oembed_url=f"{oembed.base_url}/oembed")
         thumbnails, liveness = ThumbnailGroup(settings, None), LivenessGroup(settings, None)
         thumbnails.prepare()

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import urllib.request
+from urllib.parse import urlsplit
 
 import pytest
 from apicurio import Apicurio, RegistryNotInstalled
@@ -71,7 +72,8 @@ def test_the_hook_and_every_group_write_the_registry_format_that_confluents_dese
     confluent-kafka's own AvroDeserializer, as a downstream service would."""
     s = with_registry
     with LocalServer(demo_thumbnails()) as thumbnails, LocalServer(demo_oembed()) as oembed:
-        s = s.replace(thumbnail_hosts=("127.0.0.1",), oembed_url=f"{oembed.base_url}/oembed", liveness_rate=6000)
+        hosts = (urlsplit(thumbnails.base_url).netloc,)
+        s = s.replace(thumbnail_hosts=hosts, oembed_url=f"{oembed.base_url}/oembed", liveness_rate=6000)
         cron = str(tmp_path / "cron.db")
         build_sample_db(cron, thumbnail_base=thumbnails.base_url)
         assert publish_new(cron, s).delivered == 401

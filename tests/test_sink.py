@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from urllib.parse import urlsplit
 
 import pytest
 from confluent_kafka import Producer
@@ -36,6 +37,12 @@ def counting(cron_db: str) -> None:
         " event_at INTEGER);" + COUNTED
     )
     conn.close()
+
+
+def add_videos(cron_db: str, videos: list[str]) -> None:
+    """The videos the cron knows: the sink stores results for these only."""
+    with sqlite3.connect(cron_db) as conn:
+        conn.executemany("INSERT INTO videos (video_id) VALUES (?)", [(v,) for v in videos])
 
 
 def applied(cron_db: str) -> int:
@@ -70,8 +77,9 @@ def publish_results(settings, schemas, results: list[tuple[str, str, int, bool]]
 def test_thumbnails_without_the_database_and_the_sink_storing_their_results(settings, schemas, cron_db):
     """The worker has no path to the cron database: its verdicts reach SQLite through the results topic."""
     with LocalServer(demo_thumbnails()) as server:
-        thumbs = settings.replace(thumbnail_hosts=("127.0.0.1",))
+        thumbs = settings.replace(thumbnail_hosts=(urlsplit(server.base_url).netloc,))
         videos = [f"vid{i:08d}" for i in range(30)]
+        add_videos(cron_db, videos)
         items = [{"video_id": v, "thumbnail_url": f"{server.base_url}/vi/{v}/default.jpg"} for v in videos]
         background_processing(items, [], cron_db, thumbs)
         worker = Member("thumbnails", thumbs, until_idle=1.0).start()  # no database at all
@@ -90,9 +98,13 @@ def test_thumbnails_without_the_database_and_the_sink_storing_their_results(sett
 
 def test_an_older_result_arriving_later_never_replaces_a_newer_one(settings, schemas, cron_db):
     counting(cron_db)
-    publish_results(settings, schemas, [("vid00000001", "valid", 2000, False), ("vid00000001", "broken", 1000, False)])
+    add_videos(cron_db, ["vid00000001"])
+    newer, older = now_ms() - 1000, now_ms() - 2000
+    publish_results(
+        settings, schemas, [("vid00000001", "valid", newer, False), ("vid00000001", "broken", older, False)]
+    )
     run_group("sink", settings, cron_db)
-    assert rows(cron_db)["vid00000001"][:3] == ("valid", "r0", 2000)
+    assert rows(cron_db)["vid00000001"][:3] == ("valid", "r0", newer)
 
 
 def test_results_a_member_stored_itself_are_not_applied_again(settings, sample_db):
@@ -109,7 +121,8 @@ def test_results_a_member_stored_itself_are_not_applied_again(settings, sample_d
 def test_a_sink_killed_at_any_instant_neither_loses_nor_repeats_an_effect(settings, schemas, cron_db):
     counting(cron_db)
     count = 4000
-    publish_results(settings, schemas, [(f"vid{i:08d}", "valid", 1000 + i, False) for i in range(count)])
+    add_videos(cron_db, [f"vid{i:08d}" for i in range(count)])
+    publish_results(settings, schemas, [(f"vid{i:08d}", "valid", now_ms() - count + i, False) for i in range(count)])
     env = cli_env(settings, VVV_BATCH_SIZE="50")  # many small turns: each kill lands mid-way
     kills = 0
     for _ in range(3):  # killed three times, each time while it is applying results
@@ -152,7 +165,8 @@ def test_the_table_holds_each_videos_latest_score_thumbnail_and_liveness(setting
     conn = sqlite3.connect(cron_db)
     conn.execute("INSERT INTO videos (video_id, region, virality_score) VALUES ('tablevideo1', 'PL', 88.5)")
     conn.commit()  # scored in direct mode: in the database already, its result `stored`
-    publish_results(settings, schemas, [("tablevideo1", "broken", 1000, False)])
+    at = now_ms() - 10_000
+    publish_results(settings, schemas, [("tablevideo1", "broken", at, False)])
     encode, producer = schemas.encoder("Result"), Producer(kafka.producer_config(settings))
     for i, (group, detail) in enumerate(
         [
@@ -165,7 +179,7 @@ def test_the_table_holds_each_videos_latest_score_thumbnail_and_liveness(setting
             "group": group,
             "video_id": "tablevideo1",
             "processed_at": now_ms(),
-            "event_at": 2000,
+            "event_at": at + 1000,
             "stored": group == "scoring",
             "detail": (
                 f"com.viralvidvault.results.{detail[0]}",

@@ -9,6 +9,7 @@ import sqlite3
 import time
 from collections import Counter
 from dataclasses import replace
+from urllib.parse import urlsplit
 
 import pytest
 from conftest import results, run_group
@@ -78,10 +79,10 @@ def server():
 
 
 @pytest.fixture
-def thumb_settings(settings):
+def thumb_settings(settings, server):
     return replace(
         settings,
-        thumbnail_hosts=("127.0.0.1",),
+        thumbnail_hosts=(urlsplit(server.base_url).netloc,),
         thumbnail_timeout=0.5,
         thumbnail_retry_delay=0.2,
         thumbnail_max_bytes=CAP,
@@ -134,10 +135,13 @@ def test_transient_failures_are_errors_never_broken(group, server, path, reason)
     assert (verdict.status, verdict.reason, verdict.transient) == ("error", reason, True)
 
 
-def test_server_down_is_transient(group):
+def test_server_down_is_transient(thumb_settings, cron_db):
     from vvv_core.broker import free_port
 
-    verdict = group.verdict(f"http://127.0.0.1:{free_port()}/x.jpg")
+    port = free_port()
+    group = ThumbnailGroup(replace(thumb_settings, thumbnail_hosts=(f"127.0.0.1:{port}",)), None)
+    group.prepare()
+    verdict = group.verdict(f"http://127.0.0.1:{port}/x.jpg")
     assert verdict.status == "error" and verdict.transient and verdict.reason.startswith("connection error")
 
 

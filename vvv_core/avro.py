@@ -24,6 +24,7 @@ import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 from vvv_core import avro_codec
+from vvv_core.config import ConfigError
 from vvv_core.errors import InvalidInput
 
 if TYPE_CHECKING:
@@ -79,6 +80,14 @@ class SchemaStore:
         self._sources: dict[str, dict[str, Any]] = {}  # each current schema as written, for the registry
         self._current: dict[str, dict[str, Any]] = {}
         self._writers: dict[bytes, dict[str, Any]] = {}
+        try:
+            self._load(directory, history)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # a folder that is not one, a file that is not a schema: a bad VVV_SCHEMA_DIR
+            raise ConfigError(f"the Avro schemas in {directory} (VVV_SCHEMA_DIR) cannot be used: {exc}") from None
+
+    def _load(self, directory: Traversable, history: Iterable[Path | dict]) -> None:
         paths = sorted((p for p in directory.iterdir() if p.name.endswith(".avsc")), key=lambda p: p.name)
         if not paths:
             raise FileNotFoundError(f"no Avro schemas (*.avsc) in {directory}")
@@ -131,8 +140,8 @@ class SchemaStore:
         body.seek(start)
         try:
             record = fastavro.schemaless_reader(body, writer, reader_schema if writer is not reader_schema else None)
-        except Exception as exc:  # fastavro raises many types for damaged bodies
-            raise DecodeError(f"undecodable {writer['name']} body: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # fastavro raises many types for damaged bodies; some quote whole schemas
+            raise DecodeError(f"undecodable {writer['name']} body: {type(exc).__name__}: {str(exc)[:200]}") from None
         if body.tell() != len(data):
             raise DecodeError(f"{len(data) - body.tell()} trailing bytes after the {writer['name']} record")
         return record

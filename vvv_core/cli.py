@@ -57,19 +57,15 @@ def port(text: str) -> int:
 
 def _settings(args: argparse.Namespace) -> Settings:
     env = {**os.environ, "VVV_KAFKA_CONFIG": args.kafka_config_file} if args.kafka_config_file else None
-    settings = Settings.from_env(env)
-    changes: dict = {}
-    if args.bootstrap:
-        changes["bootstrap"] = args.bootstrap
-    if args.kafka_set:
-        extra = {}
-        for item in args.kafka_set:
-            key, sep, value = item.partition("=")
-            if not sep or not key:
-                raise ConfigError(f"-X {item!r}: expected key=value, e.g. -X security.protocol=SSL")
-            extra[key] = value
-        changes["kafka"] = {**settings.kafka, **extra}
-    return replace(settings, **changes) if changes else settings
+    flags = {}
+    for item in args.kafka_set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"-X {item!r}: expected key=value, e.g. -X security.protocol=SSL")
+        if key in flags:
+            raise ConfigError(f"-X {key} is given twice: give it once")
+        flags[key] = value
+    return Settings.from_env(env, bootstrap=args.bootstrap, flags=flags)
 
 
 def on_stop_signals(stop: Callable[[], None]) -> None:
@@ -234,7 +230,7 @@ def cmd_report(args: argparse.Namespace, settings: Settings) -> int:
         lag, why = status.as_json(status.group_status(settings, GROUPS), None)["groups"], None
     except Fatal as exc:  # the page is still worth having without the lag (no broker, no topics)
         lag, why = None, str(exc)
-    page = build_report(args.db, lag, why, settings.thumbnail_hosts)
+    page = build_report(args.db, lag, why, settings.thumbnail_host_names)
     Path(args.out).write_text(page, encoding="utf-8")
     print(f"report written to {args.out}")
     return 0

@@ -229,7 +229,7 @@ def run_demo(
             oembed = stack.enter_context(LocalServer(demo_oembed(), latency=0.02))
             settings = replace(
                 settings,
-                thumbnail_hosts=("127.0.0.1",),  # the stand-in alone: no check can reach YouTube
+                thumbnail_hosts=(urlsplit(thumbnails.base_url).netloc,),  # the stand-in alone: none reaches YouTube
                 oembed_url=f"{oembed.base_url}/oembed",
                 liveness_rate=DEMO_LIVENESS_RATE,
                 thumbnail_retry_delay=1.0,  # a demo should not wait 30 s for a retry

@@ -3,12 +3,18 @@
 A record that decodes but breaks these rules (an id with SQL metacharacters, a 500-character
 region, a count of 2**63-1, a timestamp in the year 9999) raises InvalidEvent with a reason;
 the runtime dead-letters it. Producers build records here too, so both sides agree.
+
+Results read back from the results topic (by the sink) are as hostile as events: a schema-valid
+record can still be inconsistent (a ``thumbnails`` result carrying a ``LivenessDetail``), absurd
+(negative sizes, a NaN score), far in the future (which would pin a verdict: a newer check never
+replaces it) or huge (a 5 MB reason). Each is refused here with its reason.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +30,26 @@ VIDEO_IDS, REGIONS = (re.compile(rf"(?:{p.pattern}\n)*{p.pattern}") for p in (VI
 MAX_COUNT = 10**13  # above any real view count; 2**63-1 is a glitch, not a video
 EARLIEST_MS = int(datetime(2005, 1, 1, tzinfo=UTC).timestamp() * 1000)  # YouTube's first year
 DAY_MS = 86_400_000
-MAX_TEXT = 2048
+MAX_TEXT = 2048  # titles, URLs, regions, reasons: what producers write is cut to it, what readers get beyond it refused
+MAX_ATTEMPTS = 100  # the most any group tries an event (VVV_*_ATTEMPTS)
+HTTP_STATUSES = range(100, 1000)  # what http.client takes from a server: 100-999
+INT_MAX = 2**31 - 1  # Avro's int
+# The detail branches of the Result schema, by group, told apart by their fields: fastavro returns a
+# union's record as a plain dict, and the reader schema gives each branch every one of its fields,
+# whatever the writer wrote, so the field set names the branch exactly (no two are the same; a test
+# checks these against result.avsc). Chosen over fastavro's return_record_name: the decoder is shared by
+# every reader, and the fields are what the sink goes on to use anyway.
+DETAIL_FIELDS = {
+    "scoring": frozenset({"score", "label", "velocity", "engagement", "region", "reason"}),
+    "thumbnails": frozenset({"status", "width", "height", "http_status", "reason", "attempts"}),
+    "liveness": frozenset({"status", "http_status", "reason", "attempts"}),
+}
+DETAIL_NAMES = {"scoring": "ScoreDetail", "thumbnails": "ThumbnailDetail", "liveness": "LivenessDetail"}
+STATUSES = {
+    "scoring": ("VIRAL", "TRENDING", "NORMAL"),  # its label
+    "thumbnails": ("valid", "placeholder", "broken", "error"),
+    "liveness": ("alive", "deleted", "private", "unknown"),
+}
 
 
 class InvalidEvent(InvalidInput):
@@ -85,8 +110,7 @@ class ResultEvent:
 
 def _video_id(value: Any) -> str:
     if not isinstance(value, str) or not VIDEO_ID.fullmatch(value):
-        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}... ({len(value)} chars)"
-        raise InvalidEvent(f"invalid video_id {shown}: expected 1-64 of A-Z a-z 0-9 _ -")
+        raise InvalidEvent(f"invalid video_id {_shown(value)}: expected 1-64 of A-Z a-z 0-9 _ -")
     return value
 
 
@@ -99,7 +123,7 @@ def _event_id(value: Any) -> str:
 def _created_at(value: Any, name: str = "created_at") -> int:
     """Milliseconds since the epoch, from 2005 to a day ahead of this machine's clock."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidEvent(f"invalid {name} {value!r}: not a timestamp")
+        raise InvalidEvent(f"invalid {name} {_shown(value)}: not a timestamp")
     if not EARLIEST_MS <= value <= now_ms() + DAY_MS:
         try:
             shown = datetime.fromtimestamp(value / 1000, UTC).isoformat()
@@ -107,6 +131,12 @@ def _created_at(value: Any, name: str = "created_at") -> int:
             shown = f"{value} ms"
         raise InvalidEvent(f"invalid {name} {shown}: outside 2005..tomorrow")
     return value
+
+
+def _shown(value: Any) -> str:
+    """A value as a reason shows it: at most 40 characters of it."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:40]}... ({len(value) if isinstance(value, str) else len(text)} chars)"
 
 
 def _fetched_at(value: Any) -> int | None:
@@ -137,9 +167,59 @@ def _text(name: str, value: Any, pattern: re.Pattern[str] | None = None) -> str 
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_TEXT or (pattern and not pattern.fullmatch(value)):
-        shown = repr(value)[:40] + ("..." if len(repr(value)) > 40 else "")
-        raise InvalidEvent(f"invalid {name} {shown}" + (f": expected {pattern.pattern}" if pattern else ""))
+        expected = f"expected {pattern.pattern}" if pattern else f"expected at most {MAX_TEXT} characters"
+        raise InvalidEvent(f"invalid {name} {_shown(value)}: {expected}")
     return value
+
+
+def clip(text: str | None) -> str | None:
+    """A reason as producers write it: cut to ``MAX_TEXT``, which readers refuse beyond (it may quote a URL)."""
+    return text if text is None or len(text) <= MAX_TEXT else text[: MAX_TEXT - 3] + "..."
+
+
+def _number(name: str, value: Any, allowed: range | None = None, optional: bool = True) -> int | None:
+    """A whole number within ``allowed`` (or any), or None where ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or (allowed is not None and value not in allowed):
+        bounds = f"{allowed.start}..{allowed.stop - 1}" if allowed is not None else "a whole number"
+        raise InvalidEvent(f"invalid {name} {_shown(value)}: expected {bounds}")
+    return value
+
+
+def _real(name: str, value: Any, low: float, high: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:  # NaN fails too
+        raise InvalidEvent(f"invalid {name} {_shown(value)}: expected {low:g}..{high:g}")
+    return float(value)
+
+
+def _one_of(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise InvalidEvent(f"invalid {name} {_shown(value)}: expected one of {', '.join(allowed)}")
+    return value
+
+
+def _detail(group: str, detail: Any) -> dict[str, Any]:
+    """The result's detail, checked against its group: the branch its fields name, every field in range."""
+    fields = frozenset(detail) if isinstance(detail, dict) else frozenset()
+    if fields != DETAIL_FIELDS[group]:
+        branch = next((DETAIL_NAMES[g] for g, f in DETAIL_FIELDS.items() if f == fields), "an unknown record")
+        raise InvalidEvent(f"a {group} result carries {branch} as its detail: expected {DETAIL_NAMES[group]}")
+    if group == "scoring":
+        _real("score", detail["score"], 0, 100)
+        _one_of("label", detail["label"], STATUSES[group])
+        _number("velocity", detail["velocity"], optional=False)
+        _real("engagement", detail["engagement"], 0, sys.float_info.max)
+        _text("region", detail["region"])
+    else:
+        _one_of("status", detail["status"], STATUSES[group])
+        _number("http_status", detail["http_status"], HTTP_STATUSES)
+        _number("attempts", detail["attempts"], range(1, MAX_ATTEMPTS + 1), optional=False)
+    if group == "thumbnails":
+        _number("width", detail["width"], range(INT_MAX + 1))
+        _number("height", detail["height"], range(INT_MAX + 1))
+    _text("reason", detail["reason"])
+    return detail
 
 
 def video_event(record: dict[str, Any]) -> VideoEvent:
@@ -211,16 +291,22 @@ def stale_check_event(record: dict[str, Any]) -> StaleCheckEvent:
 
 
 def result_event(record: dict[str, Any]) -> ResultEvent:
+    """A result from the results topic, checked whole: its times within the events' window (``event_at`` 0 in
+    results written before it existed), its group known, its detail that group's and every field in range."""
     event_at = record.get("event_at")
-    if isinstance(event_at, bool) or not isinstance(event_at, int) or event_at < 0:
-        raise InvalidEvent(f"invalid event_at {event_at!r}: expected milliseconds since the epoch")
+    if event_at != 0 or type(event_at) is not int:
+        _created_at(event_at, "event_at")
+    _created_at(record.get("processed_at"), "processed_at")
+    group = _one_of("group", record.get("group"), tuple(DETAIL_FIELDS))
+    if not isinstance(stored := record.get("stored"), bool):
+        raise InvalidEvent(f"invalid stored {_shown(stored)}: expected true or false")
     return ResultEvent(
         event_id=_event_id(record.get("event_id")),
         video_id=_video_id(record.get("video_id")),
-        group=str(record.get("group")),
+        group=group,
         event_at=event_at,
-        stored=bool(record.get("stored")),
-        detail=dict(record.get("detail") or {}),
+        stored=stored,
+        detail=_detail(group, record.get("detail")),
     )
 
 

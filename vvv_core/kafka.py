@@ -439,16 +439,16 @@ def ensure_project_topics(
     """The event, results and table topics, the dead-letter topics of ``groups`` and the changelogs of the
     ``stateful`` ones, created if missing; their names.
 
-    Dead-letter topics take records as large as any the project keeps whole. The table and the changelogs are
-    compacted (each key's latest value is kept); a changelog has the input's partition count, like every topic
-    here: a change goes to the partition of the input message it came from.
+    Dead-letter topics take records as large as any the project keeps whole, with their key and headers. The
+    table and the changelogs are compacted (each key's latest value is kept); a changelog has the input's
+    partition count, like every topic here: a change goes to the partition of the input message it came from.
     """
     events = [settings.videos_topic, settings.stale_topic, settings.results_topic]
     dead_letters = [settings.dead_letter_topic(g) for g in groups]
     compacted = [settings.table_topic] + [settings.changelog_topic(g) for g in stateful]
     ensure_topics(client, settings, events, timeout)
     ensure_topics(
-        client, settings, dead_letters, timeout, config={"max.message.bytes": str(settings.max_message_bytes)}
+        client, settings, dead_letters, timeout, config={"max.message.bytes": str(settings.dead_letter_bytes)}
     )
     ensure_topics(client, settings, compacted, timeout, config={"cleanup.policy": "compact"})
     return events + dead_letters + compacted

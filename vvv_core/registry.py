@@ -62,14 +62,22 @@ class Registry:
         return REGISTRY_MAGIC + schema_id.to_bytes(4, "big")
 
     def writer(self, schema_id: int) -> dict[str, Any]:
-        """The writer schema of ``schema_id``, parsed once."""
+        """The writer schema of ``schema_id``, parsed once.
+
+        An id the registry answers it does not have, or a schema that does not parse, is the message's
+        fault (a dead letter, ``DecodeError``); a registry that cannot be asked stops the member."""
         with self._lock:
             if schema_id not in self._writers:
                 try:
                     text = self._client.get_schema(schema_id).schema_str
                 except Exception as exc:
+                    if getattr(exc, "http_status_code", None) == 404:
+                        raise avro.DecodeError(f"schema id {schema_id} is not in the schema registry") from None
                     raise RegistryError(f"schema registry {self.url}: no schema {schema_id}: {exc}") from None
-                self._writers[schema_id] = avro.parse(json.loads(text))
+                try:
+                    self._writers[schema_id] = avro.parse(json.loads(text))
+                except Exception as exc:  # fastavro raises several types for schemas it cannot parse
+                    raise avro.DecodeError(f"schema id {schema_id} is not a usable Avro schema: {exc}") from None
             return self._writers[schema_id]
 
 

@@ -5,9 +5,12 @@
   sent. What two parsers could read differently is refused before anything happens:
   backslashes, userinfo, non-ASCII (lookalike slashes and at-signs), control characters,
   ports outside 1-65535, unbracketed or broken IPv6.
+- **Allowed: a host, on a port.** A host of the allow-list is allowed on its scheme's default
+  port, or on the port named with it (``host:port``), at every hop of a redirect.
 - **Pinned.** The name is resolved once; the address checked is the address connected to
   (TLS still verifies the certificate for the name). Internal addresses (private, loopback,
-  link-local...) are refused unless the operator named that host or address.
+  link-local, CGNAT's shared space, and IPv6 forms that carry an internal IPv4: mapped, 6to4,
+  NAT64, Teredo) are refused unless the operator named that host or address.
 - **One deadline.** Connect, request, headers and body share one wall-clock deadline, kept by a
   watchdog thread that shuts the socket down when it passes: a server sending a byte a
   second holds a check no longer than the deadline. ``close`` cuts every exchange at once.
@@ -34,6 +37,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
+from vvv_core.config import host_and_port
 from vvv_core.errors import InvalidInput, Transient
 from vvv_core.memory import BudgetBusy, MemoryBudget
 
@@ -43,6 +47,9 @@ CHUNK = 64 * 1024
 URL_CHARACTERS = re.compile(r"[!-~]+")  # printable ASCII, no space
 HOST_NAME = re.compile(r"(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)*")
 DEFAULT_PORTS = {"http": 80, "https": 443}
+CGNAT = ipaddress.IPv4Network("100.64.0.0/10")  # carrier-grade NAT's shared space: inside someone's network
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # the well-known prefix: the IPv4 address in the last 32 bits
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use (RFC 8215)
 
 Resolver = Callable[[str, int], list[str]]
 
@@ -56,10 +63,30 @@ def resolve(host: str, port: int) -> list[str]:
 
 
 def is_internal(address: str) -> bool:
+    """Whether ``address`` reaches inside: an internal IPv4 or IPv6 address, or an IPv6 form that carries an
+    internal IPv4 a gateway would deliver to (mapped ``::ffff:``, 6to4 ``2002::/16``, NAT64 ``64:ff9b::/96``,
+    Teredo's client ``2001::/32``). NAT64's local-use ``64:ff9b:1::/48`` translates to whatever its site
+    chose, so all of it is internal."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast or ip.is_unspecified
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # these two are the IPv4 address inside, nothing else
+            return is_internal(str(ip.ipv4_mapped))
+        if ip in NAT64:
+            return is_internal(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+        if ip in NAT64_LOCAL:
+            return True
+        inside = ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if inside is not None and is_internal(str(inside)):
+            return True
+    return (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_reserved
+        or ip.is_multicast
+        or ip.is_unspecified
+        or ip in CGNAT
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +114,7 @@ def parse(url: str) -> Target:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:
-        raise Refused(f"malformed URL: {exc}") from None
+        raise Refused(f"malformed URL: {str(exc)[:200]}") from None
     if parts.scheme not in DEFAULT_PORTS:
         raise Refused(f"scheme {parts.scheme or 'none'!r} is not http or https")
     if "@" in parts.netloc:
@@ -102,7 +129,7 @@ def parse(url: str) -> Target:
             raise Refused(f"malformed IP address {host!r}")
     except ValueError:
         if bracketed or not HOST_NAME.fullmatch(host) or host.replace(".", "").isdigit():
-            raise Refused(f"malformed host {host!r}") from None
+            raise Refused(f"malformed host {host[:100]!r}") from None
     if port == 0:
         raise Refused("port 0")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -115,16 +142,23 @@ class UrlPolicy:
     def __init__(
         self, allowed_hosts: Iterable[str], operator_hosts: Iterable[str] = (), resolver: Resolver = resolve
     ) -> None:
-        """``operator_hosts``: the allow-list entries the operator named, which may be internal."""
-        self.allowed = frozenset(h.lower() for h in allowed_hosts)
-        self.internal_ok = frozenset(h.lower() for h in operator_hosts) & self.allowed
+        """``allowed_hosts``: entries ``host`` (its scheme's default port) or ``host:port`` (that port);
+        ``operator_hosts``: the entries the operator named, whose hosts may be internal."""
+        self.allowed: dict[str, set[int | None]] = {}
+        for entry in allowed_hosts:
+            host, port = host_and_port(entry.lower())
+            self.allowed.setdefault(host, set()).add(port)
+        self.internal_ok = frozenset(host_and_port(e.lower())[0] for e in operator_hosts) & self.allowed.keys()
         self.resolver = resolver
 
     def check(self, url: str) -> tuple[Target, str]:
         """The parsed URL and the one address to connect to; Refused or Transient otherwise."""
         target = parse(url)
-        if target.host not in self.allowed:
+        ports = self.allowed.get(target.host)
+        if ports is None:
             raise Refused(f"host {target.host} is not in the allow-list")
+        if target.port not in ports and not (None in ports and target.port == DEFAULT_PORTS[target.scheme]):
+            raise Refused(f"port {target.port} of {target.host} is not allowed (its scheme's default, or host:port)")
         try:
             addresses = self.resolver(target.host, target.port)
         except (OSError, UnicodeError) as exc:

@@ -131,7 +131,7 @@ def create_app(
     def results(orders: tuple[tuple[str, scoreboard.Order], ...]) -> str:
         with scoreboard.reading(db_path, prepare_first=True) as conn:
             found = scoreboard.read_results(conn, dict(orders))
-        return views.results(found, settings.thumbnail_hosts, sortable=True)
+        return views.results(found, settings.thumbnail_host_names, sortable=True)
 
     def pipeline(_: object) -> str:
         try:
@@ -320,7 +320,7 @@ def _refusal(request: Request, token: str) -> str | None:
 
 def _guarded_headers(settings: Settings) -> dict[str, str]:
     """Scripts from this console only; images from it and the allow-listed thumbnail hosts; never framed."""
-    images = " ".join(f"http://{h}:* https://{h}:*" for h in settings.thumbnail_hosts)
+    images = " ".join(f"http://{h}:* https://{h}:*" for h in settings.thumbnail_host_names)
     return {
         "Content-Security-Policy": f"default-src 'self'; img-src 'self' {images}; style-src 'self' 'unsafe-inline'; "
         "script-src 'self'; frame-ancestors 'none'",

@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
+from vvv_core.events import clip
+
 YOUTUBE_VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{11}")
 
 
@@ -22,7 +24,12 @@ class LivenessVerdict:
 
     def detail(self, attempts: int) -> dict[str, object]:
         """As the ``LivenessDetail`` result record."""
-        return {"status": self.status, "http_status": self.http_status, "reason": self.reason, "attempts": attempts}
+        return {
+            "status": self.status,
+            "http_status": self.http_status,
+            "reason": clip(self.reason),
+            "attempts": attempts,
+        }
 
 
 def oembed_url(endpoint: str, video_id: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from vvv_core.events import clip
+
 
 @dataclass(slots=True)  # not frozen: made per snapshot read, and frozen costs 4x to make
 class Snapshot:
@@ -33,6 +35,7 @@ BASELINES = {
 DEFAULT_BASELINE = BASELINES["GB"]
 VELOCITY_WEIGHT, ENGAGEMENT_WEIGHT = 0.55, 0.45
 HISTORY_DEPTH = 2  # the formula reads the two newest snapshots only
+LONG_MAX = 2**63 - 1  # what SQLite's INTEGER and Avro's long hold
 
 
 @dataclass(slots=True)  # not frozen: made per event, and frozen costs 4x to make
@@ -51,7 +54,7 @@ class Score:
             "label": self.label,
             "velocity": self.velocity,
             "engagement": self.engagement,
-            "region": self.region,
+            "region": clip(self.region),  # as the cron wrote it: cut to what a result's reader takes
             "reason": self.reason,
         }
 
@@ -93,4 +96,5 @@ def score(history: Sequence[Snapshot]) -> Score:
     velocity_norm = max(0.0, min(100.0, view_velocity / baseline.velocity * 100))
     engagement_norm = max(0.0, min(100.0, engagement / baseline.engagement * 100))
     value = round(velocity_norm * VELOCITY_WEIGHT + engagement_norm * ENGAGEMENT_WEIGHT, 1)
-    return Score(value, label(value), round(view_velocity), round(engagement, 2), latest.region)
+    velocity = max(-LONG_MAX, min(LONG_MAX, round(view_velocity)))  # 10^13 views in a millisecond is not a crash
+    return Score(value, label(value), velocity, round(engagement, 2), latest.region)

@@ -12,6 +12,7 @@ import contextlib
 import io
 from dataclasses import dataclass
 
+from vvv_core.events import clip
 from vvv_core.memory import BudgetBusy, MemoryBudget
 
 MIN_WIDTH, MIN_HEIGHT = 200, 150  # below either: YouTube's 120x90 grey placeholder and its like
@@ -39,7 +40,7 @@ class ThumbnailVerdict:
             "width": self.width,
             "height": self.height,
             "http_status": self.http_status,
-            "reason": self.reason,
+            "reason": clip(self.reason),
             "attempts": attempts,
         }
 

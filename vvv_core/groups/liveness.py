@@ -52,8 +52,9 @@ class LivenessGroup(UrlCheckGroup):
     def prepare(self) -> None:
         super().prepare()
         self.limiter = RateLimiter(self.settings.liveness_rate)
-        # The endpoint is the operator's (so it may be internal); redirects may not leave its host.
-        host = [urlsplit(self.settings.oembed_url).hostname or ""]
+        # The endpoint is the operator's (so it may be internal); redirects may not leave its host and port.
+        endpoint = urlsplit(self.settings.oembed_url)
+        host = [endpoint.netloc.lower()]  # host or host:port, as the allow-list names one
         policy = UrlPolicy(host, operator_hosts=host)
         self.fetcher = Fetcher(policy, timeout=self.settings.liveness_timeout, max_bytes=0)
 

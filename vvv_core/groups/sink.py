@@ -8,6 +8,12 @@ done: a crash at any instant neither loses nor repeats an effect, without Kafka 
 Results their member stored itself (direct mode, ``stored``) are not applied again. What orders
 one video's results is its events' time (``event_at``): an older check arriving later changes nothing.
 
+Every result is hostile until checked: ``events.result_event`` refuses the inconsistent and the absurd
+when it is read; here, a result for a video the cron database does not know is refused too (a dead
+letter saying so, to replay once the video exists), so no producer can grow the verdict tables with
+made-up ids. That is looked up inside the write transaction: the cron may call the hook while its own
+transaction adding the video is still open, and the sink's write waits for it.
+
 It also keeps **the table**: for each result, the video's current score, thumbnail and liveness
 verdicts as the database holds them once the batch is applied (read in the same transaction), as a
 ``VideoState`` record on the compacted table topic, keyed by video, in the same checkpoint: a service
@@ -27,7 +33,7 @@ from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.groups.thumbnails import ThumbnailGroup
 from vvv_core.registry import schema_store
 from vvv_core.runtime import BatchExecutor, ConsumerGroup, Inbound, Outcome
-from vvv_core.runtime.model import Effect, Partition
+from vvv_core.runtime.model import Effect, Partition, Rejected
 
 APPLIERS = {group.name: group for group in (ScoringGroup, ThumbnailGroup, LivenessGroup)}
 OFFSETS_DDL = """
@@ -61,11 +67,13 @@ class SinkGroup(ConsumerGroup):
         return [Outcome(i, detail={"status": "skipped" if i.event.stored else "applied"}) for i in items]
 
     def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
+        if unknown := _unknown_videos(conn, [o for o in outcomes if not o.inbound.event.stored]):
+            raise Rejected([(o, f"video {o.inbound.event.video_id} is not in the cron database") for o in unknown])
         effects: dict[str, list[Effect]] = defaultdict(list)
         positions: dict[Partition, int] = {}
         for outcome in outcomes:
             item, result = outcome.inbound, outcome.inbound.event
-            if not result.stored and result.group in APPLIERS:
+            if not result.stored:
                 effects[result.group].append(Effect(result.video_id, result.detail, result.event_at, result.event_id))
             positions[(item.topic, item.partition)] = item.offset + 1
         for group, applied in effects.items():
@@ -82,7 +90,7 @@ class SinkGroup(ConsumerGroup):
         last = {o.inbound.event.video_id: o for o in outcomes}
         rows = conn.execute(
             """SELECT wanted.value, v.virality_score, t.status, l.status FROM json_each(?) AS wanted
-               LEFT JOIN videos AS v ON v.video_id = wanted.value
+               JOIN videos AS v ON v.video_id = wanted.value  -- a made-up video gets no record
                LEFT JOIN thumbnail_checks AS t ON t.video_id = wanted.value
                LEFT JOIN video_liveness AS l ON l.video_id = wanted.value""",
             (json.dumps(list(last)),),
@@ -106,3 +114,11 @@ class SinkGroup(ConsumerGroup):
     def start_offsets(self, partitions: list[Partition]) -> dict[Partition, int]:
         rows = self.conn.execute("SELECT topic, partition, next_offset FROM vvv_sink_offsets").fetchall()
         return {(t, p): o for t, p, o in rows if (t, p) in set(partitions)}
+
+
+def _unknown_videos(conn: sqlite3.Connection, outcomes: list[Outcome]) -> list[Outcome]:
+    """The outcomes whose video the cron database has no row for (replay them once it has)."""
+    wanted = json.dumps(sorted({o.inbound.event.video_id for o in outcomes}))
+    sql = "SELECT video_id FROM videos WHERE video_id IN (SELECT value FROM json_each(?))"
+    known = {video_id for (video_id,) in conn.execute(sql, (wanted,))}
+    return [o for o in outcomes if o.inbound.event.video_id not in known]

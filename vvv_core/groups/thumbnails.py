@@ -57,7 +57,7 @@ class ThumbnailGroup(UrlCheckGroup):
     def prepare(self) -> None:
         super().prepare()
         s = self.settings
-        policy = UrlPolicy(s.thumbnail_hosts, operator_hosts=set(s.thumbnail_hosts) - set(DEFAULT_THUMBNAIL_HOSTS))
+        policy = UrlPolicy(s.thumbnail_hosts, operator_hosts=set(s.thumbnail_host_names) - set(DEFAULT_THUMBNAIL_HOSTS))
         # half for bodies, half for decoding: a check holding its body never waits on another's body
         self.bodies = MemoryBudget(s.thumbnail_memory // 2)
         self.pixels = MemoryBudget(s.thumbnail_memory // 2)

@@ -31,6 +31,7 @@ snapshot to a state twice changes nothing.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -44,7 +45,7 @@ from vvv_core.runtime.backends import FLUSH_TIMEOUT, Backend
 from vvv_core.runtime.deadletter import DeadLetterPolicy
 from vvv_core.runtime.group import ConsumerGroup
 from vvv_core.runtime.metrics import Metrics
-from vvv_core.runtime.model import ConsumerStopped, Inbound, Outcome, Partition
+from vvv_core.runtime.model import ConsumerStopped, Failure, Inbound, Outcome, Partition, Rejected
 from vvv_core.runtime.offsets import PartitionOffsets
 from vvv_core.runtime.state import Change, State
 
@@ -52,6 +53,19 @@ DELIVERY_ATTEMPTS = 5  # a batch the broker refused is sent again, by a new prod
 COMMIT_EVERY = 10_000  # outcomes finished that make a commit due sooner
 SETTLE_WAIT = 1.0  # seconds a commit due waits for the broker to answer what is in flight
 RESULT_NAMESPACE = "com.viralvidvault.results"
+# What a group's store raises when an event's own values cannot be stored (a binding its detail lacks, an
+# integer past SQLite's, a constraint): that event is dead-lettered. Not OperationalError: a missing table
+# or a full disk is the database's fault, and stops the member.
+STORE_INPUT_ERRORS = (
+    sqlite3.ProgrammingError,
+    sqlite3.InterfaceError,
+    sqlite3.IntegrityError,
+    sqlite3.DataError,
+    ValueError,
+    TypeError,
+    KeyError,
+    OverflowError,
+)
 
 log = logging.getLogger(__name__)
 _partition = attrgetter("topic", "partition")
@@ -196,9 +210,41 @@ class Checkpoint:
         started = time.perf_counter()
         results = [o for o in outcomes if o.failure is None]
         if results and self.group.conn is not None:  # else results only: the sink stores them
-            db.write_with_retry(self.group.conn, self.group.store, results, stopping=self._stopping)
+            self._store(results)
         self._send(_InDelivery(outcomes, changes))
         self.metrics.batch_seconds.labels(self.group.name).observe(time.perf_counter() - started)
+
+    def _store(self, results: list[Outcome]) -> None:
+        """The group's store, in one transaction; what it cannot store is dead-lettered, never a crash loop.
+
+        A group may refuse some outcomes by name (``Rejected``); any other failure that is the input's
+        (a missing binding, a value SQLite cannot take) is found by halving the batch, each half its own
+        transaction, in order, so the events before it are stored before those after it. A locked
+        database is waited out (``write_with_retry``); anything else stops the member, as before.
+        """
+        try:
+            db.write_with_retry(self.group.conn, self.group.store, results, stopping=self._stopping)
+        except Rejected as exc:
+            self._refuse([(o, f"not stored: {reason}") for o, reason in exc.refused], "Rejected")
+            if rest := [o for o in results if o.failure is None]:
+                self._store(rest)
+        except STORE_INPUT_ERRORS as exc:
+            if len(results) == 1:
+                self._refuse([(results[0], f"cannot be stored: {exc}")], type(exc).__name__)
+                return
+            half = len(results) // 2
+            self._store(results[:half])
+            self._store(results[half:])
+
+    def _refuse(self, refused: list[tuple[Outcome, str]], error_class: str) -> None:
+        """Outcomes the group could not store become dead letters (counted against the ratio too)."""
+        for outcome, reason in refused:
+            item = outcome.inbound
+            self.log.warning(
+                "%s: dead-lettering %s/%d@%d: %s", self.group.name, item.topic, item.partition, item.offset, reason
+            )
+            outcome.detail, outcome.failure = None, Failure("invalid", error_class, reason)
+        self.dead_letters.judge(True for _ in refused)
 
     def _send(self, batch: _InDelivery) -> None:
         dead, published = self._messages(batch.outcomes)
@@ -222,8 +268,8 @@ class Checkpoint:
         results = []
         for outcome in outcomes:
             if outcome.failure is not None:
-                value, headers = self.dead_letters.message(outcome.inbound, outcome.failure)
-                single.append((self.dead_letters.topic, value, outcome.inbound.key, headers))
+                key, value, headers = self.dead_letters.message(outcome.inbound, outcome.failure)
+                single.append((self.dead_letters.topic, value, key, headers))
             elif not self.group.publishes:
                 if (own := self.group.message(outcome)) is not None:
                     single.append((own[0], own[2], own[1], None))

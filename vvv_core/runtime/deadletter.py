@@ -16,6 +16,10 @@ from vvv_core.runtime.model import ConsumerStopped, Failure, Inbound
 
 HEADER_PREFIX = "vvv.dlq."
 WINDOW = 1000  # recent events the ratio is taken over
+# A dead letter is VVV_MAX_MESSAGE_BYTES plus 64 KiB at most (Settings.dead_letter_bytes): the source's key and
+# its headers get 16 KiB each (a video id is 64 bytes), ours take under 4 KiB. Beyond, they are left on the
+# source topic, like a value too large.
+SOURCE_ROOM = 16 * 1024
 MIN_SAMPLE = 100  # events seen before the ratio can stop the consumer
 
 
@@ -59,14 +63,22 @@ class DeadLetterPolicy:
         self._recent: deque[bool] = deque(maxlen=WINDOW)
         self._recent_dead = 0  # how many of _recent are True, kept as the window slides
 
-    def message(self, item: Inbound, failure: Failure) -> tuple[bytes | None, list[tuple[str, bytes]]]:
-        """The dead letter's value and headers."""
+    def message(self, item: Inbound, failure: Failure) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+        """The dead letter's key, value and headers: the source's own, but what the producer could not send
+        (a value over VVV_MAX_MESSAGE_BYTES; a key or headers over their room, which no video needs)."""
         headers = dead_letter_headers(self.group, item, failure)
-        value = item.value
+        key, value = item.key, item.value
+        own = sum(len(k) + len(v or b"") for k, v in headers if not k.startswith(HEADER_PREFIX))
+        if own > SOURCE_ROOM:
+            headers = [(k, v) for k, v in headers if k.startswith(HEADER_PREFIX)]
+            headers.append((f"{HEADER_PREFIX}headers.omitted", str(own).encode()))
+        if key is not None and len(key) > SOURCE_ROOM:
+            headers.append((f"{HEADER_PREFIX}key.omitted", str(len(key)).encode()))
+            key = None
         if value is not None and len(value) > self._max_bytes:
             headers.append((f"{HEADER_PREFIX}value.omitted", str(len(value)).encode()))
             value = None
-        return value, headers
+        return key, value, headers
 
     def judge(self, dead: Iterable[bool]) -> None:
         """Count events as dead letters or not; raise before publishing them when too many are."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vvv_core.errors import Fatal, kind_of
+from vvv_core.errors import Fatal, InvalidInput, kind_of
 
 Partition = tuple[str, int]  # (topic, partition)
 
@@ -54,6 +54,15 @@ class Outcome:
     inbound: Inbound
     detail: dict[str, Any] | None = None
     failure: Failure | None = None
+
+
+class Rejected(InvalidInput):
+    """Raised by a group's ``store`` for the outcomes it will not store, each with its reason: they are
+    dead-lettered and the rest stored (the sink's results for videos the cron database does not know)."""
+
+    def __init__(self, refused: list[tuple[Outcome, str]]) -> None:
+        super().__init__(f"{len(refused)} refused by the store")
+        self.refused = refused
 
 
 @dataclass(slots=True)

@@ -133,7 +133,7 @@ class KafkaBackend:
             # rest were taken (``unanswered``), and a report per message cost 1.5 µs more a message
             "delivery.report.only.error": not self._stateful,
             "message.timeout.ms": int(FLUSH_TIMEOUT * 1000),
-            "message.max.bytes": self.settings.max_message_bytes + 64 * 1024,  # room for headers
+            "message.max.bytes": self.settings.dead_letter_bytes,
             "error_cb": self._broker.on_error,
             **self._stats("producer"),
         }
