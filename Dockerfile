@@ -6,6 +6,8 @@ WORKDIR /app
 COPY pyproject.toml README.md LICENSE ./
 COPY vvv_core ./vvv_core
 COPY deploy/docker/start.sh /usr/local/bin/vvv-start
+# gcc for the compiled Avro codec (vvv_core/_avro.c), built by the install below.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 # The Avro schemas are package data, installed with the package.
 RUN pip install --no-cache-dir ".[consumers,console]" \
     && groupadd --gid 10001 vvv && useradd --uid 10001 --gid 10001 --no-create-home vvv

@@ -6,7 +6,13 @@ same broker, scores each batch with the same history query and the same formula
 (``vvv_core.domain.scoring``, pure Python, put on the path), writes the same scores, and prints
 ``peer<TAB>events<TAB>seconds`` from its first message to its last write.
 
-    .venv-peer/bin/python bench/peer_quix.py BOOTSTRAP TOPIC DB EVENTS
+In stream mode (the last argument ``stream``) it is scoring from the stream as Quix Streams does it: each
+video's newest two snapshots in its state store (RocksDB, every change to its changelog topic), the same
+``remember`` and formula, a result per event to a topic (JSON, its default serializer), exactly-once like ours.
+Its settings are those its documentation gives for the checkpoint, the one knob it names for throughput
+(``commit_interval``, here ours: 1 s; ``commit_every`` off); everything else is its default.
+
+    .venv-peer/bin/python bench/peer_quix.py BOOTSTRAP TOPIC DB EVENTS [database|stream]
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from quixstreams import Application  # noqa: E402
 from quixstreams.models.serializers import Deserializer  # noqa: E402
 from quixstreams.sinks import BatchingSink, SinkBatch  # noqa: E402
 
-from vvv_core.domain.scoring import Snapshot, score  # noqa: E402
+from vvv_core.domain.scoring import Snapshot, remember, score  # noqa: E402
 
 HEADER = 10  # Avro single-object encoding: C3 01 and the 8-byte fingerprint
 HISTORY = """
@@ -79,17 +85,48 @@ class Scores(BatchingSink):
             self.app.stop()
 
 
+def millis(value: object) -> int | None:
+    return None if value is None else int(value.timestamp() * 1000)  # fastavro reads timestamps as datetimes
+
+
+def stream_job(app: Application, sdf, events: int, done: list[float]):
+    """Scoring in stream mode: the state the newest two snapshots, a result per event."""
+
+    def scored(value: dict, state) -> dict:
+        kept = [Snapshot(*s) for s in state.get("kept", [])]
+        at = millis(value["fetched_at"]) or millis(value["created_at"])
+        new = Snapshot(value["region"], value["view_count"] or 0, value["likes"] or 0, value["comments"] or 0, at)
+        if (newest := remember(kept, new)) is not None:
+            kept = newest
+            state.set("kept", [[s.region, s.view_count, s.likes, s.comments, s.fetched_at_ms] for s in kept])
+        done.append(time.perf_counter())
+        if len(done) >= events:
+            app.stop()
+        return {"event_id": value["event_id"], "video_id": value["video_id"], **score(kept).detail()}
+
+    return sdf.apply(scored, stateful=True)
+
+
 def main() -> None:
     bootstrap, topic, db_path, events = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    mode = sys.argv[5] if len(sys.argv) > 5 else "database"
     app = Application(
         broker_address=bootstrap,
         consumer_group=f"quix-peer-{time.time_ns()}",
         auto_offset_reset="earliest",
         commit_interval=1.0,
-        use_changelog_topics=False,
+        use_changelog_topics=mode == "stream",
+        processing_guarantee="exactly-once" if mode == "stream" else "at-least-once",
+        state_dir=f"{db_path}.quix-state",
     )
     events_in = VideoEvents()
     sdf = app.dataframe(app.topic(topic, value_deserializer=events_in, key_deserializer="bytes"))
+    if mode == "stream":
+        done: list[float] = []
+        stream_job(app, sdf, events, done).to_topic(app.topic(f"{topic}.quix-results", value_serializer="json"))
+        app.run()
+        print(f"peer\t{len(done)}\t{done[-1] - events_in.first:.6f}", flush=True)
+        return
     sink = Scores(db_path, events, app)
     sdf.sink(sink)
     app.run()

@@ -40,7 +40,7 @@ class EchoGroup(EffectGroup):
     reads = "videos"
     event_schema = "VideoEvent"
     detail_schema = "ThumbnailDetail"
-    parse_event = staticmethod(events.video_event)
+    parse_events = staticmethod(events.video_events)
     check: Check
 
     def prepare(self) -> None:

@@ -5,18 +5,22 @@ exactly-once a store never ahead of what was committed. Deliberate breaks must t
 
 from __future__ import annotations
 
+import json
 import random
 import sqlite3
 from collections import defaultdict
 from pathlib import Path
 
+import hypothesis
 from conftest import Member, wait_for
+from hypothesis import settings as examples
+from hypothesis import strategies as st
 
 from vvv_core import events
 from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
 from vvv_core.domain.scoring import Snapshot, remember, score
-from vvv_core.groups.scoring import ScoringGroup, decode_state
+from vvv_core.groups.scoring import ScoringGroup, decode_state, encode_state
 from vvv_core.runtime.backends.memory import MemoryBackend, MemoryBroker
 from vvv_core.runtime.model import Effect
 from vvv_core.runtime.state.store import PartitionStore
@@ -231,3 +235,24 @@ def test_a_member_with_a_state_store_runs_exactly_once_whatever_the_setting(tmp_
     assert stream.backend.transactional
     direct = GroupRunner(ScoringGroup(settings, sqlite3.connect(":memory:")), settings)
     assert not direct.backend.transactional  # without a store, the setting decides
+
+
+@examples(max_examples=300, derandomize=True, deadline=None)
+@hypothesis.given(
+    st.lists(
+        st.builds(
+            Snapshot,
+            st.one_of(st.none(), st.text(max_size=6)),
+            st.integers(0, 10**13),
+            st.integers(0, 10**13),
+            st.integers(0, 10**13),
+            st.integers(0, 2**62),
+        ),
+        max_size=2,
+    )
+)
+def test_a_state_is_written_as_json_dumps_writes_it(kept):
+    """The changelog's records are JSON as ``json.dumps`` writes it, whatever a region holds, and read back whole."""
+    expected = json.dumps([[s.fetched_at_ms, s.view_count, s.likes, s.comments, s.region] for s in kept]).encode()
+    assert encode_state(kept) == expected
+    assert decode_state(expected) == kept

@@ -8,7 +8,6 @@ import itertools
 import socket
 import sqlite3
 import time
-import zlib
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
@@ -156,11 +155,11 @@ def test_a_crash_between_the_state_write_and_the_commit_never_leaves_a_store_ahe
     else:  # committed, and the member dies before its stores are written
         save = State.save
 
-        def dying_save(self, changes):
+        def dying_save(self, changes, positions):
             if not crashed:
                 crashed.append(point)
                 raise ConsumerStopped("died after the commit")
-            return save(self, changes)
+            return save(self, changes, positions)
 
         monkeypatch.setattr(State, "save", dying_save)
     with pytest.raises(ConsumerStopped):
@@ -184,10 +183,10 @@ def test_a_crash_between_the_state_write_and_the_commit_never_leaves_a_store_ahe
 
 
 def one_key_per_partition(partitions: int) -> list[str]:
-    """Video ids the producers' default partitioner (CRC32 of the key) puts on each partition, one each."""
+    """Video ids the producers' partitioner (murmur2, as the JVM's clients) puts on each partition, one each."""
     keys: dict[int, str] = {}
     for n in itertools.count():
-        keys.setdefault(zlib.crc32(f"roll{n:07d}".encode()) % partitions, f"roll{n:07d}")
+        keys.setdefault(kafka.java_partition(f"roll{n:07d}".encode(), partitions), f"roll{n:07d}")
         if len(keys) == partitions:
             return [keys[p] for p in range(partitions)]
     raise AssertionError

@@ -14,7 +14,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from vvv_core.avro_writer import compile_writer
+from vvv_core import avro_codec
 from vvv_core.config import ConfigError
 from vvv_core.errors import InvalidInput
 
@@ -35,7 +35,7 @@ HEADER_SIZE = len(MAGIC) + 8
 REGISTRY_MAGIC = b"\x00"  # Confluent Schema Registry wire format: 0, the 4-byte schema id, the body
 REGISTRY_HEADER_SIZE = 5
 MILLIS = ("timestamp-millis", "local-timestamp-millis")
-Encoder = Callable[[dict[str, Any]], bytes]
+Encoder = avro_codec.Writer  # writer(record) -> bytes; writer.columns(columns, count) -> [bytes]
 
 # The package's own schemas (package data, wherever it is installed); VVV_SCHEMA_DIR points elsewhere.
 DEFAULT_SCHEMA_DIR: Traversable = (
@@ -119,8 +119,18 @@ class SchemaStore:
                 if subject is None
                 else self.registry.header(subject, self._sources[name])
             )
-            self._encoders[(name, subject)] = make_encoder(parsed, header, self._sources[name])
+            self._encoders[(name, subject)] = avro_codec.writer(self._sources[name], header)
         return self._encoders[(name, subject)]
+
+    def fields(self, name: str) -> list[str]:
+        """The field names of the current schema ``name``, in order."""
+        return [f["name"] for f in self._sources[name]["fields"]]
+
+    def reader(self, name: str) -> avro_codec.Reader:
+        """Reads batches of records of the current schema ``name`` into columns (``Reader.columns``): those
+        written with it in single-object encoding; ``decode`` reads the others, or says why it cannot."""
+        parsed = self._current[name]
+        return avro_codec.reader(self._sources[name], MAGIC + schema_fingerprint(parsed))
 
     def decode(self, data: bytes | None, reader: str) -> dict[str, Any]:
         """Decode ``data`` into a record of the current schema ``reader``; raise DecodeError if it can't be."""
@@ -148,19 +158,3 @@ class SchemaStore:
         if writer is None:
             raise DecodeError(f"unknown writer schema fingerprint {bytes(data[2:HEADER_SIZE]).hex()}")
         return writer, HEADER_SIZE
-
-
-def make_encoder(parsed: dict[str, Any], header: bytes, source: dict[str, Any]) -> Encoder:
-    """Encodes records of one schema behind ``header``: with the writer compiled from ``source``
-    (``avro_writer``), called directly, or through fastavro where the compiler cannot."""
-    compiled = compile_writer(source, header)
-    if compiled is not None:
-        return compiled
-
-    def write_with_fastavro(record: dict[str, Any]) -> bytes:
-        out = io.BytesIO()
-        out.write(header)
-        fastavro.schemaless_writer(out, parsed, record)
-        return out.getvalue()
-
-    return write_with_fastavro

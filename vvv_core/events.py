@@ -16,7 +16,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,8 @@ from vvv_core.errors import InvalidInput
 
 VIDEO_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # YouTube's are 11 of these; room for other platforms
 REGION = re.compile(r"[A-Z]{2}")
+# The same rules for a whole column of values at once, one per line (neither pattern takes a newline)
+VIDEO_IDS, REGIONS = (re.compile(rf"(?:{p.pattern}\n)*{p.pattern}") for p in (VIDEO_ID, REGION))
 MAX_COUNT = 10**13  # above any real view count; 2**63-1 is a glitch, not a video
 EARLIEST_MS = int(datetime(2005, 1, 1, tzinfo=UTC).timestamp() * 1000)  # YouTube's first year
 DAY_MS = 86_400_000
@@ -82,6 +84,9 @@ class VideoEvent:
     def snapshot_at(self) -> int:
         """The snapshot's own time: when it was fetched, or else (an older producer) when it was published."""
         return self.created_at if self.fetched_at is None else self.fetched_at
+
+
+VIDEO_EVENT_FIELDS = tuple(VideoEvent.__dataclass_fields__)
 
 
 @dataclass(slots=True)  # not frozen: see vvv_core.runtime.model
@@ -233,6 +238,50 @@ def video_event(record: dict[str, Any]) -> VideoEvent:
     )
 
 
+def each(parse: Callable[[dict[str, Any]], Any], columns: dict[str, list]) -> list[Any]:
+    """``parse`` on each record of ``columns`` (one list per field): its event, or the InvalidEvent saying why not."""
+    out: list[Any] = []
+    for row in zip(*columns.values(), strict=True):
+        try:
+            out.append(parse(dict(zip(columns, row, strict=True))))
+        except InvalidEvent as exc:
+            out.append(exc)
+    return out
+
+
+def video_events(columns: dict[str, list]) -> list[VideoEvent | InvalidEvent]:
+    """``video_event`` on a batch of records given as columns (as the runtime decodes them): where every value
+    passes its column's check, each of which implies ``video_event``'s own rule (a test holds them to it), the
+    events are made straight from the columns; otherwise record by record, each refused one with its reason."""
+    c, latest = columns, now_ms() + DAY_MS
+    if (
+        _within(list(map(len, c["event_id"])), 1, 64)
+        and _all_match(VIDEO_IDS, c["video_id"])
+        and _within(c["created_at"], EARLIEST_MS, latest)
+        and _all_match(REGIONS, _present(c["region"]))
+        and all(_within(list(map(len, _present(c[f]))), 0, MAX_TEXT) for f in ("title", "thumbnail_url"))
+        and all(_within(_present(c[f]), 0, MAX_COUNT) for f in ("view_count", "likes", "comments"))
+        and _within(_present(c["fetched_at"]), EARLIEST_MS, latest)
+    ):
+        return list(map(VideoEvent, *(c[f] for f in VIDEO_EVENT_FIELDS)))
+    return each(video_event, columns)
+
+
+def _present(values: list) -> list:
+    return [v for v in values if v is not None]
+
+
+def _within(values: list[int], low: int, high: int) -> bool:
+    """Every value (ints, as the Avro reader gives a long) within ``low..high``; none at all is fine."""
+    return not values or (low <= min(values) and max(values) <= high)
+
+
+def _all_match(pattern: re.Pattern[str], values: list[str]) -> bool:
+    """Every value matches ``pattern``'s line (a value holding a newline would pass as two lines: counted out)."""
+    joined = "\n".join(values)
+    return not values or (joined.count("\n") == len(values) - 1 and pattern.fullmatch(joined) is not None)
+
+
 def stale_check_event(record: dict[str, Any]) -> StaleCheckEvent:
     return StaleCheckEvent(
         event_id=_event_id(record.get("event_id")),
@@ -282,3 +331,11 @@ def video_record(item: dict[str, Any], event_id: str, created_at: int) -> dict[s
 
 def stale_record(video_id: Any, event_id: str, created_at: int) -> dict[str, Any]:
     return {"event_id": event_id, "video_id": _video_id(video_id), "created_at": created_at}
+
+
+def stale_check_events(columns: dict[str, list]) -> list[StaleCheckEvent | InvalidEvent]:
+    return each(stale_check_event, columns)
+
+
+def result_events(columns: dict[str, list]) -> list[ResultEvent | InvalidEvent]:
+    return each(result_event, columns)

@@ -45,7 +45,7 @@ class LivenessGroup(UrlCheckGroup):
     table = "video_liveness"
     event_schema = "StaleCheckEvent"
     detail_schema = "LivenessDetail"
-    parse_event = staticmethod(events.stale_check_event)
+    parse_events = staticmethod(events.stale_check_events)
     ddl, upsert, settings_prefix = DDL, UPSERT, "liveness"
     gave_up = staticmethod(failed)
 

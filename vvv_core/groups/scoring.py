@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import defaultdict
+from json.encoder import encode_basestring_ascii as quote
 
 from confluent_kafka import Producer
 
@@ -26,8 +27,14 @@ from vvv_core.runtime.model import Effect, Partition
 
 def encode_state(kept: list[Snapshot]) -> bytes:
     """A video's state in the store and the changelog: its newest snapshots, newest first, as JSON
-    ``[[fetched_at_ms, view_count, likes, comments, region], ...]`` (small, and readable with any tool)."""
-    return json.dumps([[s.fetched_at_ms, s.view_count, s.likes, s.comments, s.region] for s in kept]).encode()
+    ``[[fetched_at_ms, view_count, likes, comments, region], ...]`` (small, and readable with any tool).
+    Written directly, the bytes ``json.dumps`` writes (a test holds it to them) at a fifth of its cost."""
+    rows = (f"[{s.fetched_at_ms}, {s.view_count}, {s.likes}, {s.comments}, {_json(s.region)}]" for s in kept)
+    return f"[{', '.join(rows)}]".encode()
+
+
+def _json(text: str | None) -> str:
+    return "null" if text is None else quote(text)
 
 
 def decode_state(value: bytes) -> list[Snapshot]:
@@ -73,7 +80,7 @@ class ScoringGroup(EffectGroup):
     reads = "videos"
     event_schema = "VideoEvent"
     detail_schema = "ScoreDetail"
-    parse_event = staticmethod(events.video_event)
+    parse_events = staticmethod(events.video_events)
     needs_db = False  # without it: stream mode
     stateful = True
 
@@ -127,9 +134,10 @@ class ScoringGroup(EffectGroup):
         return history
 
     def _score_batch(self, items: list[Inbound]) -> list[Outcome]:
-        history = self._history({item.event.video_id for item in items})
-        scores = {video_id: score(history.get(video_id, ())) for video_id in {i.event.video_id for i in items}}
-        return [Outcome(item, detail=scores[item.event.video_id].detail()) for item in items]
+        wanted = {item.event.video_id for item in items}
+        history = self._history(wanted)
+        details = {video_id: score(history.get(video_id, ())).detail() for video_id in wanted}  # one per video
+        return [Outcome(item, detail=details[item.event.video_id]) for item in items]
 
     def _score_from_state(self, items: list[Inbound]) -> list[Outcome]:
         """Each event's snapshot into its video's state (a batch's reads in one query per partition), then the
@@ -141,13 +149,16 @@ class ScoringGroup(EffectGroup):
         for partition, batch in by_partition.items():
             stored = self.state.get(partition, {i.event.video_id for i in batch})
             kept = {video_id: decode_state(value) for video_id, value in stored.items()}
+            changed = set()
             for item in batch:
                 e = item.event
                 snapshot = Snapshot(e.region, e.view_count or 0, e.likes or 0, e.comments or 0, e.snapshot_at)
                 if (newest := remember(kept.get(e.video_id, ()), snapshot)) is not None:
                     kept[e.video_id] = newest
-                    self.state.put(partition, e.video_id, encode_state(newest))
+                    changed.add(e.video_id)
                 outcomes.append(Outcome(item, detail=score(kept.get(e.video_id, ())).detail()))
+            for video_id in changed:  # a video's state once a batch, as it is after the batch's last event
+                self.state.put(partition, video_id, encode_state(kept[video_id]))
         return outcomes
 
     @classmethod

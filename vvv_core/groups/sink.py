@@ -50,7 +50,7 @@ class SinkGroup(ConsumerGroup):
     reads = "results"
     event_schema = "Result"
     detail_schema = "Result"  # publishes no results: only its dead letters leave it
-    parse_event = staticmethod(events.result_event)
+    parse_events = staticmethod(events.result_events)
     publishes = False
 
     def prepare(self) -> None:

@@ -50,7 +50,7 @@ class ThumbnailGroup(UrlCheckGroup):
     table = "thumbnail_checks"
     event_schema = "VideoEvent"
     detail_schema = "ThumbnailDetail"
-    parse_event = staticmethod(events.video_event)
+    parse_events = staticmethod(events.video_events)
     ddl, upsert, settings_prefix = DDL, UPSERT, "thumbnail"
     gave_up = staticmethod(failed)
 

@@ -5,7 +5,9 @@
 1. the outcomes finished since the last turn have their SQLite effects written, in one
    transaction, and their results (or dead letters) handed to the producer;
 2. an outcome's offset counts as finished only once the broker has acknowledged every message
-   of its batch; a refused batch is sent again, by a new producer;
+   of its turn and of the turns before it (the producer reports refusals only, where no state store
+   needs the offsets: turns in flight are settled together once none is unanswered, before the next
+   turn's messages join them); after a refusal everything in flight is sent again, by a new producer;
 3. on the commit policy (every ``VVV_COMMIT_INTERVAL`` seconds or ``COMMIT_EVERY`` outcomes), and
    always before partitions are given up or the member stops, each owned partition's offset is
    committed up to its first unfinished event.
@@ -33,21 +35,24 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from itertools import groupby
+from operator import attrgetter
 
 from vvv_core import db
+from vvv_core.avro import Encoder
 from vvv_core.events import now_ms
-from vvv_core.runtime.backends import FLUSH_TIMEOUT, Backend, OnDelivery
+from vvv_core.runtime.backends import FLUSH_TIMEOUT, Backend
 from vvv_core.runtime.deadletter import DeadLetterPolicy
 from vvv_core.runtime.group import ConsumerGroup
 from vvv_core.runtime.metrics import Metrics
-from vvv_core.runtime.model import ConsumerStopped, Failure, Outcome, Partition, Rejected
+from vvv_core.runtime.model import ConsumerStopped, Failure, Inbound, Outcome, Partition, Rejected
 from vvv_core.runtime.offsets import PartitionOffsets
 from vvv_core.runtime.state import Change, State
 from vvv_core.tracing import MemberSpans
 
 DELIVERY_ATTEMPTS = 5  # a batch the broker refused is sent again, by a new producer, this often
 COMMIT_EVERY = 10_000  # outcomes finished that make a commit due sooner
+SETTLE_WAIT = 1.0  # seconds a commit due waits for the broker to answer what is in flight
 RESULT_NAMESPACE = "com.viralvidvault.results"
 # What a group's store raises when an event's own values cannot be stored (a binding its detail lacks, an
 # integer past SQLite's, a constraint): that event is dead-lettered. Not OperationalError: a missing table
@@ -64,31 +69,22 @@ STORE_INPUT_ERRORS = (
 )
 
 log = logging.getLogger(__name__)
+_partition = attrgetter("topic", "partition")
+
+
+def _outcome_partition(outcome: Outcome) -> Partition:
+    return outcome.inbound.topic, outcome.inbound.partition
 
 
 class _InDelivery:
-    """One turn's outcomes (and state changes) whose messages the broker has not all answered yet."""
+    """One turn's outcomes (and state changes), sent and not settled yet."""
 
-    __slots__ = ("attempt", "changes", "error", "outcomes", "remaining")
+    __slots__ = ("attempt", "changes", "outcomes")
 
     def __init__(self, outcomes: list[Outcome], changes: list[Change], attempt: int = 1) -> None:
         self.outcomes = outcomes
         self.changes = changes
-        self.remaining = 0  # messages sent for it and not answered yet (set when they are sent)
         self.attempt = attempt
-        self.error: str | None = None
-
-    def answer(self, error: str | None, _offset: int = -1) -> None:
-        self.remaining -= 1
-        if error is not None and self.error is None:
-            self.error = error
-
-    def answer_change(self, change: Change) -> OnDelivery:
-        def answered(error: str | None, offset: int) -> None:
-            change.offset = offset
-            self.answer(error)
-
-        return answered
 
 
 class Checkpoint:
@@ -98,7 +94,7 @@ class Checkpoint:
         group: ConsumerGroup,
         dead_letters: DeadLetterPolicy,
         metrics: Metrics,
-        encode_result: Callable[[dict[str, Any]], bytes],
+        encode_result: Encoder,
         *,
         commit_interval: float,
         results_topic: str,
@@ -120,7 +116,10 @@ class Checkpoint:
         self.log = log
         self._finished: list[Outcome] = []  # since the last turn
         self._done_before: dict[Partition, int] = {}
-        self._in_delivery: list[_InDelivery] = []
+        self._in_delivery: list[_InDelivery] = []  # sent, in order; settled together once every answer is in
+        self._refused: str | None = None  # why the broker refused a message in flight
+        self._changelog_next: dict[int, int] = {}  # changelog partition -> one past the last offset it took
+        backend.on_delivery = self._answer
         self._in_transaction = False
         self.state = state
         self._in_transaction_changes: list[Change] = []  # sent in the open transaction, saved once it commits
@@ -143,16 +142,21 @@ class Checkpoint:
             self.partitions.pop(tp, None)
             self._done_before.pop(tp, None)
 
-    def take(self, partition: Partition, offset: int) -> bool:
-        """An event taken from ``partition``; False if it was revoked since the event was fetched."""
-        offsets = self.partitions.get(partition)
-        if offsets is None:
-            return False
-        offsets.take(offset)
-        if offset < self._done_before.get(partition, 0):  # its effect is already in the database
-            offsets.finish(offset)
-            return False
-        return True
+    def take(self, items: list[Inbound]) -> list[Inbound]:
+        """Events taken from their partitions, in order; those to process: not of a partition revoked since they
+        were fetched, nor already in the database (a group keeping its offsets with its effects)."""
+        kept: list[Inbound] = []
+        for partition, run in groupby(items, _partition):  # a poll's messages come in runs of one partition
+            if (offsets := self.partitions.get(partition)) is None:
+                continue
+            run = list(run)
+            offsets.take_all([i.offset for i in run])
+            done_before = self._done_before.get(partition, 0)
+            if run[0].offset < done_before:  # its effect is already in the database
+                offsets.finish_all([i.offset for i in run if i.offset < done_before])
+                run = [i for i in run if i.offset >= done_before]
+            kept += run
+        return kept
 
     def add(self, outcomes: list[Outcome]) -> None:
         """Finished events, dead letters included; judged by the dead-letter policy before anything is sent."""
@@ -167,21 +171,37 @@ class Checkpoint:
     # -- the order ------------------------------------------------------------------------
 
     def advance(self, sync: bool = False) -> None:
-        """One turn; ``sync`` (revocation, stop) waits for every acknowledgement and commits now."""
-        self._write_and_send()
-        self.backend.deliver(FLUSH_TIMEOUT if sync else 0)
+        """One turn: settle what the broker answered, commit when due, then store and send what finished since
+        (a turn's answers come in while the next batch is worked on). ``sync`` (revocation, stop) sends first,
+        waits for every answer and commits now."""
+        if sync:
+            self._write_and_send()
+        due = sync or self._commit_due()
+        # A commit due waits for what is in flight, as a Quix checkpoint flushes its producer: answers are
+        # settled only all at once (``_settle``), so a broker always a little behind would hold every offset.
+        self.backend.deliver((FLUSH_TIMEOUT if sync else SETTLE_WAIT) if due and self._in_delivery else 0)
         self._settle()
         if sync and self._in_delivery:
             raise ConsumerStopped(
-                f"the broker did not acknowledge {sum(b.remaining for b in self._in_delivery)} result messages "
-                f"within {FLUSH_TIMEOUT:g} s: stopping without committing them; they are processed again on restart"
+                f"the broker did not acknowledge {self.backend.unanswered()} result messages within "
+                f"{FLUSH_TIMEOUT:g} s: stopping without committing them; they are processed again on restart"
             )
-        if sync or self._commit_due():
+        if due:
             self._commit(wait=sync)
+        if not sync:
+            self._write_and_send()
 
     def abandon_deliveries(self) -> None:
         """Forget what the broker never answered (the next owner redoes it)."""
-        self._in_delivery.clear()
+        self._in_delivery.clear()  # they are still unanswered: every later batch waits for them too
+
+    def _answer(self, error: str | None, topic: str, partition: int, offset: int) -> None:
+        """The broker's answer to one message (the backend's one delivery callback): refusals, and the
+        changelog's positions where a state store needs them."""
+        if error is not None:
+            self._refused = self._refused or error
+        elif self.state is not None and topic == self.state.changelog:
+            self._changelog_next[partition] = max(self._changelog_next.get(partition, 0), offset + 1)
 
     def _write_and_send(self) -> None:
         outcomes = [o for o in self._finished if (o.inbound.topic, o.inbound.partition) in self.partitions]
@@ -229,91 +249,109 @@ class Checkpoint:
         self.dead_letters.judge(True for _ in refused)
 
     def _send(self, batch: _InDelivery) -> None:
-        processed_at = now_ms()  # one clock reading for the batch
-        messages = [m for o in batch.outcomes if (m := self._message(o, processed_at)) is not None]
-        if (messages or batch.changes) and self.exactly_once and not self._in_transaction:
+        one_by_one, published = self._messages(batch.outcomes)
+        if (one_by_one or published or batch.changes) and self.exactly_once and not self._in_transaction:
             self.backend.begin_transaction()
             self._in_transaction = True
-        batch.remaining = len(messages) + len(batch.changes)
         self._in_delivery.append(batch)
-        for topic, value, key, headers in messages:
-            self.backend.produce(topic, value, key, headers, batch.answer)
+        for topic, value, key, headers in one_by_one:
+            self.backend.produce(topic, value, key, headers)
+        if published is not None:
+            self.backend.produce_many(*published)
         for change in batch.changes:
-            self.backend.produce(
-                self.state.changelog,
-                change.value,
-                change.key.encode(),
-                None,
-                batch.answer_change(change),
-                change.partition[1],
-            )
+            self.backend.produce(self.state.changelog, change.value, change.key.encode(), None, change.partition[1])
 
-    def _message(
-        self, outcome: Outcome, processed_at: int
-    ) -> tuple[str, bytes | None, bytes | None, list | None] | None:
-        """The dead letter or result message of one outcome; None for a group that publishes no results."""
-        item = outcome.inbound
-        if outcome.failure is not None:
-            key, value, headers = self.dead_letters.message(item, outcome.failure)
-            if self.spans is not None:
-                headers = self.spans.headers(outcome, headers)
-            return self.dead_letters.topic, value, key, headers
-        if not self.group.publishes:
-            own = self.group.message(outcome)
-            headers = self.spans.headers(outcome, None) if self.spans is not None else None
-            return None if own is None else (own[0], own[2], own[1], headers)
-        result = {
-            "event_id": item.event.event_id,
-            "group": self.group.name,
-            "video_id": item.event.video_id,
-            "processed_at": processed_at,
-            "event_at": item.event.created_at,
-            "stored": self.group.conn is not None,  # direct mode: the sink has nothing left to do with it
-            "detail": (self._detail_type, outcome.detail),
-        }
-        headers = self.spans.headers(outcome, None) if self.spans is not None else None
-        return self._results_topic, self._encode_result(result), item.key, headers
+    def _messages(
+        self, outcomes: list[Outcome]
+    ) -> tuple[list[tuple[str, bytes | None, bytes | None, list | None]], tuple[str, list, list] | None]:
+        """A turn's messages: one by one, its dead letters (or a non-publishing group's own messages); and its
+        results, encoded in one call from columns (topic, values, keys), or None for a group publishing none."""
+        single: list[tuple[str, bytes | None, bytes | None, list | None]] = []
+        results = []
+        for outcome in outcomes:
+            if outcome.failure is not None:
+                key, value, headers = self.dead_letters.message(outcome.inbound, outcome.failure)
+                if self.spans is not None:
+                    headers = self.spans.headers(outcome, headers)
+                single.append((self.dead_letters.topic, value, key, headers))
+            elif not self.group.publishes:
+                own = self.group.message(outcome)
+                headers = self.spans.headers(outcome, None) if self.spans is not None else None
+                if own is not None:
+                    single.append((own[0], own[2], own[1], headers))
+            else:
+                results.append(outcome)
+        if not results:
+            return single, None
+        events = [o.inbound.event for o in results]
+        detail = self._detail_type
+        values = self._encode_result.columns(
+            [
+                [e.event_id for e in events],
+                self.group.name,
+                [e.video_id for e in events],
+                now_ms(),  # processed_at: one clock reading for the batch
+                [e.created_at for e in events],  # event_at
+                self.group.conn is not None,  # stored: direct mode, the sink has nothing left to do with it
+                [(detail, o.detail) for o in results],
+            ],
+            len(results),
+        )
+        keys = [o.inbound.key for o in results]
+        if self.spans is not None:
+            traced = [self.spans.headers(o, None) for o in results]
+            if any(traced):  # a sampled event's result carries its trace: these go one by one, in order
+                single += [(self._results_topic, v, k, h) for v, k, h in zip(values, keys, traced, strict=True)]
+                return single, None
+        return single, (self._results_topic, values, keys)
 
     def _settle(self) -> None:
-        """Batches the broker answered in full: finish their offsets, or send them again if refused."""
-        for batch in [b for b in self._in_delivery if b.remaining == 0]:
-            self._in_delivery.remove(batch)
-            if batch.error is not None:
-                self._send_again(batch)  # replaces every batch in flight
-                return
-            if batch.changes and self.exactly_once:
-                self._in_transaction_changes += batch.changes
-            elif batch.changes:
-                self.state.save(batch.changes)
-            for outcome in batch.outcomes:
-                if offsets := self.partitions.get((outcome.inbound.topic, outcome.inbound.partition)):
-                    offsets.finish(outcome.inbound.offset)
+        """Once the broker has answered every message sent: finish the offsets of everything in flight, or, if
+        it refused one, send it all again. Answers are not told apart by batch (refusals only, or one callback
+        for the producer): settling all at once never finishes an offset before its messages are in."""
+        if not self._in_delivery or self.backend.unanswered():
+            return
+        if self._refused is not None:
+            self._send_again(self._refused)
+            return
+        batches, self._in_delivery = self._in_delivery, []
+        changes = [c for b in batches for c in b.changes]
+        if changes and self.exactly_once:
+            self._in_transaction_changes += changes
+        elif changes:
+            self.state.save(changes, self._changelog_next)
+        for batch in batches:
+            for partition, run in groupby(batch.outcomes, _outcome_partition):
+                if offsets := self.partitions.get(partition):
+                    offsets.finish_all([o.inbound.offset for o in run])
             self._count(batch.outcomes)
 
-    def _send_again(self, failed: _InDelivery) -> None:
-        """After a refused batch, send everything still in flight again with a new producer.
+    def _send_again(self, error: str) -> None:
+        """After a refused message, send everything in flight again with a new producer.
 
         SQLite effects are already durable; a repeated result is harmless. In a transaction
         there is nothing to repeat: it is aborted, and the member stops.
         """
         if self.exactly_once:
             self.backend.abort_transaction()
-            raise ConsumerStopped(f"the broker refused result messages ({failed.error}): transaction aborted")
-        if failed.attempt >= DELIVERY_ATTEMPTS:
+            raise ConsumerStopped(f"the broker refused result messages ({error}): transaction aborted")
+        pending, self._in_delivery = self._in_delivery, []
+        attempt = max(b.attempt for b in pending)
+        if attempt >= DELIVERY_ATTEMPTS:
             raise ConsumerStopped(
-                f"the broker refused result messages {failed.attempt} times ({failed.error}): stopping without "
+                f"the broker refused result messages {attempt} times ({error}): stopping without "
                 "committing them; they are processed again on restart"
             )
-        pending, self._in_delivery = [failed, *self._in_delivery], []
         self.log.warning(
             "%s: the broker refused result messages (%s): sending %d again with a new producer",
             self.group.name,
-            failed.error,
+            error,
             sum(len(b.outcomes) for b in pending),
         )
-        self.backend.replace_producer(f"result messages refused ({failed.error})")
+        self.backend.replace_producer(f"result messages refused ({error})")  # the old one's answers are dropped
+        self._refused = None
         for batch in pending:
-            self._send(_InDelivery(batch.outcomes, batch.changes, failed.attempt + 1))
+            self._send(_InDelivery(batch.outcomes, batch.changes, attempt + 1))
 
     def _commit_due(self) -> bool:
         return self._since_commit >= COMMIT_EVERY or time.monotonic() - self._last_commit >= self.commit_interval
@@ -336,7 +374,7 @@ class Checkpoint:
                 self.backend.send_offsets_to_transaction(positions)
             self.backend.commit_transaction()
             if self._in_transaction_changes:  # committed: now, and not before, the stores may have them
-                self.state.save(self._in_transaction_changes)
+                self.state.save(self._in_transaction_changes, self._changelog_next)
                 self._in_transaction_changes = []
         elif not positions or not self.backend.commit(positions, wait):
             return

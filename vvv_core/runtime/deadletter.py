@@ -83,11 +83,8 @@ class DeadLetterPolicy:
     def judge(self, dead: Iterable[bool]) -> None:
         """Count events as dead letters or not; raise before publishing them when too many are."""
         window = self._recent
-        for is_dead in dead:
-            if len(window) == window.maxlen:
-                self._recent_dead -= window[0]
-            window.append(is_dead)
-            self._recent_dead += is_dead
+        window.extend(dead)
+        self._recent_dead = sum(window)  # a thousand at most, once a batch
         if len(window) < MIN_SAMPLE:
             return
         ratio = self._recent_dead / len(window)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from vvv_core.config import Settings
 from vvv_core.runtime.executors import Executor
@@ -27,7 +27,8 @@ class ConsumerGroup(ABC):
     reads: ClassVar[str]  # which of the project's topics it consumes: "videos" or "stale"
     event_schema: ClassVar[str]  # the Avro record name read from the input topic
     detail_schema: ClassVar[str]  # the Avro record name of this group's result detail
-    parse_event: ClassVar[Callable[[dict[str, Any]], Any]]  # validates a decoded record
+    # validates a batch of decoded records, given as columns: an event or an InvalidEvent for each (events.py)
+    parse_events: ClassVar[Callable[[dict[str, list]], list]]
     needs_db: ClassVar[bool] = True  # False: may run without the cron database, publishing results only
     publishes: ClassVar[bool] = True  # False: its outcomes are stored only, never published as results
     stateful: ClassVar[bool] = False  # True: without the cron database it keeps a state store (``keeps_state``)

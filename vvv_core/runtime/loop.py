@@ -1,7 +1,8 @@
 """The loop that drives one member of a consumer group: poll, decode, work, checkpoint.
 
-Each turn: take a batch from the backend; decode and validate it (what fails becomes a dead
-letter); hand valid events to the group's executor; give finished outcomes to the checkpoint,
+Each turn: take a batch from the backend; decode and validate it a batch at a time (into columns
+by the compiled reader, checked by column; what fails becomes a dead letter); hand valid events to
+the group's executor; give finished outcomes to the checkpoint,
 which owns the commit order (``checkpoint.py``); pause fetching while too much is unfinished.
 The backend (``backends/``) owns the client and every broker workaround; the dead-letter policy
 (``deadletter.py``) owns what a dead letter holds and when too many stop the member.
@@ -14,6 +15,7 @@ import logging
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from vvv_core import db, logs, tracing
 from vvv_core.avro import SchemaStore
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 0.1  # seconds; also how often retries and time limits are looked at
 OBSERVE_INTERVAL = 1.0  # seconds between refreshes of the lag and other gauges
+GC_THRESHOLD = 100_000  # allocations between the collector's young collections
 STALLED_JOIN = 60.0  # seconds waiting for an assignment before the log calls the group stuck
 
 
@@ -52,6 +55,7 @@ class GroupRunner:
         self.settings = settings
         self.until_idle = until_idle
         self.schemas = schemas or schema_store(settings)
+        self._reader, self._fields = self.schemas.reader(group.event_schema), self.schemas.fields(group.event_schema)
         self.metrics = metrics.Metrics(group.name)
         self.log = logs.ContextLog(log, {"group": group.name})
         self.backend = backend or KafkaBackend(
@@ -125,6 +129,10 @@ class GroupRunner:
         # What start-up made (modules, schemas, settings) lives for ever: the collector stops walking
         # it each time the per-event objects set it off.
         gc.freeze()
+        # A batch's objects (a few per event, no cycles among them) are freed by their counts when it is done;
+        # at the default threshold (700) the collector ran every seventy events to find no garbage, 10 % of a
+        # member's CPU (measured: 30.5-33.9 against 27.6-28.5 µs an event). Cycles are still collected.
+        gc.set_threshold(GC_THRESHOLD)
         # First what can fail without leaving a client behind (a port in use): a consumer that is
         # never closed blocks the interpreter's exit (rd_kafka_destroy from the garbage collector).
         stop_serving = metrics.serve(self.metrics, settings.metrics_port) if settings.metrics_port else None
@@ -163,31 +171,29 @@ class GroupRunner:
         self.log.info("%s: stopped after %d events (%d dead-lettered)", group.name, self.processed, self.dead_lettered)
 
     def _accept(self, polled: Polled) -> None:
+        records = polled.records
+        if self.state is not None and self.state.restoring:  # fetched before the pause took: its state is not there
+            self._held += [i for i in records if (i.topic, i.partition) in self.state.restoring]
+            records = [i for i in records if (i.topic, i.partition) not in self.state.restoring]
+        items = self.checkpoint.take(records)
         valid, rejected = [], []
-        for item in polled.records:
-            if self.state is not None and (item.topic, item.partition) in self.state.restoring:
-                self._held.append(item)  # fetched before the pause took: its state is not there yet
-                continue
-            if not self.checkpoint.take((item.topic, item.partition), item.offset):
-                continue  # from a partition revoked since it was fetched
-            try:
-                event = self.group.parse_event(self.schemas.decode(item.value, self.group.event_schema))
-                if item.key != event.video_id.encode():
-                    raise InvalidEvent(f"key {item.key!r:.40} does not match video_id {event.video_id!r}")
-            except InvalidInput as exc:
+        for item, event in zip(items, self._parse(items), strict=True):
+            if not isinstance(event, InvalidInput) and item.key != event.video_id.encode():
+                event = InvalidEvent(f"key {item.key!r:.40} does not match video_id {event.video_id!r}")
+            if isinstance(event, InvalidInput):
                 self.log.warning(
                     "%s: dead-lettering %s/%d@%d: %s",
                     self.group.name,
                     item.topic,
                     item.partition,
                     item.offset,
-                    exc,
+                    event,
                     extra=logs.where(self.group.name, item.topic, item.partition, item.offset),
                 )
-                rejected.append(Outcome(item, failure=Failure.of(exc)))
-                continue
-            item.event = event
-            valid.append(item)
+                rejected.append(Outcome(item, failure=Failure.of(event)))
+            else:
+                item.event = event
+                valid.append(item)
         for tp in polled.eof:  # after the records: taking one clears its partition's flag
             if offsets := self.checkpoint.partitions.get(tp):
                 offsets.eof = True
@@ -198,6 +204,29 @@ class GroupRunner:
             self.spans.take([*valid, *(o.inbound for o in rejected)])
         self.checkpoint.add(rejected)
         self.executor.submit(valid)
+
+    def _parse(self, items: list[Inbound]) -> list[Any]:
+        """Each message's event, or the InvalidInput saying why it has none, a batch at a time: the values read
+        into columns by the compiled reader; what it cannot read whole (another writer schema, the registry's wire
+        format, damaged bytes) by fastavro, one by one, or refused; then the group's checks on the columns."""
+        values = [item.value for item in items]
+        columns, others = self._reader.columns(values)
+        failed: dict[int, InvalidInput] = {}
+        for i in others:
+            try:
+                record = self.schemas.decode(values[i], self.group.event_schema)
+            except InvalidInput as exc:
+                failed[i] = exc
+                continue
+            for name, column in zip(self._fields, columns, strict=True):
+                column[i] = record[name]
+        if failed:
+            columns = [[v for i, v in enumerate(column) if i not in failed] for column in columns]
+        parsed = self.group.parse_events(dict(zip(self._fields, columns, strict=True)))
+        if not failed:
+            return parsed
+        rest = iter(parsed)
+        return [failed[i] if i in failed else next(rest) for i in range(len(items))]
 
     def _restore(self) -> None:
         """A step of the partitions' restores; what was held back of those finished now is processed."""

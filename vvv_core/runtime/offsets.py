@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Sequence
 
 
 class PartitionOffsets:
@@ -22,12 +23,22 @@ class PartitionOffsets:
         self.eof = False
 
     def take(self, offset: int) -> None:
-        self._open.append(offset)
-        self._next = offset + 1
+        self.take_all((offset,))
+
+    def take_all(self, offsets: Sequence[int]) -> None:
+        """Offsets taken in order (a batch's, of this partition)."""
+        self._open.extend(offsets)
+        self._next = offsets[-1] + 1
         self.eof = False
 
     def finish(self, offset: int) -> None:
-        self._done.add(offset)
+        self.finish_all((offset,))
+
+    def finish_all(self, offsets: Iterable[int]) -> None:
+        self._done.update(offsets)
+        if len(self._done) == len(self._open) and self._done.issuperset(self._open):
+            self._open.clear()  # all finished: a batch, at once
+            self._done.clear()
         while self._open and self._open[0] in self._done:
             self._done.discard(self._open.popleft())
 

@@ -15,8 +15,9 @@ from typing import Protocol
 from vvv_core.runtime.model import Inbound, Partition
 
 Headers = list[tuple[str, bytes]]
-# The broker's answer to one message: None or why it was refused, and the offset it was written at (-1 if refused)
-OnDelivery = Callable[[str | None, int], None]
+# The broker's answer to one message: None or why it was refused; the topic, partition and offset it was written at
+# (-1 if refused). One callback for every message a backend produces (``Backend.on_delivery``), not one per message.
+OnDelivery = Callable[[str | None, str, int, int], None]
 FLUSH_TIMEOUT = 10.0  # seconds the broker may take to acknowledge a message (and a transaction)
 # What every member reads: records of an aborted transaction never reach a group, and those of an open one
 # only once it commits. A property of the reader (librdkafka's isolation.level), not of the writer.
@@ -43,6 +44,10 @@ class Rebalance(Protocol):
 
 
 class Backend(Protocol):
+    # Told inside ``deliver`` of each message the broker refused, and of each it took where the offsets are needed
+    # (a group with a state store: its changelog's positions); set before anything is produced.
+    on_delivery: OnDelivery
+
     @property
     def reachable(self) -> bool: ...
 
@@ -64,14 +69,19 @@ class Backend(Protocol):
         topic: str,
         value: bytes | None,
         key: bytes | None,
-        headers: Headers | None,
-        on_delivery: OnDelivery,
+        headers: Headers | None = None,
         partition: int | None = None,
     ) -> None:
         """``partition``: where it goes; None: the partition of its key."""
 
+    def produce_many(self, topic: str, values: list[bytes], keys: list[bytes | None]) -> None:
+        """Each value with its key, to the partition of its key, in order: a batch's results in one call."""
+
     def deliver(self, timeout: float) -> None:
         """Serve delivery reports; wait up to ``timeout`` for every message still unanswered."""
+
+    def unanswered(self) -> int:
+        """Messages produced and not answered yet (their reports served): 0 when the broker has taken them all."""
 
     def commit(self, offsets: dict[Partition, int], wait: bool) -> bool:
         """Commit consumed offsets; False when the broker refused (e.g. a rebalance is under way)."""

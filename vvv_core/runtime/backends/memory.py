@@ -80,7 +80,6 @@ class _Pending:
     topic: str
     partition: int
     record: Stored
-    on_delivery: OnDelivery
 
 
 class MemoryBackend:
@@ -94,6 +93,7 @@ class MemoryBackend:
         self.refuse = 0  # the next this many messages are refused
         self.fail_commit = False  # the next transaction fails at its commit (is aborted), as a broker may
         self.reachable = True
+        self.on_delivery: OnDelivery = lambda *_answer: None
         self.commits: list[dict[Partition, int]] = []  # every consumer commit, in order (not the transactions')
         self.transactions: list[str] = []  # "commit" or "abort", in order
         self._listener: Rebalance | None = None
@@ -126,11 +126,11 @@ class MemoryBackend:
         for p in pending:
             if self.refuse:
                 self.refuse -= 1
-                p.on_delivery("refused by the test", -1)
+                self.on_delivery("refused by the test", p.topic, p.partition, -1)
                 continue
             log = self.broker.log(p.topic)[p.partition]
             log.append(p.record)
-            p.on_delivery(None, len(log) - 1)
+            self.on_delivery(None, p.topic, p.partition, len(log) - 1)
 
     # -- the Backend interface ------------------------------------------------------------
 
@@ -190,8 +190,7 @@ class MemoryBackend:
         topic: str,
         value: bytes | None,
         key: bytes | None,
-        headers: Headers | None,
-        on_delivery: OnDelivery,
+        headers: Headers | None = None,
         partition: int | None = None,
     ) -> None:
         if self.transactional and self._transaction is None:
@@ -200,12 +199,19 @@ class MemoryBackend:
         record = Stored(key, value, headers, self._transaction, state)
         target = self.broker.partition_for(key) if partition is None else partition
         with self._lock:
-            self._pending.append(_Pending(topic, target, record, on_delivery))
+            self._pending.append(_Pending(topic, target, record))
+
+    def produce_many(self, topic: str, values: list[bytes], keys: list[bytes | None]) -> None:
+        for value, key in zip(values, keys, strict=True):
+            self.produce(topic, value, key)
 
     def deliver(self, timeout: float) -> None:
         if self.auto_ack:
             with self._lock:
                 self._answer()
+
+    def unanswered(self) -> int:
+        return len(self._pending)
 
     def commit(self, offsets: dict[Partition, int], wait: bool) -> bool:
         with self._lock:

@@ -29,7 +29,6 @@ class Change:
     partition: Partition  # the input partition it came from: its changelog partition has the same number
     key: str
     value: bytes
-    offset: int = -1  # where the changelog took it, once acknowledged
 
 
 class State:
@@ -93,14 +92,15 @@ class State:
         changes, self._changes = self._changes, []
         return changes
 
-    def save(self, changes: list[Change]) -> None:
-        """Changes now in the changelog for good: into the store, with the position they reached."""
+    def save(self, changes: list[Change], positions: dict[int, int]) -> None:
+        """Changes now in the changelog for good: into the store, with the position they reached (``positions``:
+        per changelog partition, one past the last offset this member wrote there, every write before answered)."""
         by_partition: dict[Partition, list[Change]] = defaultdict(list)
         for change in changes:
             if change.partition in self.stores:  # else given up since: the next owner restores it
                 by_partition[change.partition].append(change)
         for tp, saved in by_partition.items():
-            self.stores[tp].write([(c.key, c.value) for c in saved], max(c.offset for c in saved) + 1)
+            self.stores[tp].write([(c.key, c.value) for c in saved], positions[tp[1]])
             unsaved = self._unsaved[tp]
             for c in saved:
                 if unsaved.get(c.key) is c.value:  # no newer change of the key waits
