@@ -23,7 +23,7 @@ $(REGISTRY_JARS): registry/pom.xml
 	mvn -q -B -f registry/pom.xml dependency:unpack
 	touch $(REGISTRY_JARS)
 
-.PHONY: demo test test-embedded test-kafka breaks kafka registry jars lint bench mutants
+.PHONY: demo test test-embedded test-kafka test-next-year breaks kafka registry jars lint bench mutants
 demo: $(STAMP)
 	$(VENV)/bin/vvv demo
 
@@ -42,17 +42,22 @@ jars:
 		echo "jars: skipped, needs Java 17+ and Maven (the registry tests and the Apache Kafka run are skipped)"; \
 	fi
 
-# Lint, the jars (Apache Kafka, the schema registry), the deliberate breaks, then the whole suite on
-# the embedded broker and again on Apache Kafka.
+# Lint, the jars (Apache Kafka, the schema registry), the whole suite on the embedded broker and again on
+# Apache Kafka, once more with the clock a year ahead (embedded), then the deliberate breaks.
 test: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(MAKE) --no-print-directory jars
-	$(MAKE) --no-print-directory breaks
 	$(MAKE) --no-print-directory test-embedded
 	$(MAKE) --no-print-directory test-kafka
+	$(MAKE) --no-print-directory test-next-year
+	$(MAKE) --no-print-directory breaks
 
 test-embedded: $(STAMP) jars
 	TEST_BROKER=embedded $(VENV)/bin/python -m pytest -q
+
+# The suite with every test process's clock a year ahead (tests/clock/): green on any day, not only today.
+test-next-year: $(STAMP) jars
+	TEST_BROKER=embedded $(VENV)/bin/python -m pytest -q --clock-ahead 365
 
 # Without Java 17+ and Maven the Apache Kafka run is skipped with one line; in CI it must run.
 test-kafka: $(STAMP)

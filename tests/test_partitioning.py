@@ -14,7 +14,7 @@ from conftest import run_group
 
 from vvv_core import kafka
 from vvv_core.apache_kafka import find_jars
-from vvv_core.dlq import list_dead_letters, replay
+from vvv_core.dlq import list_dead_letters, replay_dead_letters
 from vvv_core.events import now_ms
 from vvv_core.hook import publish_new
 from vvv_core.runtime.backends.memory import MemoryBroker
@@ -59,7 +59,7 @@ def test_every_topic_the_project_writes_is_partitioned_as_the_java_producer_does
         assert producer.flush(30) == 0
         assert run_group("scoring", s, sample_db).dead_lettered == len(poisoned)
         run_group("liveness", s, None)
-        assert replay(s, "scoring") == len(poisoned)
+        assert replay_dead_letters(s, "scoring") == len(poisoned)
     written = {
         topic: kafka.read_topic(s, topic)
         for topic in (s.videos_topic, s.stale_topic, s.results_topic, s.dead_letter_topic("scoring"))

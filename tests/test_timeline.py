@@ -12,7 +12,7 @@ from conftest import BROKER_KIND, run_group, vvv
 
 from vvv_core import kafka, timeline
 from vvv_core.avro import SchemaStore
-from vvv_core.dlq import replay
+from vvv_core.dlq import replay_dead_letters
 from vvv_core.events import new_event_ids, now_ms, video_record
 from vvv_core.groups import GROUPS
 from vvv_core.hook import background_processing, publish_new
@@ -57,7 +57,9 @@ def test_a_videos_timeline_tells_its_whole_story_from_its_partitions_alone(setti
     )
     run_group("scoring", settings, sample_db)
     assert (
-        replay(settings, "scoring", lambda d: d.key == key and b"locked" in dict(d.headers)["vvv.dlq.error.message"])
+        replay_dead_letters(
+            settings, "scoring", lambda d: d.key == key and b"locked" in dict(d.headers)["vvv.dlq.error.message"]
+        )
         == 1
     )
     background_processing([{"video_id": video_id, "region": "PL", "view_count": 12345}], [], sample_db, settings)

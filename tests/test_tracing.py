@@ -16,7 +16,7 @@ from conftest import add_video, cli_env, hours_ago, run_group
 
 from vvv_core import tracing
 from vvv_core.broker import free_port
-from vvv_core.dlq import replay as replay_dead_letters
+from vvv_core.dlq import replay_dead_letters
 from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.hook import background_processing, flush_outbox
 from vvv_core.kafka import read_topic

@@ -220,10 +220,10 @@ def cmd_dlq_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dlq_replay(args: argparse.Namespace, settings: Settings) -> int:
-    from vvv_core.dlq import replay
+    from vvv_core.dlq import replay_dead_letters
 
     kafka.check_broker(settings)
-    print(f"replayed {replay(settings, args.group)} dead letters of {args.group} to their source topics")
+    print(f"replayed {replay_dead_letters(settings, args.group)} dead letters of {args.group} to their source topics")
     return 0
 
 

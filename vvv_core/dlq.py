@@ -72,7 +72,7 @@ def letters(records: list[Message], done: Mapping[int, int]) -> list[DeadLetter]
     ]
 
 
-def replay(
+def replay_dead_letters(
     settings: Settings, group: str, matching: Callable[[DeadLetter], bool] | None = None, timeout: float = 30.0
 ) -> int:
     """Send the dead letters not replayed yet (all, or those ``matching``) back to their source topics."""

@@ -50,7 +50,7 @@ from starlette.routing import Route
 from vvv_core import db, kafka, scoreboard, status, timeline, tracing, views
 from vvv_core.config import Settings
 from vvv_core.console.answers import Answers
-from vvv_core.dlq import DeadLetter, list_dead_letters, replay
+from vvv_core.dlq import DeadLetter, list_dead_letters, replay_dead_letters
 from vvv_core.errors import Fatal, VvvError
 from vvv_core.events import VIDEO_ID
 from vvv_core.registry import schema_store
@@ -233,7 +233,9 @@ def create_app(
         except BadRequest as exc:
             return JSONResponse({"error": str(exc)}, status_code=400)
         try:
-            replayed = await run_in_threadpool(replay, settings, group, matching)  # blocking: off the event loop
+            replayed = await run_in_threadpool(
+                replay_dead_letters, settings, group, matching
+            )  # blocking: off the event loop
         except VvvError as exc:
             return JSONResponse({"error": str(exc)}, status_code=502)
         finally:

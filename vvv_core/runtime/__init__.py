@@ -4,8 +4,9 @@
 - ``checkpoint.py`` owns the commit order (SQLite → results and state changes →
   acknowledgements → offsets), exactly-once included;
 - ``deadletter.py`` owns the dead-letter policy;
-- ``backends/`` hide the client: ``kafka.py`` holds every broker workaround, ``memory.py``
-  runs the runtime without a broker;
+- ``backends/`` hide the client: ``kafka.py`` wraps confluent-kafka with the member's broker
+  differences (the admin side's are in ``vvv_core/kafka.py``), ``memory.py`` runs the runtime
+  without a broker;
 - ``executors.py`` runs the work (a batch at once, or concurrent checks with retries, each
   video's events in order); ``group.py`` is what a group declares;
 - ``state/`` keeps a group's state where it declares one (``stateful``): a local store per input

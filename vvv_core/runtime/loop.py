@@ -4,7 +4,8 @@ Each turn: take a batch from the backend; decode and validate it a batch at a ti
 by the compiled reader, checked by column; what fails becomes a dead letter); hand valid events to
 the group's executor; give finished outcomes to the checkpoint,
 which owns the commit order (``checkpoint.py``); pause fetching while too much is unfinished.
-The backend (``backends/``) owns the client and every broker workaround; the dead-letter policy
+The backend (``backends/``) wraps the client and the member's broker differences (the loop builds a
+``KafkaBackend`` unless handed one, as tests hand the memory backend); the dead-letter policy
 (``deadletter.py``) owns what a dead letter holds and when too many stop the member.
 """
 
