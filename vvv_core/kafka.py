@@ -608,6 +608,10 @@ def first_at_or_after(
 
 Partition = tuple[str, int]  # (topic, partition)
 # A group's coordinator not there yet (loading on a fresh Apache Kafka) or moved: asked again, not a failure.
+LEADER_MOVING = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+}
 COORDINATOR_MOVING = {
     KafkaError.NOT_COORDINATOR,
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
@@ -781,7 +785,20 @@ class Readers:
             return _described_members(self._admin, group_ids, self.timeout)
 
     def _listed(self, wanted: Mapping[Partition, int]) -> dict[Partition, tuple[int, int]]:
-        """(low, high) per partition as ListOffsets (earliest, latest) answers: one request per spec for all."""
+        """(low, high) per partition as ListOffsets (earliest, latest) answers: one request per spec for all;
+        asked again while the broker says to (a partition whose leader is still being elected, as just after
+        the topic is made on Apache Kafka), until the timeout."""
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                return self._list_offsets(wanted)
+            except KafkaException as exc:
+                again = exc.args[0].retriable() or exc.args[0].code() in LEADER_MOVING
+                if not again or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _list_offsets(self, wanted: Mapping[Partition, int]) -> dict[Partition, tuple[int, int]]:
         if not wanted:
             return {}
         asked = {}
