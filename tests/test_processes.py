@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import sqlite3
 import subprocess
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -15,6 +17,7 @@ import pytest
 from conftest import VVV, ProcessTree, cli_env, wait_for
 
 from vvv_core import kafka
+from vvv_core.broker import free_port, listening
 from vvv_core.hook import background_processing
 from vvv_core.standins import LocalServer, Reply, image_bytes
 
@@ -40,8 +43,8 @@ def unit(settings, cron_db, server, tmp_path):
 
     def start(*args: str) -> subprocess.Popen[bytes]:
         command = [*VVV, "consume", "thumbnails", "--db", cron_db, "--processes", "2", *args]
-        with log.open("w") as out:
-            return subprocess.Popen(command, stderr=out, env=tree.env(**env))
+        with log.open("w") as out:  # a session of its own: its process group is the unit's, as at a terminal
+            return subprocess.Popen(command, stderr=out, env=tree.env(**env), process_group=0)
 
     start.tree, start.log = tree, log
     yield start
@@ -70,7 +73,9 @@ def test_two_processes_share_the_partitions_and_store_every_check_once(unit, set
     log = unit.log.read_text()
     counts = [int(n) for n in re.findall(r"thumbnails: stopped after (\d+) events", log)]
     assert len(counts) == 2 and all(counts), log[-3000:]  # each member had partitions and did work
-    assert sum(counts) == EVENTS and len(server.requests) == EVENTS  # every event once, by one member or the other
+    # Checks running when the second member joined were the new owner's to redo (at least once, as for any two
+    # members): every event checked, its row stored once.
+    assert sum(counts) >= EVENTS and {s.path for s in server.requests} == {f"/{i}.jpg" for i in range(EVENTS)}
     conn = sqlite3.connect(cron_db)
     assert conn.execute("SELECT status, count(*) FROM thumbnail_checks GROUP BY status").fetchall() == [
         ("valid", EVENTS)
@@ -79,15 +84,42 @@ def test_two_processes_share_the_partitions_and_store_every_check_once(unit, set
     assert unit.tree.alive() == []
 
 
+def two_free_ports() -> int:
+    """A port that is free, and the one after it."""
+    while listening(port := free_port()) or listening(port + 1) or port == 65535:
+        pass
+    return port
+
+
+def healthy(port: int) -> bool:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+        return answer.status == 200
+
+
 def test_sigterm_to_the_parent_stops_every_member_gracefully_commits_and_leaves_no_process(unit, settings, cron_db):
-    parent = unit()
+    port = two_free_ports()
+    parent = unit("--metrics-port", str(port))
     wait_for(lambda: members_assigned(unit.log), 60, "both members' partitions")
+    assert healthy(port) and healthy(port + 1)  # member i serves its metrics on PORT + i
     wait_for(lambda: stored(cron_db) >= 20, 60, "checks under way")
     parent.send_signal(signal.SIGTERM)
     assert parent.wait(30) == 0
     assert unit.log.read_text().count("stopping gracefully") == 2  # each member was asked, once
     assert unit.tree.alive() == []
     assert committed(settings) == stored(cron_db)  # what each member stored is committed, and nothing more
+
+
+def test_a_terminals_ctrl_c_stops_every_member_gracefully_once(unit, settings, cron_db):
+    """Ctrl-C at a terminal signals the foreground process group: the parent alone, which asks each member once
+    (a member that had it twice would stop at once, abandoning its checks)."""
+    parent = unit()
+    wait_for(lambda: members_assigned(unit.log), 60, "both members' partitions")
+    wait_for(lambda: stored(cron_db) >= 20, 60, "checks under way")
+    os.killpg(parent.pid, signal.SIGINT)
+    assert parent.wait(30) == 0
+    assert unit.log.read_text().count("stopping gracefully") == 2
+    assert unit.tree.alive() == []
+    assert committed(settings) == stored(cron_db)
 
 
 def test_a_member_killed_makes_the_parent_stop_the_other_and_exit_non_zero(unit, cron_db):
