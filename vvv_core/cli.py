@@ -479,8 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
         "consume",
         "run one member of a consumer group",
         "Run one member of a consumer group until SIGTERM/SIGINT (graceful: running work finishes "
-        "within VVV_STOP_TIMEOUT and is committed). Start more members, here or on other hosts, to "
-        "share the partitions.",
+        "within VVV_STOP_TIMEOUT and is committed). Start more members, here (--processes) or on other "
+        "hosts, to share the partitions.",
         reads=("kafka", "topics", "schemas", "member", "scoring", "thumbnails", "liveness"),
     )
     p.add_argument("group", choices=sorted(GROUPS), help="the group to join")
@@ -497,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help=f"run N members of the group here, each a process with its own client, stopped as one (1 to "
-        f"{processes.MOST}): SIGTERM/SIGINT stop them all; one ending by itself stops the others, exit non-zero",
+        f"{processes.MOST}): SIGTERM/SIGINT stop them all; one ending by itself stops the others, exit non-zero; "
+        "member i serves its metrics on PORT + i",
     )
     p.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # a member of --processes: stop with its parent
 
