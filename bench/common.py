@@ -45,16 +45,22 @@ class Timed:
         return self.processed / self.busy
 
 
-def timed_consumer(group: str, db_path: str | None, bootstrap: str, namespace: str, **env: str) -> Timed:
-    """Run `vvv consume GROUP --until-idle 1` in its own process until it has drained its topic."""
-    return timed_members(1, group, db_path, bootstrap, namespace, **env)
+def timed_consumer(
+    group: str, db_path: str | None, bootstrap: str, namespace: str, processes: int = 1, **env: str
+) -> Timed:
+    """Run `vvv consume GROUP --until-idle 1 [--processes N]` until it has drained its topic."""
+    return timed_members(1, group, db_path, bootstrap, namespace, processes, **env)
 
 
-def timed_members(members: int, group: str, db_path: str | None, bootstrap: str, namespace: str, **env: str) -> Timed:
-    """Run ``members`` processes of `vvv consume GROUP --until-idle 1` at once until they drained the topic."""
+def timed_members(
+    members: int, group: str, db_path: str | None, bootstrap: str, namespace: str, processes: int = 1, **env: str
+) -> Timed:
+    """Run ``members`` commands `vvv consume GROUP --until-idle 1` at once until they drained the topic
+    (each of ``processes`` members: their CPU is counted, the parent waiting for them)."""
     environ = {**os.environ, **FAST_GROUPS, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "VVV_NAMESPACE": namespace, **env}
     command = [sys.executable, "-m", "vvv_core.cli", "consume", group, "--until-idle", str(IDLE)]
     command += ["--db", db_path] if db_path else []
+    command += ["--processes", str(processes)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     processes = [subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=environ) for _ in range(members)]
     marks: list[tuple[float | None, float | None, int]] = [(None, None, 0)] * members
@@ -71,7 +77,7 @@ def timed_members(members: int, group: str, db_path: str | None, bootstrap: str,
 
 
 def _follow(process: subprocess.Popen[str], marks: list, index: int) -> None:
-    """A member's first assignment, when it went idle, and its count, from its log."""
+    """A command's first assignment, when its last member went idle, and its members' counts, from its log."""
     assigned = idle = None
     processed = 0
     for line in process.stderr:
@@ -80,6 +86,6 @@ def _follow(process: subprocess.Popen[str], marks: list, index: int) -> None:
         if "idle for" in line:
             idle = time.perf_counter()
         if match := re.search(r"stopped after (\d+) events", line):
-            processed = int(match.group(1))
+            processed += int(match.group(1))
     process.wait()
     marks[index] = (assigned, idle, processed)

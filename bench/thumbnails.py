@@ -5,8 +5,9 @@
 2,000 video events whose thumbnails (real 320x180 JPEGs) are served by a local HTTP server
 that answers each request after 50 ms; one consumer process (`vvv consume thumbnails`).
 Prints thumbnails/s from first assignment to last commit, the consumer's CPU per 1,000 checks
-and its peak RSS; with several concurrencies, one run each: where the ceiling is. The server
-runs in this process, on the same two cores.
+and its peak RSS; with several concurrencies, one run each: where the ceiling is. Then the same
+checks by `vvv consume thumbnails --processes 2` against one process, 64 at once each: what a
+host's second core adds. The server runs in this process, on the same two cores.
 
 ``--worst-case`` serves what costs the most memory instead: half the images are 3400x3400
 RGBA PNGs (46 MB each to decode, just under half the default memory budget) and half are
@@ -19,10 +20,11 @@ import argparse
 import io
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from common import empty_cron_db, figure, timed_consumer
+from common import Timed, empty_cron_db, figure, timed_consumer
 from PIL import Image
 
 from vvv_core.broker import EmbeddedBroker
@@ -88,6 +90,32 @@ def main() -> None:
             figure(name, run.rate, "/s", 500)
             figure(f"thumbnails CPU per 1,000 checks, {concurrency} at once", run.cpu / run.processed * 1e3, "s")
         figure("thumbnails consumer peak RSS", run.peak_rss_mb, "MB", 200, higher_is_better=False)
+        one, two = (by_processes(n, args, broker.bootstrap, server, db_path) for n in (1, 2))
+        print(
+            f"thumbnails, --processes 2 / one process: {two.rate:,.0f} / {one.rate:,.0f} checks/s = "
+            f"{two.rate / one.rate:.2f}x ({args.videos:,} checks each, 64 at once per process, the same server)"
+        )
+        figure("thumbnails, --processes 2 / one process", two.rate / one.rate, "x", 1.8)
+
+
+def by_processes(processes: int, args: argparse.Namespace, bootstrap: str, server: LocalServer, db_path: str) -> Timed:
+    """`vvv consume thumbnails --processes N` on the same videos as every other run, in a namespace of its own."""
+    namespace = f"thumbprocesses{processes}"
+    videos = [
+        {"video_id": f"t{i:010d}", "thumbnail_url": f"{server.base_url}/vi/t{i:010d}/mqdefault.jpg"}
+        for i in range(args.videos)
+    ]
+    assert background_processing(videos, [], db_path, Settings(bootstrap=bootstrap, namespace=namespace)).ok
+    serving = time.process_time()  # this process's: the stand-in server's threads, on the same cores
+    run = timed_consumer(
+        "thumbnails", db_path, bootstrap, namespace, processes, VVV_THUMBNAIL_HOSTS=urlsplit(server.base_url).netloc
+    )
+    serving = time.process_time() - serving
+    print(
+        f"thumbnails, --processes {processes}: {run.processed:,} checks in {run.busy:.2f} s = {run.rate:,.0f}/s; "
+        f"CPU {run.cpu / run.processed * 1e3:.2f} s per 1,000 checks (the server: {serving / run.processed * 1e3:.2f})"
+    )
+    return run
 
 
 if __name__ == "__main__":

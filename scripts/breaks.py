@@ -39,6 +39,7 @@ OUTBOX = "tests/test_outbox.py::"
 HOOK = "tests/test_hook.py::"
 TRACING = "tests/test_tracing.py::"
 TIMELINE = "tests/test_timeline.py::"
+PROCESSES = "tests/test_processes.py::"
 # Copied into the broken tree: the package, its tests and what the deployment tests read.
 COPIED = (
     *("vvv_core", "tests", "pyproject.toml", "kafka/broker.properties", "deploy", "scripts"),
@@ -1215,6 +1216,69 @@ BREAKS = [
         "<td>{video_link(v.video_id)}</td>",
         CONSOLE + "test_a_videos_timeline_is_a_click_away_from_its_listing_and_its_dead_letter",
         broker="any",
+    ),
+    Break(
+        "the unit's parent not forwarding SIGTERM to its members",
+        "vvv_core/processes.py",
+        "                member.send_signal(signum)\n",
+        "                pass\n",
+        PROCESSES + "test_sigterm_to_the_parent_stops_every_member_gracefully_commits_and_leaves_no_process",
+        broker="any",
+    ),
+    Break(
+        "a unit's member ending by itself leaves the others running",
+        "vvv_core/processes.py",
+        "                unexpected = True\n                forward(signal.SIGTERM)\n",
+        "                unexpected = True\n",
+        PROCESSES + "test_a_member_killed_makes_the_parent_stop_the_other_and_exit_non_zero",
+        broker="any",
+    ),
+    Break(
+        "the unit exits with its best member's code, not the worst",
+        "vvv_core/processes.py",
+        "worst = max(codes.values(), default=0)",
+        "worst = min(codes.values(), default=0)",
+        PROCESSES + "test_a_member_killed_makes_the_parent_stop_the_other_and_exit_non_zero",
+        broker="any",
+    ),
+    Break(
+        "with --until-idle, a unit's member idling out stops the unit",
+        "vvv_core/processes.py",
+        "(code != 0 or not until_idle)",
+        "(code != 0 or until_idle)",
+        PROCESSES + "test_two_processes_share_the_partitions_and_store_every_check_once",
+        broker="any",
+    ),
+    Break(
+        "a unit's members left running when the parent is killed",
+        "vvv_core/processes.py",
+        "ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)",
+        "pass",
+        PROCESSES + "test_the_members_stop_when_the_parent_is_killed",
+        broker="any",
+    ),
+    Break(
+        "a unit's members all serving metrics on the one port",
+        "vvv_core/processes.py",
+        '["--metrics-port", str(metrics_port + i)]',
+        '["--metrics-port", str(metrics_port)]',
+        PROCESSES + "test_sigterm_to_the_parent_stops_every_member_gracefully_commits_and_leaves_no_process",
+        broker="any",
+    ),
+    Break(
+        "a unit's members' log lines not naming their process",
+        "vvv_core/cli.py",
+        "logs.configure(args.verbose, args.log_json, process=unit)",
+        "logs.configure(args.verbose, args.log_json)",
+        PROCESSES + "test_the_members_stop_when_the_parent_is_killed",
+        broker="any",
+    ),
+    Break(
+        "--processes 0 taken",
+        "vvv_core/processes.py",
+        "not 1 <= int(text) <= MOST",
+        "not 0 <= int(text) <= MOST",
+        CONFIG + "test_bad_flags_are_one_line_and_exit_2",
     ),
 ]
 

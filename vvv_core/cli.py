@@ -20,7 +20,7 @@ from pathlib import Path
 
 from confluent_kafka import KafkaError, KafkaException
 
-from vvv_core import db, kafka, logs, tracing
+from vvv_core import db, kafka, logs, processes, tracing
 from vvv_core.config import DEFAULT_BOOTSTRAP, KAFKA_SOURCES, PARTS, ConfigError, Settings, environment_help
 from vvv_core.errors import Fatal, VvvError
 from vvv_core.events import VIDEO_ID
@@ -163,11 +163,21 @@ def cmd_consume(args: argparse.Namespace, settings: Settings) -> int:
         raise ConfigError(f"vvv consume {group.name} needs --db: it reads the cron database (it cannot run elsewhere)")
     if args.metrics_port is not None:
         settings = replace(settings, metrics_port=args.metrics_port)
+    if args.processes > 1:
+        if settings.metrics_port and settings.metrics_port + args.processes - 1 > 65535:
+            raise ConfigError(f"--processes {args.processes}: metrics ports from {settings.metrics_port} pass 65535")
+        kafka.check_broker(settings)  # what every member would say at start, said once
+        if args.db is not None:
+            db.connect(args.db).close()
+        commands = processes.member_commands(args.argv, args.processes, settings.metrics_port)
+        return processes.run(commands, until_idle=args.until_idle is not None)
     conn = db.connect(args.db) if args.db is not None else None
     from vvv_core.runtime.loop import GroupRunner
 
     runner = GroupRunner(group(settings, conn), settings, until_idle=args.until_idle)
     on_stop_signals(runner.stop)
+    if args.parent is not None and not processes.stop_with_parent(args.parent):
+        return 1  # started by `--processes`, whose parent is gone already
     try:
         runner.run()
     finally:
@@ -469,8 +479,8 @@ def build_parser() -> argparse.ArgumentParser:
         "consume",
         "run one member of a consumer group",
         "Run one member of a consumer group until SIGTERM/SIGINT (graceful: running work finishes "
-        "within VVV_STOP_TIMEOUT and is committed). Start more members, here or on other hosts, to "
-        "share the partitions.",
+        "within VVV_STOP_TIMEOUT and is committed). Start more members, here (--processes) or on other "
+        "hosts, to share the partitions.",
         reads=("kafka", "topics", "schemas", "member", "scoring", "thumbnails", "liveness"),
     )
     p.add_argument("group", choices=sorted(GROUPS), help="the group to join")
@@ -481,6 +491,16 @@ def build_parser() -> argparse.ArgumentParser:
         "store: any host can run it",
     )
     member_options(p)
+    p.add_argument(
+        "--processes",
+        type=processes.processes,
+        default=1,
+        metavar="N",
+        help=f"run N members of the group here, each a process with its own client, stopped as one (1 to "
+        f"{processes.MOST}): SIGTERM/SIGINT stop them all; one ending by itself stops the others, exit non-zero; "
+        "member i serves its metrics on PORT + i",
+    )
+    p.add_argument("--parent", type=int, help=argparse.SUPPRESS)  # a member of --processes: stop with its parent
 
     p = command(
         "sink",
@@ -492,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--db", required=True, help="the cron's SQLite database")
     member_options(p)
-    p.set_defaults(group="sink")
+    p.set_defaults(group="sink", processes=1, parent=None)
 
     p = command("state", "scoring's state store", "The changelog scoring keeps its state in (stream mode).")
     state = p.add_subparsers(dest="state_command", required=True, metavar="ACTION", help="what to do")
@@ -645,10 +665,12 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)  # what --processes runs again, as one member each
     for name, default in GLOBAL_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
-    logs.configure(args.verbose, args.log_json)
+    unit = args.command == "consume" and (args.processes > 1 or args.parent is not None)  # one stderr, N members
+    logs.configure(args.verbose, args.log_json, process=unit)
     try:
         member = args.command in ("consume", "sink")  # a member's spans are its group's; the others' the command's
         tracing.active(f"vvv-{args.group if member else args.command}")  # on where OTEL_* variables say (README)

@@ -16,11 +16,16 @@ CONTEXT = ("group", "topic", "partition", "offset")  # passed as ``extra=`` wher
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, process: bool = False) -> None:
+        super().__init__()
+        self.process = process
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
+            **({"process": record.process} if self.process else {}),
             "message": record.getMessage(),
             **{name: getattr(record, name) for name in CONTEXT if hasattr(record, name)},
         }
@@ -38,10 +43,12 @@ def where(group: str, topic: str | None = None, partition: int | None = None, of
     }
 
 
-def configure(verbose: bool = False, as_json: bool = False) -> None:
+def configure(verbose: bool = False, as_json: bool = False, process: bool = False) -> None:
+    """``process``: each line names its process (`vvv consume --processes`' members share one stderr)."""
     handler = logging.StreamHandler(sys.stderr)
+    name = "%(name)s[%(process)d]" if process else "%(name)s"
     handler.setFormatter(
-        JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        JsonFormatter(process) if as_json else logging.Formatter(f"%(asctime)s %(levelname)-7s {name}: %(message)s")
     )
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], force=True)
 
