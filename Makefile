@@ -53,11 +53,11 @@ test: $(STAMP)
 	$(MAKE) --no-print-directory breaks
 
 test-embedded: $(STAMP) jars
-	TEST_BROKER=embedded $(VENV)/bin/python -m pytest -q
+	TEST_BROKER=embedded $(VENV)/bin/python -m pytest -q -n 2
 
 # The suite with every test process's clock a year ahead (tests/clock/): green on any day, not only today.
 test-next-year: $(STAMP) jars
-	TEST_BROKER=embedded $(VENV)/bin/python -m pytest -q --clock-ahead 365
+	TEST_BROKER=embedded $(VENV)/bin/python -m pytest -q -n 2 --clock-ahead 365
 
 # Without Java 17+ and Maven the Apache Kafka run is skipped with one line; in CI it must run.
 test-kafka: $(STAMP)

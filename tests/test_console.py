@@ -394,6 +394,7 @@ def test_the_listings_are_sorted_and_paged_by_the_database(settings, sample_db, 
     assert float(first_gb) == best  # the other regions stay best first
 
 
+@pytest.mark.one_clock
 def test_a_videos_timeline_is_a_click_away_from_its_listing_and_its_dead_letter(settings, sample_db, console, browser):
     """Every video in the results and every dead letter links to the video's page: its events, results, dead
     letters and what the database holds now, in time order, and how each topic was read."""

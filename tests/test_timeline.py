@@ -7,6 +7,7 @@ import json
 import sqlite3
 import time
 
+import pytest
 from confluent_kafka import Producer
 from conftest import BROKER_KIND, run_group, vvv
 
@@ -35,6 +36,7 @@ def a_scored_video(db_path: str) -> str:
     return video_id
 
 
+@pytest.mark.one_clock
 def test_a_videos_timeline_tells_its_whole_story_from_its_partitions_alone(settings, sample_db):
     publish_new(sample_db, settings)
     run_group("scoring", settings, sample_db)
@@ -101,6 +103,7 @@ def test_a_videos_timeline_tells_its_whole_story_from_its_partitions_alone(setti
     )
 
 
+@pytest.mark.one_clock
 def test_a_partition_holding_more_than_the_bound_is_read_from_its_newest(settings, sample_db):
     """A busy partition: the timeline reads its newest records only, and says that the window held more."""
     video_id = "busyvideo01"
@@ -116,6 +119,7 @@ def test_a_partition_holding_more_than_the_bound_is_read_from_its_newest(setting
     assert "the window holds more: only its newest 10 records read" in timeline.bound(videos)
 
 
+@pytest.mark.one_clock
 def test_the_window_starts_where_the_time_index_says_once_checked(settings):
     """Records of a month ago and of now on the video's partition: the window is found in the broker's time index
     where it agrees with the records around its answer, and by reading from the start where it does not."""

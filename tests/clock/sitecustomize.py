@@ -13,3 +13,4 @@ if days := os.environ.get("TEST_CLOCK_AHEAD_DAYS"):
     import time_machine
 
     time_machine.travel(datetime.now(UTC) + timedelta(days=float(days)), tick=True).start()
+    os.environ["TEST_CLOCK_MOVED_IN"] = str(os.getpid())  # once per process (a pytest-xdist worker imports both)
