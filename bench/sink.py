@@ -69,7 +69,7 @@ def bench_throughput(settings: Settings, db_path: str, count: int) -> None:
         f"sink: {run.processed:,} results applied in {run.busy:.2f} s = {run.rate:,.0f} results/s "
         f"(one process, first assignment to last commit); peak RSS {run.peak_rss_mb:.0f} MB"
     )
-    figure("sink, results applied/s", run.rate, "/s")
+    figure("sink, results applied/s", run.rate, "/s", 150_000)
 
 
 def latency(settings: Settings, db_path: str, samples: int, url: str, through_sink: bool) -> list[float]:

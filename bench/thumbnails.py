@@ -88,7 +88,13 @@ def main() -> None:
             )
             name = f"thumbnails, {concurrency} at once, server {args.latency * 1e3:.0f} ms"
             figure(name, run.rate, "/s", 500)
-            figure(f"thumbnails CPU per 1,000 checks, {concurrency} at once", run.cpu / run.processed * 1e3, "s")
+            figure(
+                f"thumbnails CPU per 1,000 checks, {concurrency} at once",
+                run.cpu / run.processed * 1e3,
+                "s",
+                0.4,
+                False,
+            )
         figure("thumbnails consumer peak RSS", run.peak_rss_mb, "MB", 200, higher_is_better=False)
         one, two = (by_processes(n, args, broker.bootstrap, server, db_path) for n in (1, 2))
         print(
