@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from datetime import date
+from math import inf
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -65,7 +66,7 @@ def main() -> int:
     print(f"\nbenchmarks, {date.today().isoformat()}, scoring, sink and outbox on {broker}:")
     print(f"{'figure':<60}{'measured':>18}{'goal':>10}{'vs goal':>9}")
     for _script, name, value, unit, goal, higher in figures:
-        ratio = "" if goal is None else f"{(value / goal if higher else goal / value):.2f}"
+        ratio = "" if goal is None else f"{(value / goal if higher else goal / value if value else inf):.2f}"
         shown_goal = "" if goal is None else f"{goal:,g}"
         shown = f"{value:,.0f}" if value >= 1000 else f"{value:.3g}"
         print(f"{name:<60}{f'{shown} {unit}':>18}{shown_goal:>10}{ratio:>9}")
