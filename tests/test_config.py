@@ -15,6 +15,7 @@ import socket
 import sqlite3
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from conftest import VVV
 
 from vvv_core import cli, config, kafka
 from vvv_core.broker import free_port
-from vvv_core.config import ConfigError, Settings
+from vvv_core.config import ConfigError, Settings, setting
 
 RANGE = "expected a {kind} from {low} to {high}"
 NAMESPACE = "expected 1-200 of A-Z a-z 0-9 . _ -, parts joined by dots, each starting and ending with a letter or digit"
@@ -693,3 +694,28 @@ def test_a_secret_file_is_read_to_the_byte_and_its_line_end_dropped(tmp_path):
 def test_a_kubernetes_service_link_is_told_by_its_name_and_value(name, value, link):
     assert config.service_link(name, value) is link
     assert (name in config.without_service_links({name: value})) is not link
+
+
+def test_a_setting_declares_its_name_range_and_check_next_to_its_default():
+    """Declared at run time here (a class body runs once, at import): a mapping is a fresh one each and out of the
+    hash, a name defaults to VVV_<FIELD>, a range and a check are what a value is held to."""
+
+    @dataclasses.dataclass(frozen=True)
+    class Declared:
+        n: int = setting(5, 1, 10, env="TINY_N")
+        mode: str = setting("a", check=config._one_of(("a", "b")))
+        extra: Mapping[str, str] = setting({})
+
+    n, mode, extra = dataclasses.fields(Declared)
+    assert (Declared().n, Declared().mode, Declared().extra) == (5, "a", {})
+    assert Declared().extra is not Declared().extra and hash(Declared()) == hash(Declared(extra={"x": "y"}))
+    assert (config._env_name(n), config._env_name(mode), config._env_name(extra)) == ("TINY_N", "VVV_MODE", "VVV_EXTRA")
+    for f, value, says in [
+        (n, 11, "TINY_N=11: expected a whole number from 1 to 10"),
+        (n, 0, "TINY_N=0: expected a whole number from 1 to 10"),
+        (mode, "c", "VVV_MODE='c': expected one of a, b"),
+    ]:
+        with pytest.raises(ConfigError) as refused:
+            config._validate(f, value)
+        assert str(refused.value) == says
+    config._validate(mode, "b")

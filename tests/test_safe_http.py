@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from vvv_core.errors import Transient
 from vvv_core.memory import MemoryBudget
-from vvv_core.safe_http import Fetched, Fetcher, Refused, Target, UrlPolicy, is_internal, parse, resolve
+from vvv_core.safe_http import Fetched, Fetcher, Refused, Target, UrlPolicy, Watchdog, is_internal, parse, resolve
 from vvv_core.standins import LocalServer, Reply, image_bytes
 
 JPEG = image_bytes(320, 180)
@@ -471,3 +472,35 @@ def test_a_server_that_is_not_there_or_speaks_no_tls_is_a_transient_error(server
     with pytest.raises(Transient) as transient:
         f.get(f"https://127.0.0.1:{port}/x")
     assert str(transient.value).startswith("TLS error: ")
+
+
+def test_the_watchdog_cuts_each_socket_at_its_own_deadline_and_none_that_finished_in_time():
+    """A blocked read returns when its exchange's deadline passes, not before; an exchange that ended in time is
+    left alone; ``cut_all`` cuts every exchange under way at once (a fresh watchdog: its own thread)."""
+    dog = Watchdog()
+    (a, a_peer), (b, b_peer), (c, c_peer) = pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        for sock, _ in pairs:
+            sock.settimeout(5)  # a watchdog that never cuts fails the test, not hangs it
+        with dog.guard(c, time.monotonic() + 0.2):
+            pass  # finished in time
+        time.sleep(0.3)  # its deadline passed: nothing to cut
+        c_peer.sendall(b"c")
+        assert c.recv(1) == b"c"
+        start = time.monotonic()
+        with dog.guard(b, start + 1.2), dog.guard(a, start + 0.3):
+            a_peer.sendall(b"a")
+            assert a.recv(1) == b"a"  # before its deadline: untouched
+            assert a.recv(1) == b"" and time.monotonic() - start >= 0.3  # cut at it
+            b_peer.sendall(b"b")
+            assert b.recv(1) == b"b"  # a later deadline: still open
+            assert b.recv(1) == b"" and time.monotonic() - start >= 1.2
+        c_peer.sendall(b"c")
+        with dog.guard(c, time.monotonic() + 60):
+            assert c.recv(1) == b"c"
+            dog.cut_all()
+            assert c.recv(1) == b""
+    finally:
+        for pair in pairs:
+            for sock in pair:
+                sock.close()
