@@ -65,10 +65,10 @@ def test_ambiguous_and_malformed_urls_are_refused_before_any_lookup(server, url)
         timeout=1,
         max_bytes=1000,
     )
-    port = server.base_url.rsplit(":", 1)[1]
+    port, before = server.base_url.rsplit(":", 1)[1], len(server.requests)  # the server is the module's
     with pytest.raises(Refused):
         f.get(url.format(port=port))
-    assert asked == [] and server.requests == []
+    assert asked == [] and server.requests[before:] == []
 
 
 def test_the_address_checked_is_the_address_connected_to(server):
