@@ -592,6 +592,7 @@ def test_a_setting_at_its_rules_edge(name, value, taken):
             "VVV_KAFKA_SASL__USERNAME is not a setting: VVV_KAFKA_<NAME> is librdkafka",
         ),
         ({"VVV_KAFKA_ACKS": "1"}, "VVV_KAFKA_ACKS='1': expected all or -1"),
+        ({"VVV_KAFKA_LINGER_MS": "5\0"}, "VVV_KAFKA_LINGER_MS='5\\x00': contains a NUL character"),
         ({"VVV_TOPIC_VIDEOS": "vvv.videos", "VVV_TOPIC_STALE": "vvv.stale"}, None),  # each its own default
         ({"VVV_NAMESPACE": "a.b", "VVV_TOPIC_STALE": "a_b.x.dlq"}, "VVV_TOPIC_STALE='a_b.x.dlq': a dead-letter or"),
         ({"VVV_TOPIC_STALE": "vvv.x_state"}, "VVV_TOPIC_STALE='vvv.x_state': a dead-letter or changelog topic's"),
@@ -704,18 +705,58 @@ def test_a_setting_declares_its_name_range_and_check_next_to_its_default():
     class Declared:
         n: int = setting(5, 1, 10, env="TINY_N")
         mode: str = setting("a", check=config._one_of(("a", "b")))
-        extra: Mapping[str, str] = setting({})
+        extra: Mapping[str, str] = setting({}, env="TINY_EXTRA")
+        least: int = setting(2, 1)
 
-    n, mode, extra = dataclasses.fields(Declared)
+    n, mode, extra, least = dataclasses.fields(Declared)
     assert (Declared().n, Declared().mode, Declared().extra) == (5, "a", {})
     assert Declared().extra is not Declared().extra and hash(Declared()) == hash(Declared(extra={"x": "y"}))
-    assert (config._env_name(n), config._env_name(mode), config._env_name(extra)) == ("TINY_N", "VVV_MODE", "VVV_EXTRA")
+    assert (config._env_name(n), config._env_name(mode), config._env_name(extra)) == (
+        "TINY_N",
+        "VVV_MODE",
+        "TINY_EXTRA",
+    )
     for f, value, says in [
         (n, 11, "TINY_N=11: expected a whole number from 1 to 10"),
         (n, 0, "TINY_N=0: expected a whole number from 1 to 10"),
         (mode, "c", "VVV_MODE='c': expected one of a, b"),
+        (least, 0, "VVV_LEAST=0: expected a whole number of at least 1"),  # a range open above
     ]:
         with pytest.raises(ConfigError) as refused:
             config._validate(f, value)
         assert str(refused.value) == says
     config._validate(mode, "b")
+
+
+def test_files_settings_name_are_read_only_so_far_and_refused_in_one_line(tmp_path, monkeypatch):
+    secret, properties = tmp_path / "pw", tmp_path / "client.properties"
+    secret.write_bytes(b"s3cret X \r\n")
+    assert from_env(VVV_KAFKA_SASL_PASSWORD_FILE=str(secret)).kafka == {"sasl.password": "s3cret X "}  # its line end
+    properties.write_text("sasl.username=pä\n", encoding="utf-8")
+    assert from_env(VVV_KAFKA_CONFIG=str(properties)).kafka == {"sasl.username": "pä"}
+    for name, path, says in [
+        ("VVV_KAFKA_SASL_PASSWORD_FILE", tmp_path / "none", "cannot read it: No such file or directory"),
+        ("VVV_KAFKA_CONFIG", tmp_path / "none", "cannot read it: No such file or directory"),
+    ]:
+        shown = f"{name}={path}" if name != "VVV_KAFKA_CONFIG" else f"VVV_KAFKA_CONFIG / --kafka-config {path}"
+        assert refusal(**{name: str(path)}) == f"{shown}: {says}"
+    secret.write_bytes(b"\xff\xfepassword")
+    assert refusal(VVV_KAFKA_SASL_PASSWORD_FILE=str(secret)) == (
+        f"VVV_KAFKA_SASL_PASSWORD_FILE={secret}: the secret is not UTF-8 text"
+    )
+    properties.write_bytes(b"\xff\xfe=x")
+    assert refusal(VVV_KAFKA_CONFIG=str(properties)).startswith(
+        f"VVV_KAFKA_CONFIG / --kafka-config {properties}: not a properties file: "
+    )
+    with open(secret, "wb") as huge:
+        huge.truncate(2**40)  # a terabyte, sparse: read whole, it would not fit in memory
+    assert refusal(VVV_KAFKA_SASL_PASSWORD_FILE=str(secret)) == (
+        f"VVV_KAFKA_SASL_PASSWORD_FILE={secret}: larger than 65,536 bytes"
+    )
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # a FIFO swapped in after the check: its open must not wait for a writer, nor it be read
+    stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: stat(__file__) if str(p) == str(fifo) else stat(p, *a, **k))
+    assert refusal(VVV_KAFKA_SASL_PASSWORD_FILE=str(fifo)) == (
+        f"VVV_KAFKA_SASL_PASSWORD_FILE={fifo}: not a regular file (a FIFO, device or folder is not read)"
+    )
