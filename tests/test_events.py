@@ -218,7 +218,8 @@ def test_a_cron_dict_becomes_the_record_and_the_event_readers_get():
 
 
 def test_a_time_is_taken_from_2005_to_exactly_a_day_ahead_of_the_clock(monkeypatch):
-    now = now_ms()
+    before, now, after = time.time_ns() // 1_000_000, now_ms(), time.time_ns() // 1_000_000
+    assert before <= now <= after  # milliseconds since the epoch, as every time in an event
     monkeypatch.setattr(events, "now_ms", lambda: now)
     for at in (EARLIEST_MS, now + DAY_MS):
         assert video_event(record(created_at=at, fetched_at=at)).created_at == at
