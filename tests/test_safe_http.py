@@ -504,3 +504,65 @@ def test_the_watchdog_cuts_each_socket_at_its_own_deadline_and_none_that_finishe
         for pair in pairs:
             for sock in pair:
                 sock.close()
+
+
+class RawServer:
+    """A server that answers each connection with ``answer``'s bytes and hangs up, keeping what it was sent."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer, self.received = answer, []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.sock.accept()
+                with conn:
+                    self.received.append(conn.recv(65536))
+                    conn.sendall(self.answer)
+
+    def __enter__(self) -> RawServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "fetched", "error"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 1000,
+            Fetched(200, b"x" * 1000, reservation=1000),
+            None,
+        ),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 1001, Fetched(200, b"", over_limit=1000), None),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n" + b"x" * 10, None, "connection error: IncompleteRead"),
+        (
+            b"HTTP/1.1 301 Moved\r\nlocation: http://elsewhere.test/\r\nContent-Length: 0\r\n\r\n",
+            None,
+            "host elsewhere",
+        ),
+    ],
+)
+def test_a_body_without_a_length_is_cut_at_the_cap_and_one_cut_short_is_an_error(answer, fetched, error):
+    """Bodies as servers really send them: without a length (read to the end, within the cap), shorter than
+    they said (an error, nothing held), a lower-case location; the request is exactly its three lines."""
+    budget = MemoryBudget(10_000)
+    with RawServer(answer) as srv:
+        f = fetcher([f"127.0.0.1:{srv.port}"], max_bytes=1000, budget=budget)
+        if error is None:
+            assert f.get(f"http://127.0.0.1:{srv.port}/x.jpg?s=1") == fetched
+        else:
+            with pytest.raises((Transient, Refused), match=error):
+                f.get(f"http://127.0.0.1:{srv.port}/x.jpg?s=1")
+        assert budget.used == (fetched.reservation if fetched else 0)
+        assert srv.received[0].decode().split("\r\n") == [
+            "GET /x.jpg?s=1 HTTP/1.1",
+            f"Host: 127.0.0.1:{srv.port}",
+            "Accept-Encoding: identity",
+            "",
+            "",
+        ]
