@@ -732,6 +732,12 @@ def test_files_settings_name_are_read_only_so_far_and_refused_in_one_line(tmp_pa
     secret, properties = tmp_path / "pw", tmp_path / "client.properties"
     secret.write_bytes(b"s3cret X \r\n")
     assert from_env(VVV_KAFKA_SASL_PASSWORD_FILE=str(secret)).kafka == {"sasl.password": "s3cret X "}  # its line end
+    secret.write_bytes(b"s3cretX\n")
+    assert from_env(VVV_KAFKA_SASL_PASSWORD_FILE=str(secret)).kafka == {"sasl.password": "s3cretX"}
+    secret.write_bytes(b"pa\0ss")
+    assert refusal(VVV_KAFKA_SASL_PASSWORD_FILE=str(secret)) == (
+        f"VVV_KAFKA_SASL_PASSWORD_FILE={secret}: contains a NUL character"  # and never the secret itself
+    )
     properties.write_text("sasl.username=pä\n", encoding="utf-8")
     assert from_env(VVV_KAFKA_CONFIG=str(properties)).kafka == {"sasl.username": "pä"}
     for name, path, says in [
@@ -760,3 +766,8 @@ def test_files_settings_name_are_read_only_so_far_and_refused_in_one_line(tmp_pa
     assert refusal(VVV_KAFKA_SASL_PASSWORD_FILE=str(fifo)) == (
         f"VVV_KAFKA_SASL_PASSWORD_FILE={fifo}: not a regular file (a FIFO, device or folder is not read)"
     )
+
+
+def test_a_default_is_shown_in_help_as_an_operator_would_write_it():
+    shown = [config._shown(v) for v in (True, False, 0.5, 2.0, 300, ("a.test", "b.test"), "", "vvv")]
+    assert shown == ["on", "off", "0.5", "2", "300", "a.test,... (2 hosts)", "none", "vvv"]
