@@ -477,6 +477,7 @@ def test_settings_are_parsed_as_operators_write_them():
         "no": False,
         "Off": False,
         "0": False,
+        "FALSE ": False,
     }.items():
         assert from_env(VVV_EXACTLY_ONCE=raw).exactly_once is value
     assert from_env(VVV_BATCH_SIZE="1e3").batch_size == 1000 and isinstance(
@@ -592,6 +593,10 @@ def test_a_setting_at_its_rules_edge(name, value, taken):
             "VVV_KAFKA_SASL__USERNAME is not a setting: VVV_KAFKA_<NAME> is librdkafka",
         ),
         ({"VVV_KAFKA_ACKS": "1"}, "VVV_KAFKA_ACKS='1': expected all or -1"),
+        (
+            {"VVV_KAFKA_*": "x"},
+            "VVV_KAFKA_* is not a setting: VVV_KAFKA_<NAME> is librdkafka's name",
+        ),  # no one variable
         ({"VVV_KAFKA_LINGER_MS": "5\0"}, "VVV_KAFKA_LINGER_MS='5\\x00': contains a NUL character"),
         ({"VVV_TOPIC_VIDEOS": "vvv.videos", "VVV_TOPIC_STALE": "vvv.stale"}, None),  # each its own default
         ({"VVV_NAMESPACE": "a.b", "VVV_TOPIC_STALE": "a_b.x.dlq"}, "VVV_TOPIC_STALE='a_b.x.dlq': a dead-letter or"),
