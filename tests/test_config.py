@@ -662,6 +662,11 @@ def test_librdkafka_settings_given_twice_in_one_source_or_differently_for_the_br
     assert refusal(VVV_KAFKA_CONFIG=str(file)) == (
         f"{file} (request.required.acks) and {file} (acks) both set acks: set it once"
     )
+    file.write_text("acks=1\n")  # a file's values may be secrets: never shown
+    assert refusal(VVV_KAFKA_CONFIG=str(file)) == (
+        f'{file} (acks): expected all or -1: "delivered" means acknowledged by the in-sync replicas, for every '
+        "producer here"
+    )
     file.write_text("bootstrap.servers=h:1\n")
     assert from_env(VVV_KAFKA_CONFIG=str(file)).bootstrap == "h:1"  # named once: the file's
     assert Settings.from_env({"VVV_KAFKA_CONFIG": str(file)}, bootstrap="h:1").bootstrap == "h:1"
