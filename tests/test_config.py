@@ -594,6 +594,11 @@ def test_a_setting_at_its_rules_edge(name, value, taken):
         ),
         ({"VVV_KAFKA_ACKS": "1"}, "VVV_KAFKA_ACKS='1': expected all or -1"),
         (
+            {"VVV_CONSOLE_TOKEN": "x"},
+            "VVV_CONSOLE_TOKEN='x': expected at least 16 printable characters, not only spaces (or unset: a new one "
+            "each start)",
+        ),
+        (
             {"VVV_KAFKA_*": "x"},
             "VVV_KAFKA_* is not a setting: VVV_KAFKA_<NAME> is librdkafka's name",
         ),  # no one variable
@@ -674,8 +679,11 @@ def test_librdkafka_settings_given_twice_in_one_source_or_differently_for_the_br
     with pytest.raises(ConfigError, match="names the brokers again: use bootstrap"):
         Settings(kafka={"metadata.broker.list": "h:9"})
     assert Settings(bootstrap="h:9", kafka={"bootstrap.servers": "h:9"}).bootstrap == "h:9"
-    with pytest.raises(ConfigError, match=r"acks='0' \(a librdkafka setting\): expected all or -1"):
-        Settings(kafka={"request.required.acks": "0"})
+    for key in ("acks", "request.required.acks"):  # by either of librdkafka's names
+        with pytest.raises(ConfigError, match=rf"{key}='0' \(a librdkafka setting\): expected all or -1"):
+            Settings(kafka={key: "0"})
+    with pytest.raises(ConfigError, match="names the brokers again: use bootstrap"):
+        Settings(kafka={"bootstrap.servers": "h:9"})
 
 
 def test_a_secret_file_is_read_to_the_byte_and_its_line_end_dropped(tmp_path):
