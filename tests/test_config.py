@@ -594,6 +594,25 @@ def test_a_setting_at_its_rules_edge(name, value, taken):
         ),
         ({"VVV_KAFKA_ACKS": "1"}, "VVV_KAFKA_ACKS='1': expected all or -1"),
         (
+            {"VVV_THUMBNAIL_HOSTS": ","},
+            "VVV_THUMBNAIL_HOSTS=',': expected a comma-separated list of host names or IP addresses, none empty",
+        ),
+        (
+            {"VVV_OEMBED_URL": "https://h.test/o?x=1"},
+            "VVV_OEMBED_URL='https://h.test/o?x=1': expected an http:// or https:// URL without a query or fragment "
+            "(the request adds its own)",
+        ),
+        (
+            {"VVV_OEMBED_URL": "https://u@h.test/o"},
+            "VVV_OEMBED_URL='https://u@h.test/o': expected an http:// or https:// URL without user@ (the request "
+            "refuses userinfo)",
+        ),
+        (
+            {"VVV_TOPIC_STALE": ".."},
+            "VVV_TOPIC_STALE='..': expected a Kafka topic name: 1-249 of A-Z a-z 0-9 . _ -, not . or .., not starting "
+            "with __",
+        ),
+        (
             {"VVV_CONSOLE_TOKEN": "x"},
             "VVV_CONSOLE_TOKEN='x': expected at least 16 printable characters, not only spaces (or unset: a new one "
             "each start)",
