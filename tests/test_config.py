@@ -543,6 +543,7 @@ def test_an_allow_list_entry_is_a_host_or_address_with_a_port_or_not(entry, pars
     [
         ("KAFKA_BOOTSTRAP_SERVERS", "h:1,h2:65535, [::1]:9092", True),
         ("KAFKA_BOOTSTRAP_SERVERS", "h:0", False),
+        ("KAFKA_BOOTSTRAP_SERVERS", "h:0,h:1", False),  # each server its own port
         ("KAFKA_BOOTSTRAP_SERVERS", "h:65536", False),
         ("KAFKA_BOOTSTRAP_SERVERS", ":9092", False),
         ("KAFKA_BOOTSTRAP_SERVERS", "h:9092,", False),
@@ -593,6 +594,10 @@ def test_a_setting_at_its_rules_edge(name, value, taken):
             "VVV_KAFKA_SASL__USERNAME is not a setting: VVV_KAFKA_<NAME> is librdkafka",
         ),
         ({"VVV_KAFKA_ACKS": "1"}, "VVV_KAFKA_ACKS='1': expected all or -1"),
+        (
+            {"KAFKA_BOOTSTRAP_SERVERS": "h"},
+            "KAFKA_BOOTSTRAP_SERVERS='h': expected HOST:PORT[,HOST:PORT...] with ports from 1 to 65535",
+        ),
         (
             {"VVV_THUMBNAIL_HOSTS": ","},
             "VVV_THUMBNAIL_HOSTS=',': expected a comma-separated list of host names or IP addresses, none empty",
