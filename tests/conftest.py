@@ -8,6 +8,7 @@ default) or ``kafka`` (Apache Kafka from ``kafka/lib``, fetched by ``make kafka`
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import runpy
 import socket
@@ -82,6 +83,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     return f"clock: {days:g} days ahead, now {datetime.now(UTC).isoformat(timespec='seconds')}" if days else None
 
 
+MUTMUT_STATS = Path(__file__).parent.parent / "mutmut-stats.json"  # under mutmut: mutants/, its copy of the tree
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests of what only Apache Kafka has (replication, a cluster) belong to its run alone; under mutation
     testing (``make mutants``) only the broker-free tests run; with the clock moved ahead, tests that need
@@ -90,6 +94,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         needs_broker = [item for item in items if "broker" in getattr(item, "fixturenames", ())]
         config.hook.pytest_deselected(items=needs_broker)
         items[:] = [item for item in items if item not in needs_broker]
+        # mutmut stops at the first red test but runs a mutant's tests in no useful order: fastest first (as its
+        # last run measured them), a mutant a quick test catches is not held up by a slow one before it
+        took = json.loads(MUTMUT_STATS.read_text()).get("duration_by_test", {}) if MUTMUT_STATS.exists() else {}
+        items.sort(key=lambda item: took.get(item.nodeid, 0.0))
         return
     if config.getoption("clock_ahead"):  # time-machine moves Python's clocks, not librdkafka's nor the broker's
         skip = pytest.mark.skip(reason="compares Python's clock with librdkafka's or the broker's: one clock only")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import hypothesis
@@ -11,7 +13,7 @@ import pytest
 from hypothesis import settings as examples
 from hypothesis import strategies as st
 
-from vvv_core import db
+from vvv_core import db, events
 from vvv_core.events import (
     DAY_MS,
     EARLIEST_MS,
@@ -19,10 +21,15 @@ from vvv_core.events import (
     MAX_TEXT,
     VIDEO_EVENT_FIELDS,
     InvalidEvent,
+    StaleCheckEvent,
+    VideoEvent,
+    clip,
     each,
     new_event_ids,
     now_ms,
     stale_check_event,
+    stale_check_events,
+    stale_record,
     video_event,
     video_events,
     video_record,
@@ -145,3 +152,251 @@ def test_a_batch_is_checked_as_each_of_its_records_would_be(data):
     assert [str(e) if isinstance(e, InvalidEvent) else e for e in batch] == [
         str(e) if isinstance(e, InvalidEvent) else e for e in one_by_one
     ]
+
+
+VIDEO_ID = "expected 1-64 of A-Z a-z 0-9 _ -"
+COUNT = f"expected 0..{MAX_COUNT}"
+TEXT = f"expected at most {MAX_TEXT} characters"
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("event_id", "", "invalid event_id: expected 1-64 characters"),
+        ("event_id", "e" * 65, "invalid event_id: expected 1-64 characters"),
+        ("video_id", "!" + "a" * 37, f"invalid video_id '!{'a' * 37}': {VIDEO_ID}"),  # shown whole: 40 characters
+        ("video_id", "!" + "a" * 38, f"invalid video_id '!{'a' * 38}... (39 chars): {VIDEO_ID}"),  # cut at 40
+        ("video_id", 10**50, f"invalid video_id 1{'0' * 39}... (51 chars): {VIDEO_ID}"),  # not a string: its repr's
+        ("created_at", 2**62, "invalid created_at 4611686018427387904 ms: outside 2005..tomorrow"),
+        ("created_at", EARLIEST_MS - 1, "invalid created_at 2004-12-31T23:59:59.999000+00:00: outside 2005..tomorrow"),
+        ("region", "P1", "invalid region 'P1': expected [A-Z]{2}"),
+        ("title", "t" * (MAX_TEXT + 1), f"invalid title '{'t' * 39}... ({MAX_TEXT + 1} chars): {TEXT}"),
+        ("thumbnail_url", 5, f"invalid thumbnail_url 5: {TEXT}"),
+        ("view_count", True, f"invalid view_count True: {COUNT}"),
+        ("likes", "5", f"invalid likes '5': {COUNT}"),
+        ("comments", MAX_COUNT + 1, f"invalid comments {MAX_COUNT + 1}: {COUNT}"),
+        ("fetched_at", "x" * 50, f"invalid fetched_at '{'x' * 40}': not a time"),
+    ],
+)
+def test_a_refusal_names_the_field_shows_its_value_and_says_the_rule(field, value, reason):
+    """The dead letter's reason, exactly: the field, at most 40 characters of its value, what is allowed. The hook
+    (``video_record``, from a cron dict) and every reader (``video_event``) give the same one."""
+    with pytest.raises(InvalidEvent) as refused:
+        video_event(record(**{field: value}))
+    assert str(refused.value) == reason
+    if field not in ("event_id", "created_at"):  # the hook makes these two itself
+        with pytest.raises(InvalidEvent) as refused:
+            video_record({"video_id": "J78aPJ3VyNs", field: value}, "e1", now_ms())
+        assert str(refused.value) == reason
+
+
+def test_a_cron_dict_becomes_the_record_and_the_event_readers_get():
+    """Every field the cron gives reaches the record under its own name, and back out as the same event."""
+    at = now_ms()
+    item = {"video_id": "J78aPJ3VyNs", "region": "se", "title": "t", "thumbnail_url": "https://i.ytimg.com/x.jpg"}
+    item |= {"view_count": 10, "likes": 2, "comments": 1, "fetched_at": at - 1000, "extra": "ignored"}
+    rec = video_record(item, "e1", at)
+    assert rec == {
+        "event_id": "e1",
+        "video_id": "J78aPJ3VyNs",
+        "created_at": at,
+        "region": "SE",
+        "title": "t",
+        "thumbnail_url": "https://i.ytimg.com/x.jpg",
+        "view_count": 10,
+        "likes": 2,
+        "comments": 1,
+        "fetched_at": at - 1000,
+    }
+    assert video_event(rec) == VideoEvent(
+        "e1", "J78aPJ3VyNs", at, "SE", "t", "https://i.ytimg.com/x.jpg", 10, 2, 1, at - 1000
+    )
+    stale = stale_record("J78aPJ3VyNs", "e2", at)
+    assert stale_check_event(stale) == StaleCheckEvent("e2", "J78aPJ3VyNs", at)
+    with pytest.raises(InvalidEvent, match=r"invalid video_id '\.\./etc'"):
+        stale_record("../etc", "e3", at)
+
+
+def test_a_time_is_taken_from_2005_to_exactly_a_day_ahead_of_the_clock(monkeypatch):
+    before, now, after = time.time_ns() // 1_000_000, now_ms(), time.time_ns() // 1_000_000
+    assert before <= now <= after  # milliseconds since the epoch, as every time in an event
+    monkeypatch.setattr(events, "now_ms", lambda: now)
+    for at in (EARLIEST_MS, now + DAY_MS):
+        assert video_event(record(created_at=at, fetched_at=at)).created_at == at
+    for at in (EARLIEST_MS - 1, now + DAY_MS + 1):
+        with pytest.raises(InvalidEvent, match=r"outside 2005\.\.tomorrow"):
+            video_event(record(created_at=at))
+        with pytest.raises(InvalidEvent, match="invalid fetched_at"):
+            video_event(record(fetched_at=at))
+
+
+@pytest.fixture
+def far_from_utc(monkeypatch):
+    """The machine's local time 5 h 30 min from UTC (a POSIX zone, no tz database needed)."""
+    monkeypatch.setenv("TZ", "XST-05:30")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_times_are_utc_whatever_the_machines_zone(far_from_utc):
+    """A snapshot's time without a zone is UTC (the cron's text), and a reason shows a time in UTC."""
+    at = now_ms() - now_ms() % 1000 - DAY_MS
+    text = datetime.fromtimestamp(at / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    naive = datetime.fromtimestamp(at / 1000, UTC).replace(tzinfo=None)
+    for given in (text, naive):
+        assert video_record({"video_id": "J78aPJ3VyNs", "fetched_at": given}, "e1", now_ms())["fetched_at"] == at
+    with pytest.raises(InvalidEvent, match=r"invalid created_at 2004-12-31T23:59:59.999000\+00:00: outside"):
+        video_event(record(created_at=EARLIEST_MS - 1))
+
+
+def test_event_ids_are_the_systems_random_bytes_each_used_once(monkeypatch):
+    """Each id is 16 bytes of its own from the OS, in hex: none overlaps another, none is left out."""
+    drawn: list[bytes] = []
+    urandom = os.urandom
+    monkeypatch.setattr(os, "urandom", lambda n: drawn.append(urandom(n)) or drawn[-1])
+    ids = list(itertools.islice(new_event_ids(), 2500))
+    assert len(drawn) == 3 and "".join(ids) == b"".join(drawn).hex()[: 2500 * 32]
+
+
+def test_a_reason_producers_write_is_cut_to_what_readers_take():
+    assert clip(None) is None and clip("r" * MAX_TEXT) == "r" * MAX_TEXT
+    assert clip("r" * (MAX_TEXT + 1)) == "r" * (MAX_TEXT - 3) + "..."
+
+
+def test_a_batch_at_every_rules_edge_is_made_straight_from_its_columns(monkeypatch):
+    """Values at each rule's very edge pass the column checks: the batch is not parsed record by record."""
+    now = now_ms()
+    monkeypatch.setattr(events, "now_ms", lambda: now)
+    columns = {
+        "event_id": ["e", "e" * 64],
+        "video_id": ["a", "a" * 64],
+        "created_at": [EARLIEST_MS, now + DAY_MS],
+        "region": [None, "PL"],
+        "title": ["", "t" * MAX_TEXT],
+        "thumbnail_url": [None, "u" * MAX_TEXT],
+        "view_count": [0, MAX_COUNT],
+        "likes": [None, MAX_COUNT],
+        "comments": [0, None],
+        "fetched_at": [None, now + DAY_MS],
+    }
+    expected = [VideoEvent(*row) for row in zip(*columns.values(), strict=True)]
+    assert each(video_event, columns) == expected
+    monkeypatch.setattr(events, "each", lambda *_: pytest.fail("parsed record by record"))
+    assert video_events(columns) == expected
+
+
+def test_a_batch_keeps_each_refusal_in_its_records_place_and_takes_no_ragged_columns():
+    at = now_ms()
+    columns = {"event_id": ["e1", "e2", "e3"], "video_id": ["a", "b c", "d"], "created_at": [at, at, at]}
+    first, refused, last = stale_check_events(columns)
+    assert (first, last) == (StaleCheckEvent("e1", "a", at), StaleCheckEvent("e3", "d", at))
+    assert isinstance(refused, InvalidEvent) and str(refused) == f"invalid video_id 'b c': {VIDEO_ID}"
+    with pytest.raises(ValueError, match="zip"):  # a decoder's bug, never records silently dropped
+        stale_check_events({**columns, "created_at": [at, at]})
+
+
+DETAILS = {
+    "scoring": {"score": 50.0, "label": "NORMAL", "velocity": 10, "engagement": 1.5, "region": "PL", "reason": None},
+    "thumbnails": {"status": "valid", "width": 320, "height": 180, "http_status": 200, "reason": None, "attempts": 1},
+    "liveness": {"status": "alive", "http_status": 200, "reason": None, "attempts": 1},
+}
+
+
+def result(group: str, detail: dict | None, changes: dict) -> dict:
+    """A result as the sink reads it back (fastavro gives the detail's union branch as a plain dict)."""
+    base = {"event_id": "e1", "video_id": "J78aPJ3VyNs", "group": group, "event_at": now_ms() - 1000}
+    return base | {"processed_at": now_ms(), "stored": False, "detail": DETAILS[group] | (detail or {})} | changes
+
+
+@pytest.mark.parametrize(
+    ("group", "detail", "changes"),
+    [
+        ("scoring", {"score": 0, "engagement": 0, "velocity": -5, "region": None, "reason": "r" * MAX_TEXT}, {}),
+        ("scoring", {"score": 100.0, "label": "VIRAL", "engagement": 1e308, "region": "R" * MAX_TEXT}, {}),
+        ("thumbnails", {"width": 2**31 - 1, "height": 0, "http_status": 100, "attempts": 100}, {"event_at": 0}),
+        ("thumbnails", {"status": "error", "width": None, "height": None, "http_status": None}, {"stored": True}),
+        ("liveness", {"status": "unknown", "http_status": 999, "attempts": 1}, {"event_id": "e" * 64}),
+    ],
+)
+def test_a_result_at_every_rules_edge_is_taken_as_written(group, detail, changes):
+    rec = result(group, detail, changes)
+    taken = events.result_event(rec)
+    assert (taken.event_id, taken.video_id, taken.group, taken.event_at, taken.stored, taken.detail) == (
+        rec["event_id"],
+        rec["video_id"],
+        group,
+        rec["event_at"],
+        rec["stored"],
+        rec["detail"],
+    )
+    assert events.result_events({f: [rec[f], rec[f]] for f in rec}) == [taken, taken]
+
+
+@pytest.mark.parametrize(
+    ("group", "detail", "changes", "reason"),
+    [
+        ("thumbnails", None, {"event_at": False}, "invalid event_at False: not a timestamp"),
+        ("thumbnails", None, {"event_at": 0.0}, "invalid event_at 0.0: not a timestamp"),
+        ("thumbnails", None, {"processed_at": None}, "invalid processed_at None: not a timestamp"),
+        (
+            "thumbnails",
+            None,
+            {"group": "other"},
+            "invalid group 'other': expected one of scoring, thumbnails, liveness",
+        ),
+        ("thumbnails", None, {"stored": "yes"}, "invalid stored 'yes': expected true or false"),
+        ("thumbnails", None, {"event_id": "e" * 65}, "invalid event_id: expected 1-64 characters"),
+        ("thumbnails", None, {"video_id": "a b"}, f"invalid video_id 'a b': {VIDEO_ID}"),
+        (
+            "thumbnails",
+            None,
+            {"detail": DETAILS["liveness"]},
+            "a thumbnails result carries LivenessDetail as its detail: expected ThumbnailDetail",
+        ),
+        (
+            "scoring",
+            None,
+            {"detail": None},
+            "a scoring result carries an unknown record as its detail: expected ScoreDetail",
+        ),
+        ("scoring", {"score": -0.5}, {}, "invalid score -0.5: expected 0..100"),
+        ("scoring", {"score": 100.5}, {}, "invalid score 100.5: expected 0..100"),
+        ("scoring", {"score": True}, {}, "invalid score True: expected 0..100"),
+        ("scoring", {"score": "50"}, {}, "invalid score '50': expected 0..100"),
+        ("scoring", {"label": "viral"}, {}, "invalid label 'viral': expected one of VIRAL, TRENDING, NORMAL"),
+        ("scoring", {"velocity": None}, {}, "invalid velocity None: expected a whole number"),
+        ("scoring", {"velocity": 1.5}, {}, "invalid velocity 1.5: expected a whole number"),
+        ("scoring", {"engagement": float("inf")}, {}, "invalid engagement inf: expected 0..1.79769e+308"),
+        ("scoring", {"engagement": -1e-9}, {}, "invalid engagement -1e-09: expected 0..1.79769e+308"),
+        ("scoring", {"region": 5}, {}, f"invalid region 5: {TEXT}"),
+        ("scoring", {"reason": "r" * (MAX_TEXT + 1)}, {}, f"invalid reason '{'r' * 39}... (2049 chars): {TEXT}"),
+        (
+            "thumbnails",
+            {"status": "VALID"},
+            {},
+            "invalid status 'VALID': expected one of valid, placeholder, broken, error",
+        ),
+        ("thumbnails", {"width": 2**31}, {}, "invalid width 2147483648: expected 0..2147483647"),
+        ("thumbnails", {"width": -1}, {}, "invalid width -1: expected 0..2147483647"),
+        ("thumbnails", {"height": -1}, {}, "invalid height -1: expected 0..2147483647"),
+        ("thumbnails", {"height": 2**31}, {}, "invalid height 2147483648: expected 0..2147483647"),
+        ("thumbnails", {"http_status": 1000}, {}, "invalid http_status 1000: expected 100..999"),
+        ("thumbnails", {"http_status": True}, {}, "invalid http_status True: expected 100..999"),
+        ("thumbnails", {"attempts": None}, {}, "invalid attempts None: expected 1..100"),
+        ("thumbnails", {"attempts": 0}, {}, "invalid attempts 0: expected 1..100"),
+        ("thumbnails", {"reason": 7}, {}, f"invalid reason 7: {TEXT}"),
+        ("liveness", {"status": "gone"}, {}, "invalid status 'gone': expected one of alive, deleted, private, unknown"),
+        ("liveness", {"http_status": 99}, {}, "invalid http_status 99: expected 100..999"),
+        ("liveness", {"attempts": 101}, {}, "invalid attempts 101: expected 1..100"),
+        ("liveness", {"reason": "r" * (MAX_TEXT + 1)}, {}, f"invalid reason '{'r' * 39}... (2049 chars): {TEXT}"),
+    ],
+)
+def test_a_results_refusal_names_the_field_and_the_rule(group, detail, changes, reason):
+    """What the sink dead-letters a result for, exactly (``tests/test_boundaries.py`` has it end to end)."""
+    rec = result(group, detail, changes)
+    with pytest.raises(InvalidEvent) as refused:
+        events.result_event(rec)
+    assert str(refused.value) == reason
+    assert [str(e) for e in events.result_events({f: [rec[f]] for f in rec})] == [reason]

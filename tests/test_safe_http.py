@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from vvv_core.errors import Transient
 from vvv_core.memory import MemoryBudget
-from vvv_core.safe_http import Fetcher, Refused, UrlPolicy, is_internal
+from vvv_core.safe_http import Fetched, Fetcher, Refused, Target, UrlPolicy, Watchdog, is_internal, parse, resolve
 from vvv_core.standins import LocalServer, Reply, image_bytes
 
 JPEG = image_bytes(320, 180)
@@ -64,10 +65,10 @@ def test_ambiguous_and_malformed_urls_are_refused_before_any_lookup(server, url)
         timeout=1,
         max_bytes=1000,
     )
-    port = server.base_url.rsplit(":", 1)[1]
+    port, before = server.base_url.rsplit(":", 1)[1], len(server.requests)  # the server is the module's
     with pytest.raises(Refused):
         f.get(url.format(port=port))
-    assert asked == [] and server.requests == []
+    assert asked == [] and server.requests[before:] == []
 
 
 def test_the_address_checked_is_the_address_connected_to(server):
@@ -307,3 +308,263 @@ def test_internal_addresses_in_any_form_are_internal(internal, public):
     policy = UrlPolicy(["i.ytimg.com"], resolver=lambda host, port: [dressed(internal)[2]])
     with pytest.raises(Refused, match="resolves to internal address"):
         policy.check("https://i.ytimg.com/vi/x/default.jpg")
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://h.test/" + "x" * (2048 - 14 + 1), "not a URL of at most 2048 characters"),
+        ("http://h.test/a b", "URL has characters outside printable ASCII, spaces or backslashes"),
+        ("http://h.test/a\\b", "URL has characters outside printable ASCII, spaces or backslashes"),
+        ("http://h.test:99999/", "malformed URL: Port out of range 0-65535"),
+        ("ftp://h.test/", "scheme 'ftp' is not http or https"),
+        ("h.test/x", "scheme 'none' is not http or https"),
+        ("http://u@h.test/", "URL has userinfo (user@host)"),
+        ("http:///x", "no host in URL"),
+        ("http://[fe80::1%eth0]/", "malformed IP address 'fe80::1%eth0'"),
+        ("http://1.2.3/", "malformed host '1.2.3'"),
+        ("http://h.test-/", "malformed host 'h.test-'"),
+        ("http://[::1]:0/", "port 0"),
+    ],
+)
+def test_a_refused_url_says_why(url, why):
+    with pytest.raises(Refused) as refused:
+        parse(url)
+    assert str(refused.value) == why
+
+
+@pytest.mark.parametrize(
+    ("url", "target", "host_header"),
+    [
+        ("http://H.Test", Target("http", "h.test", 80, "/"), "h.test"),
+        ("https://h_x.test:8443/a/b?q=1#frag", Target("https", "h_x.test", 8443, "/a/b?q=1"), "h_x.test:8443"),
+        ("https://[::1]/x", Target("https", "::1", 443, "/x"), "[::1]"),
+        ("http://[::1]:8080?x", Target("http", "::1", 8080, "/?x"), "[::1]:8080"),
+        ("http://10.0.0.1:80/", Target("http", "10.0.0.1", 80, "/"), "10.0.0.1"),
+        ("https://h.test:80/", Target("https", "h.test", 80, "/"), "h.test:80"),
+        ("http://h.test/" + "x" * (2048 - 14), Target("http", "h.test", 80, "/" + "x" * (2048 - 14)), "h.test"),
+    ],
+)
+def test_a_url_is_parsed_once_into_what_the_request_sends(url, target, host_header):
+    assert parse(url) == target and target.host_header == host_header
+
+
+def test_the_name_is_resolved_to_each_address_once():
+    assert set(resolve("localhost", 80)) <= {"127.0.0.1", "::1"} and len(set(resolve("localhost", 80))) == len(
+        resolve("localhost", 80)
+    )
+    assert resolve("10.9.9.9", 80) == ["10.9.9.9"]  # the host asked for, whatever this machine's own addresses
+
+
+def test_the_policy_resolves_once_and_refuses_any_internal_answer_unless_the_operator_named_the_host():
+    answers = {"a.test": ["142.250.74.46", "8.8.8.8"], "b.test": ["8.8.8.8", "10.0.0.1", "192.168.0.1"]}
+    answers["c.test"] = ["10.0.0.9"]
+    policy = UrlPolicy(["A.TEST", "b.test", "c.test:8080"], ["C.TEST:8080", "d.test"], lambda h, p: answers[h])
+    assert policy.check("http://a.test/x") == (Target("http", "a.test", 80, "/x"), "142.250.74.46")
+    with pytest.raises(Refused) as refused:
+        policy.check("http://b.test/x")
+    assert str(refused.value) == "b.test resolves to internal address 10.0.0.1"
+    assert policy.check("http://c.test:8080/")[1] == "10.0.0.9"  # named by the operator: internal is fine
+    assert policy.internal_ok == {"c.test"}  # d.test is not on the allow-list at all
+    with pytest.raises(Refused) as refused:
+        policy.check("http://d.test/x")
+    assert str(refused.value) == "host d.test is not in the allow-list"
+    with pytest.raises(Refused) as refused:
+        policy.check("http://a.test:8080/x")
+    assert str(refused.value) == "port 8080 of a.test is not allowed (its scheme's default, or host:port)"
+
+    def fails(host: str, port: int) -> list[str]:
+        raise OSError("no such name")
+
+    for resolver, why in [
+        (fails, "cannot resolve a.test: no such name"),
+        (lambda h, p: [], "cannot resolve a.test: no address"),
+    ]:
+        with pytest.raises(Transient) as transient:
+            UrlPolicy(["a.test"], resolver=resolver).check("https://a.test/")
+        assert str(transient.value) == why
+
+
+@pytest.mark.parametrize(
+    ("address", "internal"),
+    [
+        ("8.8.8.8", False),
+        ("2001:4860:4860::8888", False),
+        ("fd00::1", True),
+        ("fe80::1%eth0", True),
+        ("224.0.0.1", True),
+        ("ff02::1", True),
+        ("0.0.0.0", True),
+        ("::", True),
+        ("240.0.0.1", True),
+        ("::2", True),  # reserved, and in none of the private ranges
+        ("4000::1", True),
+        ("100.63.255.255", False),
+        ("100.64.0.0", True),
+        ("100.127.255.255", True),
+        ("100.128.0.0", False),
+        ("2002:808:808::1", False),  # 6to4 of a public address
+        ("64:ff9b::808:808", False),
+        ("64:ff9b::a00:1", True),
+    ],
+)
+def test_internal_is_every_range_inside_someones_network(address, internal):
+    assert is_internal(address) is internal
+
+
+def redirecting(hops: int) -> LocalServer:
+    """A server whose /N redirects to /N-1 (a relative location, each kind of redirect in turn), /0 an image."""
+
+    def route(_method: str, path: str) -> Reply:
+        n = int(path.strip("/"))
+        status = (301, 302, 303, 307, 308)[n % 5]
+        return Reply(200, JPEG) if n == 0 else Reply(status, b"moved", {"Location": f"/{n - 1}"})
+
+    return LocalServer(route)
+
+
+def test_five_redirects_are_followed_and_a_sixth_is_not():
+    with redirecting(6) as srv:
+        f = fetcher([srv.base_url.removeprefix("http://")])
+        assert f.get(f"{srv.base_url}/5") == Fetched(200, JPEG, reservation=len(JPEG))
+        assert [r.path for r in srv.requests] == ["/5", "/4", "/3", "/2", "/1", "/0"]
+        with pytest.raises(Refused) as refused:
+            f.get(f"{srv.base_url}/6")
+        assert str(refused.value) == "more than 5 redirects" and len(srv.requests) == 12
+
+
+@pytest.mark.parametrize(
+    ("reply", "method", "fetched"),
+    [
+        (Reply(302, b"no location"), "GET", Fetched(302, b"")),
+        (Reply(304, b"", {"Location": "/elsewhere"}), "GET", Fetched(304, b"")),
+        (Reply(404, b"error page"), "GET", Fetched(404, b"")),
+        (Reply(200, JPEG), "HEAD", Fetched(200, b"")),
+        (Reply(200, b"x" * 1000), "GET", Fetched(200, b"x" * 1000, reservation=1000)),
+        (Reply(200, b"x" * 1001), "GET", Fetched(200, b"", over_limit=1000)),  # its length says so: never read
+    ],
+)
+def test_what_a_fetch_returns_and_holds(reply, method, fetched):
+    """Only a 200's body to a GET is read, within the cap; the budget holds exactly the body returned."""
+    budget = MemoryBudget(10_000)
+    with LocalServer(lambda _m, _p: reply) as srv:
+        f = fetcher([srv.base_url.removeprefix("http://")], max_bytes=1000, budget=budget)
+        assert f.get(f"{srv.base_url}/x", method) == fetched
+        assert budget.used == fetched.reservation and [r.method for r in srv.requests] == [method]
+
+
+def test_a_malformed_redirect_is_refused_and_a_closed_fetcher_fetches_nothing():
+    with LocalServer(lambda _m, _p: Reply(302, b"", {"Location": "http://[::1"})) as srv:
+        f = fetcher([srv.base_url.removeprefix("http://")])
+        with pytest.raises(Refused) as refused:
+            f.get(f"{srv.base_url}/x")
+        assert str(refused.value) == "malformed redirect location 'http://[::1'"
+        f.close()
+        with pytest.raises(Transient, match=r"^stopping$"):
+            f.get(f"{srv.base_url}/x")
+        assert len(srv.requests) == 1
+
+
+def test_a_server_that_is_not_there_or_speaks_no_tls_is_a_transient_error(server):
+    port = server.base_url.rsplit(":", 1)[1]
+    f = fetcher([f"127.0.0.1:{port}", "127.0.0.1:1"])
+    with pytest.raises(Transient) as transient:
+        f.get("http://127.0.0.1:1/x")
+    assert str(transient.value) == "connection error: ConnectionRefusedError"
+    with pytest.raises(Transient) as transient:
+        f.get(f"https://127.0.0.1:{port}/x")
+    assert str(transient.value).startswith("TLS error: ")
+
+
+def test_the_watchdog_cuts_each_socket_at_its_own_deadline_and_none_that_finished_in_time():
+    """A blocked read returns when its exchange's deadline passes, not before; an exchange that ended in time is
+    left alone; ``cut_all`` cuts every exchange under way at once (a fresh watchdog: its own thread)."""
+    dog = Watchdog()
+    (a, a_peer), (b, b_peer), (c, c_peer) = pairs = [socket.socketpair() for _ in range(3)]
+    try:
+        for sock, _ in pairs:
+            sock.settimeout(5)  # a watchdog that never cuts fails the test, not hangs it
+        with dog.guard(c, time.monotonic() + 0.2):
+            pass  # finished in time
+        time.sleep(0.3)  # its deadline passed: nothing to cut
+        c_peer.sendall(b"c")
+        assert c.recv(1) == b"c"
+        start = time.monotonic()
+        with dog.guard(b, start + 1.2), dog.guard(a, start + 0.3):
+            a_peer.sendall(b"a")
+            assert a.recv(1) == b"a"  # before its deadline: untouched
+            assert a.recv(1) == b"" and time.monotonic() - start >= 0.3  # cut at it
+            b_peer.sendall(b"b")
+            assert b.recv(1) == b"b"  # a later deadline: still open
+            assert b.recv(1) == b"" and time.monotonic() - start >= 1.2
+        c_peer.sendall(b"c")
+        with dog.guard(c, time.monotonic() + 60):
+            assert c.recv(1) == b"c"
+            dog.cut_all()
+            assert c.recv(1) == b""
+    finally:
+        for pair in pairs:
+            for sock in pair:
+                sock.close()
+
+
+class RawServer:
+    """A server that answers each connection with ``answer``'s bytes and hangs up, keeping what it was sent."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer, self.received = answer, []
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.sock.accept()
+                with conn:
+                    self.received.append(conn.recv(65536))
+                    conn.sendall(self.answer)
+
+    def __enter__(self) -> RawServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "fetched", "error"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 1000,
+            Fetched(200, b"x" * 1000, reservation=1000),
+            None,
+        ),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + b"x" * 1001, Fetched(200, b"", over_limit=1000), None),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n" + b"x" * 10, None, "connection error: IncompleteRead"),
+        (
+            b"HTTP/1.1 301 Moved\r\nlocation: http://elsewhere.test/\r\nContent-Length: 0\r\n\r\n",
+            None,
+            "host elsewhere",
+        ),
+    ],
+)
+def test_a_body_without_a_length_is_cut_at_the_cap_and_one_cut_short_is_an_error(answer, fetched, error):
+    """Bodies as servers really send them: without a length (read to the end, within the cap), shorter than
+    they said (an error, nothing held), a lower-case location; the request is exactly its three lines."""
+    budget = MemoryBudget(10_000)
+    with RawServer(answer) as srv:
+        f = fetcher([f"127.0.0.1:{srv.port}"], max_bytes=1000, budget=budget)
+        if error is None:
+            assert f.get(f"http://127.0.0.1:{srv.port}/x.jpg?s=1") == fetched
+        else:
+            with pytest.raises((Transient, Refused), match=error):
+                f.get(f"http://127.0.0.1:{srv.port}/x.jpg?s=1")
+        assert budget.used == (fetched.reservation if fetched else 0)
+        assert srv.received[0].decode().split("\r\n") == [
+            "GET /x.jpg?s=1 HTTP/1.1",
+            f"Host: 127.0.0.1:{srv.port}",
+            "Accept-Encoding: identity",
+            "",
+            "",
+        ]

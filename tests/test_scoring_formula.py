@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from result_detail import published
 
-from vvv_core.domain.scoring import Score, Snapshot, label, score
+from vvv_core.domain.scoring import Score, Snapshot, label, remember, score
 
 HOUR_MS = 3_600_000
 
@@ -117,3 +117,17 @@ def test_the_detail_is_the_published_score_detail():
         "region": "US",
         "reason": "insufficient data",
     }
+
+
+def test_the_two_snapshots_kept_are_the_databases_whatever_order_they_arrive_in():
+    """``remember`` keeps what the database's lookup gives: the newest two by time, the later arrival the newer of
+    two with the same time (the later-inserted row); a repeat, or one older than both kept, changes nothing."""
+    old, mid, new = snap(1, hour=0), snap(2, hour=1), snap(3, hour=2)
+    assert remember([], mid) == [mid]
+    assert (remember([mid], old), remember([mid], new)) == ([mid, old], [new, mid])
+    assert (remember([mid, old], new), remember([new, old], mid)) == ([new, mid], [new, mid])
+    assert remember([new, mid], old) is None
+    assert remember([new, mid], mid) is None and remember([new, mid], snap(3, hour=2)) is None  # repeats
+    a, b, c = snap(10, hour=1), snap(20, hour=1), snap(30, hour=1)  # one instant
+    assert (remember([a], b), remember([b, a], c)) == ([b, a], [c, b])
+    assert (remember([new, a], b), remember([a, old], b)) == ([new, b], [b, a])

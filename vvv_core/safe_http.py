@@ -125,11 +125,12 @@ def parse(url: str) -> Target:
     bracketed = parts.netloc.startswith("[")
     try:
         ip = ipaddress.ip_address(host)
-        if isinstance(ip, ipaddress.IPv6Address) != bracketed or "%" in host:
-            raise Refused(f"malformed IP address {host!r}")
     except ValueError:
         if bracketed or not HOST_NAME.fullmatch(host) or host.replace(".", "").isdigit():
             raise Refused(f"malformed host {host[:100]!r}") from None
+    else:  # not inside the try: Refused is a ValueError too, and was said as "malformed host"
+        if isinstance(ip, ipaddress.IPv6Address) != bracketed or "%" in host:
+            raise Refused(f"malformed IP address {host!r}")
     if port == 0:
         raise Refused("port 0")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
