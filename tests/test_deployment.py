@@ -241,6 +241,7 @@ def test_the_entry_point_says_in_one_line_what_the_image_user_cannot_do_with_the
 
 @pytest.mark.apache_kafka_only  # installed from the package index once per CI run
 @pytest.mark.timeout(600)
+@pytest.mark.timeout(600)  # a fresh venv's install, building the compiled codec: more than the suite's 120 s
 def test_the_dockerfiles_install_runs_in_a_venv_as_in_the_image(tmp_path):
     """The Dockerfile's own pip line, in a fresh venv, on exactly what it copies; then its entry point and the
     installed package's schemas, from another folder with no VVV_* paths."""
