@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from common import figure, timed_consumer
-from scoring import make_db
+from scoring import make_db, snapshot_items
 
 from vvv_core import db
 from vvv_core.apache_kafka import ApacheKafka
@@ -168,20 +168,6 @@ def restore_seconds(settings: Settings, state_dir: Path, seeded: int) -> float:
     thread.join()
     assert restored == seeded, f"restored {restored} of {seeded} videos"
     return took
-
-
-def snapshot_items(start: int, n: int, videos: int, hour: int) -> list[dict]:
-    return [
-        {
-            "video_id": f"v{i % videos:010d}",
-            "region": "PL",
-            "view_count": 1000 + hour * i,
-            "likes": 10,
-            "comments": 1,
-            "fetched_at": 1796400000000 + hour * 3_600_000,
-        }
-        for i in range(start, start + n)
-    ]
 
 
 def bench_stream(broker_bootstrap: str, db_path: str, videos: int, tmp: Path) -> None:
