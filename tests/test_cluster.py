@@ -183,7 +183,10 @@ def test_killing_the_busiest_leader_loses_nothing(tmp_path, sample_db, schemas, 
         pause = max(b - a for a, b in itertools.pairwise(times))
         after = [t for t in times if t > killed_at]
         recovered = after[0] - killed_at if after else float("inf")
-        print(f"\n{nodes} node(s): longest pause in results {pause:.1f} s, results {recovered:.1f} s after the kill")
+        print(
+            f"\n{nodes} node(s): longest pause in results {pause:.1f} s, results {recovered:.1f} s after the kill; "
+            f"{sum(on_videos.values())} events on the topic for {published['videos']} published (the outbox's repeats)"
+        )
         assert cluster.running() and len(kafka.admin(settings).list_topics(timeout=10).brokers) == nodes
 
 
