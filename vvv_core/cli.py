@@ -244,6 +244,7 @@ def _text(data: bytes | None) -> str | None:
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     from vvv_core import status
 
+    kafka.check_broker(settings)  # no broker: said at once, not after every read's timeout
     groups = status.group_status(settings, GROUPS)
     summary = status.database_summary(args.db) if args.db else None
     print(json.dumps(status.as_json(groups, summary), indent=2) if args.json else status.render(groups, summary))
