@@ -1203,6 +1203,14 @@ BREAKS = [
         broker="embedded",
     ),
     Break(
+        "a look at the ends giving up while a partition's leader is being elected",
+        "vvv_core/kafka.py",
+        "again = exc.args[0].retriable() or exc.args[0].code() in LEADER_MOVING",
+        "again = exc.args[0].retriable()",
+        TIMELINE + "test_a_look_at_the_ends_asks_again_while_a_partitions_leader_is_being_elected",
+        broker="any",
+    ),
+    Break(
         "the timeline reading its whole window, not the newest records",
         "vvv_core/timeline.py",
         "starts[tp], by_time[tp] = max(start, high - most), usable and start >= high - most",

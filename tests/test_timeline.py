@@ -8,7 +8,7 @@ import sqlite3
 import time
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 from conftest import BROKER_KIND, run_group, vvv
 
 from vvv_core import kafka, timeline
@@ -141,3 +141,26 @@ def test_the_window_starts_where_the_time_index_says_once_checked(settings):
         assert videos.start == 2 and videos.records == 3
     else:  # the embedded broker's is wrong: read from its start
         assert timeline.TIME_INDEX_AGREES[settings.bootstrap] is False and videos.start == 0
+
+
+def test_a_look_at_the_ends_asks_again_while_a_partitions_leader_is_being_elected(settings, monkeypatch):
+    """Just after a topic is made, Apache Kafka answers ListOffsets "not leader" until the election is over:
+    the look asks again (until its timeout) and answers the real ends; a refusal of another kind is said."""
+    kafka.ensure_topics(kafka.admin(settings), settings, [settings.videos_topic])
+    send(settings, settings.videos_topic, b"video000001", b"x")
+    real = kafka.Readers._list_offsets
+    refusals = [KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE]
+
+    def electing(self, wanted):
+        if refusals:
+            raise KafkaException(KafkaError(refusals.pop(0)))
+        return real(self, wanted)
+
+    monkeypatch.setattr(kafka.Readers, "_list_offsets", electing)
+    monkeypatch.setitem(kafka.LIST_OFFSETS_AGREE, settings.bootstrap, True)  # ListOffsets is how it looks
+    with kafka.Readers(settings) as readers:
+        ends = readers.ends({settings.videos_topic: None})[settings.videos_topic]
+        assert not refusals and sum(high for _low, high in ends.values()) == 1
+        refusals.append(KafkaError.TOPIC_AUTHORIZATION_FAILED)
+        with pytest.raises(KafkaException, match="TOPIC_AUTHORIZATION_FAILED"):
+            readers.ends({settings.videos_topic: None})
