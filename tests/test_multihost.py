@@ -259,6 +259,9 @@ def test_scoring_on_two_worker_hosts_with_a_killed_member_and_a_pulled_cable_equ
             while stored() != expected and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert stored() == expected  # every video's score equal to database mode's (else: which differ)
+            # every member kept going: a rebalance failing a transaction is started over, never a stop
+            gone = {name: p.returncode for name, p in processes.items() if p.poll() is not None}
+            assert not gone, (gone, (tmp_path / "scoring-w2.log").read_text()[-3000:])
         finally:
             for process in [*processes.values(), publisher]:
                 process.terminate()

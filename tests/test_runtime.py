@@ -415,6 +415,43 @@ def test_exactly_once_offsets_become_the_groups_only_when_its_transaction_commit
     assert p.broker.committed == p.end_offsets()
 
 
+def test_exactly_once_never_commits_the_work_of_a_partition_lost_inside_its_transaction(tmp_path):
+    """Partition 0 is taken away (its session expired) while the open transaction holds its results. Committed,
+    they would stand beside its new owner's, with no offsets of partition 0 in the transaction for the group to
+    refuse. The member aborts it and starts over from the committed offsets: one result per event it kept."""
+    p = Pipeline(tmp_path, valid, exactly_once=True, commit_interval=3600)
+    videos = [vid(n) for n in range(12)]
+    for video in videos:
+        p.publish(video)
+    kept = sorted(v for v in videos if p.broker.partition_for(v.encode()) == 1)
+    assert 0 < len(kept) < len(videos)
+    p.start()
+    wait_for(lambda: p.runner.processed == len(videos), 5, "every event, in one open transaction")
+    p.backend.revoke([0], lost=True)
+    wait_for(lambda: p.runner.processed == len(videos) + len(kept), 5, "partition 1's events done again")
+    p.stop()
+    assert p.backend.transactions == ["abort", "commit"] and p.backend.rejoins == 1
+    assert sorted(r["video_id"] for r in p.results()) == kept  # partition 0's: its next owner's to publish
+    assert p.broker.committed == {(p.settings.videos_topic, 1): len(p.broker.log(p.settings.videos_topic)[1])}
+
+
+def test_exactly_once_starts_over_after_an_abortable_failure_and_keeps_going(tmp_path):
+    """The transaction's commit fails as the broker fails one whose member epoch just moved on (KIP-848): the
+    member does not stop; it starts over from the committed offsets, and every event gets one result."""
+    p = Pipeline(tmp_path, valid, exactly_once=True, commit_interval=3600)
+    for n in range(6):
+        p.publish(vid(n))
+    p.backend.abortable_commit = True
+    p.start()
+    wait_for(lambda: p.runner.processed == 6, 5, "the events, in one open transaction")
+    p.runner.checkpoint.commit_interval = 0  # the commit due now: it fails
+    wait_for(lambda: p.broker.committed == p.end_offsets(), 5, "every offset committed after starting over")
+    assert p.thread.is_alive() and p.error is None
+    assert p.backend.transactions[:2] == ["abort", "commit"] and p.backend.rejoins == 1
+    assert sorted(r["video_id"] for r in p.results()) == [vid(n) for n in range(6)]
+    p.stop()
+
+
 def test_a_member_never_processes_what_a_transaction_upstream_aborted_nor_what_it_has_not_committed(tmp_path):
     p = Pipeline(tmp_path, valid, partitions=1)
     p.publish(vid(1), "before")

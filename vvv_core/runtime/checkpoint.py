@@ -45,7 +45,15 @@ from vvv_core.runtime.backends import FLUSH_TIMEOUT, Backend
 from vvv_core.runtime.deadletter import DeadLetterPolicy
 from vvv_core.runtime.group import ConsumerGroup
 from vvv_core.runtime.metrics import Metrics
-from vvv_core.runtime.model import ConsumerStopped, Failure, Inbound, Outcome, Partition, Rejected
+from vvv_core.runtime.model import (
+    ConsumerStopped,
+    Failure,
+    Inbound,
+    Outcome,
+    Partition,
+    Rejected,
+    TransactionAborted,
+)
 from vvv_core.runtime.offsets import PartitionOffsets
 from vvv_core.runtime.state import Change, State
 from vvv_core.tracing import MemberSpans
@@ -194,6 +202,23 @@ class Checkpoint:
     def abandon_deliveries(self) -> None:
         """Forget what the broker never answered (the next owner redoes it)."""
         self._in_delivery.clear()  # they are still unanswered: every later batch waits for them too
+
+    def abort(self) -> bool:
+        """Exactly-once: abort the open transaction, if there is one, and forget what it held; whether there was."""
+        was_open = self._in_transaction
+        if was_open:
+            self.backend.abort_transaction()
+        self._void()
+        return was_open
+
+    def _void(self) -> None:
+        """After an abort nothing of the transaction is delivered, saved or committed. Its messages' late reports
+        (purged) would read as refusals: the producer is replaced, so they are no one's."""
+        self._in_transaction = False
+        self._in_delivery.clear()
+        self._in_transaction_changes = []
+        self._refused = None
+        self.backend.replace_producer("transaction aborted")
 
     def _answer(self, error: str | None, topic: str, partition: int, offset: int) -> None:
         """The broker's answer to one message (the backend's one delivery callback): refusals, and the
@@ -370,9 +395,13 @@ class Checkpoint:
             if not self._in_transaction:
                 return
             self._in_transaction = False
-            if positions:
-                self.backend.send_offsets_to_transaction(positions)
-            self.backend.commit_transaction()
+            try:
+                if positions:
+                    self.backend.send_offsets_to_transaction(positions)
+                self.backend.commit_transaction()
+            except TransactionAborted:
+                self._void()
+                raise
             if self._in_transaction_changes:  # committed: now, and not before, the stores may have them
                 self.state.save(self._in_transaction_changes, self._changelog_next)
                 self._in_transaction_changes = []

@@ -30,7 +30,7 @@ from vvv_core.runtime.backends.kafka import KafkaBackend
 from vvv_core.runtime.checkpoint import Checkpoint
 from vvv_core.runtime.deadletter import DeadLetterPolicy
 from vvv_core.runtime.group import ConsumerGroup, client_id
-from vvv_core.runtime.model import ConsumerStopped, Failure, Inbound, Outcome, Partition
+from vvv_core.runtime.model import ConsumerStopped, Failure, Inbound, Outcome, Partition, TransactionAborted
 from vvv_core.runtime.state import State
 from vvv_core.runtime.state.restore import Restorer
 
@@ -148,7 +148,10 @@ class GroupRunner:
                 if restoring:
                     self._restore()
                 self.checkpoint.add(self.executor.take_completed())
-                self.checkpoint.advance()
+                try:
+                    self.checkpoint.advance()
+                except TransactionAborted as exc:
+                    self._start_over(str(exc))
                 self._backpressure()
                 self._observe()
                 self._progress()
@@ -374,12 +377,36 @@ class GroupRunner:
             try:
                 self.checkpoint.advance(sync=True)  # finished work is committed; unfinished work is the next owner's
             except ConsumerStopped as exc:  # e.g. the broker is away: the next owner redoes what is uncommitted
+                if self.checkpoint.exactly_once:  # the transaction held the partitions kept too
+                    self.checkpoint.abort()
+                    self._start_over(f"could not commit before giving up partitions: {exc}")
+                    return
                 self.log.warning("%s: could not commit before giving up partitions: %s", self.group.name, exc)
                 self.checkpoint.abandon_deliveries()
-        self.lost(partitions)
+        self._release(partitions)
 
     def lost(self, partitions: list[Partition]) -> None:
-        """Drop the partitions' work and state; commit nothing (another member may own them already)."""
+        """Taken away: commit nothing (another member may own them already).
+
+        With exactly-once an open transaction holds their work since the last commit: committed, it would
+        publish that work beside the new owner's, with no offsets of theirs in it for the group to refuse. It
+        is aborted, and as it held the kept partitions' work too, the member starts over."""
+        if self.checkpoint.abort():
+            self._start_over(f"lost {', '.join(f'{t}[{p}]' for t, p in partitions)} inside a transaction: aborted")
+        else:
+            self._release(partitions)
+
+    def _start_over(self, why: str) -> None:
+        """Exactly-once, after an abort: the transaction's results, state changes and offsets are gone, and they
+        were all the assignment's work since the last commit. Every partition is given up (its stores closed,
+        their changes not saved dropped) and the group joined again, so the work restarts from the committed
+        offsets and the stores from their changelogs, as Kafka Streams does when its tasks migrated."""
+        self.log.warning("%s: %s: giving up every partition and joining the group again", self.group.name, why)
+        self._release(self.owned)
+        self.backend.rejoin()
+
+    def _release(self, partitions: list[Partition]) -> None:
+        """Drop the partitions' work and state."""
         self.executor.forget(set(partitions))
         self.checkpoint.release(partitions)
         if self.spans is not None:

@@ -20,6 +20,12 @@ class ConsumerStopped(Fatal):
     """The consumer stopped because continuing would lose or corrupt work; the message says why."""
 
 
+class TransactionAborted(ConsumerStopped):
+    """Exactly-once: the open transaction failed with an error librdkafka calls abortable (a group epoch moved
+    on under it, a member fenced) and was aborted. Nothing of it happened: a member that catches it starts its
+    work again from the committed offsets; one that does not, stops, as for any ``ConsumerStopped``."""
+
+
 @dataclass(slots=True)
 class Inbound:
     """One consumed message: where it came from, its raw bytes, and the event decoded from them."""

@@ -89,15 +89,21 @@ class Backend(Protocol):
     def begin_transaction(self) -> None: ...
 
     def send_offsets_to_transaction(self, offsets: dict[Partition, int]) -> None:
-        """The group's offsets, to become its committed offsets when (and only if) the transaction commits."""
+        """The group's offsets, to become its committed offsets when (and only if) the transaction commits; on
+        failure abort it and raise ``TransactionAborted`` (abortable) or ``ConsumerStopped``."""
 
     def commit_transaction(self) -> None:
-        """Commit the open transaction; on failure abort it and raise ConsumerStopped."""
+        """Commit the open transaction; on failure abort it and raise ``TransactionAborted`` (abortable) or
+        ``ConsumerStopped``."""
 
     def abort_transaction(self) -> None: ...
 
     def replace_producer(self, why: str) -> None:
         """Drop every unanswered message and send with a new producer from now on."""
+
+    def rejoin(self) -> None:
+        """Join the group again as a new member (at the next ``poll``): every partition given up, then whatever the
+        group assigns fetched from its committed offsets."""
 
     def high_watermark(self, partition: Partition) -> int | None: ...
 

@@ -28,7 +28,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
@@ -36,7 +36,7 @@ from vvv_core import kafka
 from vvv_core.config import Settings
 from vvv_core.runtime.backends import FLUSH_TIMEOUT, ISOLATION, Headers, OnDelivery, Polled, Rebalance
 from vvv_core.runtime.backends.brokerwatch import BrokerWatch
-from vvv_core.runtime.model import ConsumerStopped, Inbound, Partition
+from vvv_core.runtime.model import ConsumerStopped, Inbound, Partition, TransactionAborted
 
 TOPIC_CHECK_INTERVAL = 5.0  # seconds between attempts to recreate a vanished topic
 STATISTICS_INTERVAL_MS = 15_000  # librdkafka's statistics, with metrics on (VVV_KAFKA_STATISTICS_INTERVAL_MS)
@@ -307,23 +307,30 @@ class KafkaBackend:
         try:
             self._producer.send_offsets_to_transaction(positions, group.consumer_group_metadata(), FLUSH_TIMEOUT)
         except KafkaException as exc:
-            self.abort_transaction()
-            raise ConsumerStopped(
-                f"transaction failed ({exc.args[0].str()}): stopping; the batch is processed again on restart"
-            ) from None
+            self._failed(exc.args[0])
 
     def commit_transaction(self) -> None:
         try:
             self._producer.commit_transaction(FLUSH_TIMEOUT)
         except KafkaException as exc:
-            self.abort_transaction()
-            raise ConsumerStopped(
-                f"transaction failed ({exc.args[0].str()}): stopping; the batch is processed again on restart"
-            ) from None
+            self._failed(exc.args[0])
+
+    def _failed(self, error: KafkaError) -> NoReturn:
+        """A transaction that failed is aborted. An abortable failure leaves the producer usable: with KIP-848 the
+        broker refuses the offsets of a member whose epoch moved on a moment before its client heard (a member
+        joining or leaving elsewhere in the group), and the member is to start again from the committed offsets.
+        Anything else (fenced for good, fatal) stops it."""
+        self.abort_transaction()
+        if error.txn_requires_abort() and not error.fatal():
+            raise TransactionAborted(f"transaction aborted ({error.str()})")
+        raise ConsumerStopped(f"transaction failed ({error.str()}): stopping; the batch is processed again on restart")
 
     def abort_transaction(self) -> None:
         with contextlib.suppress(KafkaException):
             self._producer.abort_transaction(FLUSH_TIMEOUT)
+
+    def rejoin(self) -> None:
+        self._resubscribe = True  # ``poll`` closes this consumer (its partitions revoked) and joins with a new one
 
     def replace_producer(self, why: str) -> None:
         self._recreate_topics(why)  # perhaps the topics are gone

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from vvv_core.runtime.backends import ISOLATION, Headers, OnDelivery, Polled, Rebalance
-from vvv_core.runtime.model import ConsumerStopped, Inbound, Partition
+from vvv_core.runtime.model import ConsumerStopped, Inbound, Partition, TransactionAborted
 
 OPEN, COMMITTED, ABORTED = "open", "committed", "aborted"
 
@@ -92,6 +92,9 @@ class MemoryBackend:
         self.isolation = isolation
         self.refuse = 0  # the next this many messages are refused
         self.fail_commit = False  # the next transaction fails at its commit (is aborted), as a broker may
+        self.abortable_commit = False  # the same, with an error the member may start over from (a group epoch moved)
+        self.rejoins = 0  # times the member joined again
+        self._rejoining = False
         self.reachable = True
         self.on_delivery: OnDelivery = lambda *_answer: None
         self.commits: list[dict[Partition, int]] = []  # every consumer commit, in order (not the transactions')
@@ -147,6 +150,10 @@ class MemoryBackend:
 
     def _poll(self, max_records: int) -> Polled:
         events, self._events = self._events, []
+        if self._rejoining:  # as a new consumer: what the old one owned revoked, then assigned again
+            self._rejoining, self.rejoins = False, self.rejoins + 1
+            owned = sorted(p for _t, p in self._positions)
+            events = [("revoke", owned), ("assign", owned), *events]
         for kind, numbers in events:
             partitions = [(self._topic, p) for p in numbers]
             if kind == "assign":
@@ -231,6 +238,10 @@ class MemoryBackend:
         self._transaction_offsets.update(offsets)
 
     def commit_transaction(self) -> None:
+        if self.abortable_commit:
+            self.abortable_commit = False
+            self.abort_transaction()
+            raise TransactionAborted("transaction aborted (the test's abortable error)")
         if self._pending or self.fail_commit:
             self.fail_commit = False
             self.abort_transaction()
@@ -253,6 +264,9 @@ class MemoryBackend:
 
     def replace_producer(self, why: str) -> None:
         self._pending.clear()
+
+    def rejoin(self) -> None:
+        self._rejoining = True
 
     def high_watermark(self, partition: Partition) -> int | None:
         return len(self.broker.log(partition[0])[partition[1]])
