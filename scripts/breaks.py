@@ -545,8 +545,8 @@ BREAKS = [
     Break(
         "the table holds the result just read, not the video's whole current state",
         "vvv_core/groups/sink.py",
-        '"thumbnail": thumbnail,',
-        '"thumbnail": None,',
+        "[video_ids, scores, labels, thumbnails, liveness, events.now_ms()]",
+        "[video_ids, scores, labels, [None] * len(rows), liveness, events.now_ms()]",
         "tests/test_sink.py::test_the_table_holds_each_videos_latest_score_thumbnail_and_liveness",
         broker="any",
     ),
@@ -717,8 +717,8 @@ BREAKS = [
     Break(
         "the sink stores results for videos the cron database does not know",
         "vvv_core/groups/sink.py",
-        "if unknown := _unknown_videos(conn, [o for o in outcomes if not o.inbound.event.stored]):",
-        "if unknown := []:",
+        "if unknown := _unknown_videos(conn, [r.video_id for r in results if not r.stored]):",
+        "if unknown := set():",
         BOUNDARIES + "test_a_result_for_a_video_the_database_does_not_know_is_a_dead_letter_to_replay",
     ),
     Break(
@@ -891,8 +891,8 @@ BREAKS = [
     Break(
         "the sink applies again a result its member stored itself",
         "vvv_core/groups/sink.py",
-        "            if not result.stored:\n                effects[",
-        "            if True:\n                effects[",
+        "applied = [r for r in results if not r.stored]",
+        "applied = results",
         EFFECTS + "test_the_sink_never_applies_a_result_its_member_stored_itself",
     ),
     Break(
@@ -1187,8 +1187,8 @@ BREAKS = [
     Break(
         "the context not carried from event to result",
         "vvv_core/runtime/checkpoint.py",
-        "single += [(self._results_topic, v, k, h) for v, k, h in zip(values, keys, traced, strict=True)]",
-        "single += [(self._results_topic, v, k, None) for v, k, h in zip(values, keys, traced, strict=True)]",
+        "single += [(topic, v, k, h) for v, k, h in zip(values, keys, traced, strict=True) if v is not None]",
+        "single += [(topic, v, k, None) for v, k, h in zip(values, keys, traced, strict=True) if v is not None]",
         TRACING + "test_one_videos_trace_spans_the_hook_each_attempt_its_result_and_the_sink",
         broker="any",
     ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import sqlite3
+import sys
 import time
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -400,3 +401,84 @@ def test_a_results_refusal_names_the_field_and_the_rule(group, detail, changes, 
         events.result_event(rec)
     assert str(refused.value) == reason
     assert [str(e) for e in events.result_events({f: [rec[f]] for f in rec})] == [reason]
+
+
+def result_edge_values(field: str) -> st.SearchStrategy:
+    """Values of a result's field, or of its detail's, at and around every rule's edges, and of the wrong types."""
+    now = now_ms()
+    times = st.sampled_from([EARLIEST_MS - 1, EARLIEST_MS, now, now + DAY_MS + 60_000, 0, False, 0.0, None, 2**70])
+    texts = st.one_of(st.none(), st.sampled_from(["", "x" * MAX_TEXT, "x" * (MAX_TEXT + 1), 7]), st.text())
+    wrong = st.sampled_from([None, True, 1.5, "5", 2**31, -1])
+    reals = st.sampled_from([0.0, 100.0, 100.5, -1e-9, 1e308, float("inf"), float("nan"), 50, True, "5", None])
+    return {
+        "event_id": st.one_of(st.sampled_from(["", "e" * 64, "e" * 65, 5]), st.text(min_size=1, max_size=8)),
+        "video_id": st.one_of(st.sampled_from(["J78aPJ3VyNs", "a" * 64, "a" * 65, "", "a\nb", "a b", 5]), st.text()),
+        "group": st.sampled_from(["scoring", "thumbnails", "liveness", "other", None]),
+        "event_at": times,
+        "processed_at": times,
+        "stored": st.sampled_from([True, False, 1, 0, None, "yes"]),
+        "detail": st.sampled_from([*DETAILS.values(), None, {}, "x", {**DETAILS["liveness"], "extra": 1}]).map(
+            lambda d: dict(d) if isinstance(d, dict) else d  # a copy: the rows' details are changed in place
+        ),
+        "score": reals,
+        "engagement": reals,
+        "velocity": st.one_of(wrong, st.integers()),
+        "label": st.sampled_from(["VIRAL", "viral", None, 5]),
+        "region": texts,
+        "reason": texts,
+        "status": st.sampled_from(["valid", "alive", "error", "unknown", "VALID", None, 5]),
+        "http_status": st.one_of(wrong, st.sampled_from([99, 100, 999, 1000])),
+        "attempts": st.one_of(wrong, st.sampled_from([0, 1, 100, 101])),
+        "width": st.one_of(wrong, st.sampled_from([0, 2**31 - 1])),
+        "height": st.one_of(wrong, st.sampled_from([0, 2**31 - 1])),
+    }[field]
+
+
+@examples(max_examples=600, derandomize=True, deadline=None)
+@hypothesis.given(data=st.data())
+def test_a_batch_of_results_is_checked_as_each_of_its_records_would_be(data):
+    """``result_events`` on columns gives what ``result_event`` gives record by record: the same results, the same
+    reasons, whichever value of the batch breaks which rule, in a batch of one group or of several."""
+    rows = data.draw(st.integers(1, 4))
+    records = [result(data.draw(st.sampled_from(list(DETAILS))), None, {}) for _ in range(rows)]
+    records = [r | {"detail": dict(r["detail"]), "event_at": r["event_at"] - i} for i, r in enumerate(records)]
+    for _ in range(data.draw(st.integers(1, 3))):  # a value or a few at a rule's edge, the rest valid
+        row = records[data.draw(st.integers(0, rows - 1))]
+        field = data.draw(st.sampled_from([*row, *row["detail"]] if isinstance(row["detail"], dict) else [*row]))
+        (row if field in row else row["detail"])[field] = data.draw(result_edge_values(field))
+    columns = {f: [r[f] for r in records] for f in records[0]}
+    batch, one_by_one = events.result_events(columns), each(events.result_event, columns)
+    assert [str(e) if isinstance(e, InvalidEvent) else e for e in batch] == [
+        str(e) if isinstance(e, InvalidEvent) else e for e in one_by_one
+    ]
+
+
+def test_a_batch_of_results_at_every_rules_edge_is_made_straight_from_its_columns(monkeypatch):
+    """Results of every group at each rule's very edge, as the Avro reader gives them, pass the column checks."""
+    now = now_ms()
+    monkeypatch.setattr(events, "now_ms", lambda: now)
+    edges = [
+        ("scoring", {"score": 0.0, "engagement": 0.0, "velocity": -5, "region": None, "reason": "r" * MAX_TEXT}, {}),
+        ("scoring", {"score": 100.0, "label": "VIRAL", "engagement": 1e308, "region": "R" * MAX_TEXT}, {}),
+        ("thumbnails", {"width": 2**31 - 1, "height": 0, "http_status": 100, "attempts": 100}, {"event_at": 0}),
+        ("thumbnails", {"status": "error", "width": None, "height": None, "http_status": None}, {"stored": True}),
+        ("liveness", {"status": "unknown", "http_status": 999, "attempts": 1}, {"event_id": "e" * 64}),
+        ("liveness", {"reason": ""}, {"event_at": EARLIEST_MS, "processed_at": now + DAY_MS, "video_id": "a" * 64}),
+    ]
+    records = [result(group, detail, changes) for group, detail, changes in edges]
+    columns = {f: [r[f] for r in records] for f in records[0]}
+    expected = each(events.result_event, columns)
+    assert not [e for e in expected if isinstance(e, InvalidEvent)]
+    monkeypatch.setattr(events, "each", lambda *_: pytest.fail("parsed record by record"))
+    assert events.result_events(columns) == expected
+    thumbnails = [r for r in records if r["group"] == "thumbnails"]  # a batch of one group, as a member writes it
+    assert events.result_events({f: [r[f] for r in thumbnails] for f in thumbnails[0]}) == expected[2:4]
+
+
+@pytest.mark.parametrize("field", ["score", "engagement"])
+def test_a_nan_behind_valid_values_is_refused_in_a_batch_as_alone(field):
+    """The least and greatest of a column holding a NaN are whatever came first: NaN is ruled out before them."""
+    valid, nan = result("scoring", None, {}), result("scoring", {field: float("nan")}, {})
+    taken, refused = events.result_events({f: [valid[f], nan[f]] for f in valid})
+    assert taken == events.result_event(valid)
+    assert str(refused) == f"invalid {field} nan: expected 0..{100 if field == 'score' else sys.float_info.max:g}"

@@ -16,9 +16,10 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 from vvv_core.errors import InvalidInput
@@ -338,4 +339,81 @@ def stale_check_events(columns: dict[str, list]) -> list[StaleCheckEvent | Inval
 
 
 def result_events(columns: dict[str, list]) -> list[ResultEvent | InvalidEvent]:
+    """``result_event`` on a batch of records given as columns: where every column passes its check, each of which
+    implies ``result_event``'s own rule (a test holds them to it), the results are made straight from the columns;
+    otherwise record by record, each refused one with its reason."""
+    c, latest = columns, now_ms() + DAY_MS
+    if (
+        _types(c["event_at"]) <= {int}
+        and _within(list(filter(None, c["event_at"])), EARLIEST_MS, latest)  # 0: written before it was recorded
+        and _types(c["processed_at"]) <= {int}
+        and _within(c["processed_at"], EARLIEST_MS, latest)
+        and _types(c["group"]) <= {str}
+        and set(c["group"]) <= DETAIL_FIELDS.keys()
+        and _types(c["stored"]) <= {bool}
+        and _types(c["event_id"]) <= {str}
+        and _within(list(map(len, c["event_id"])), 1, 64)
+        and _types(c["video_id"]) <= {str}
+        and _all_match(VIDEO_IDS, c["video_id"])
+        and _details(c["group"], c["detail"])
+    ):
+        return list(map(ResultEvent, c["event_id"], c["video_id"], c["group"], c["event_at"], c["stored"], c["detail"]))
     return each(result_event, columns)
+
+
+def _details(groups: list[str], details: list) -> bool:
+    """Whether every detail passes ``_detail`` for its group, checked a column of each field at a time."""
+    if not _types(details) <= {dict}:
+        return False
+    present = set(groups)
+    for group in present:
+        mine = details if len(present) == 1 else [d for g, d in zip(groups, details, strict=True) if g == group]
+        names = tuple(DETAIL_FIELDS[group])
+        if set(map(len, mine)) != {len(names)}:
+            return False
+        try:  # as many fields as the branch has, each of its names among them: exactly its fields
+            values = zip(*map(itemgetter(*names), mine), strict=True)
+        except KeyError:
+            return False
+        if not _checked(group, dict(zip(names, values, strict=True))):
+            return False
+    return True
+
+
+def _checked(group: str, field: dict[str, tuple]) -> bool:
+    """Every value of a group's detail fields (one tuple per field) within its rule."""
+    texts = ("region", "reason") if group == "scoring" else ("reason",)
+    if not all(
+        _types(_present(field[f])) <= {str} and _within(list(map(len, _present(field[f]))), 0, MAX_TEXT) for f in texts
+    ):
+        return False
+    if group == "scoring":
+        return (
+            _reals(field["score"], 0, 100)
+            and _reals(field["engagement"], 0, sys.float_info.max)
+            and _types(field["velocity"]) <= {int}
+            and _types(field["label"]) <= {str}
+            and set(field["label"]) <= set(STATUSES[group])
+        )
+    sizes = ("width", "height") if group == "thumbnails" else ()
+    return (
+        _types(field["status"]) <= {str}
+        and set(field["status"]) <= set(STATUSES[group])
+        and _whole(_present(field["http_status"]), HTTP_STATUSES)
+        and _whole(field["attempts"], range(1, MAX_ATTEMPTS + 1))
+        and all(_whole(_present(field[f]), range(INT_MAX + 1)) for f in sizes)
+    )
+
+
+def _types(values: Iterable) -> set[type]:
+    return set(map(type, values))
+
+
+def _whole(values: list | tuple, allowed: range) -> bool:
+    """Every value a whole number (an int, never a bool) within ``allowed``."""
+    return _types(values) <= {int} and _within(values, allowed.start, allowed.stop - 1)
+
+
+def _reals(values: tuple, low: float, high: float) -> bool:
+    """Every value a float within ``low..high``: none NaN (their sum would be), so their least and greatest tell."""
+    return _types(values) <= {float} and (total := sum(values)) == total and _within(values, low, high)

@@ -24,16 +24,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections import defaultdict
 
 from vvv_core import events
 from vvv_core.domain.scoring import label
+from vvv_core.events import ResultEvent
 from vvv_core.groups.liveness import LivenessGroup
 from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.groups.thumbnails import ThumbnailGroup
 from vvv_core.registry import schema_store
 from vvv_core.runtime import BatchExecutor, ConsumerGroup, Inbound, Outcome
-from vvv_core.runtime.model import Effect, Partition, Rejected
+from vvv_core.runtime.model import Partition, Rejected
 
 APPLIERS = {group.name: group for group in (ScoringGroup, ThumbnailGroup, LivenessGroup)}
 OFFSETS_DDL = """
@@ -67,58 +67,58 @@ class SinkGroup(ConsumerGroup):
         return [Outcome(i, detail={"status": "skipped" if i.event.stored else "applied"}) for i in items]
 
     def store(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
-        if unknown := _unknown_videos(conn, [o for o in outcomes if not o.inbound.event.stored]):
-            raise Rejected([(o, f"video {o.inbound.event.video_id} is not in the cron database") for o in unknown])
-        effects: dict[str, list[Effect]] = defaultdict(list)
-        positions: dict[Partition, int] = {}
-        for outcome in outcomes:
-            item, result = outcome.inbound, outcome.inbound.event
-            if not result.stored:
-                effects[result.group].append(Effect(result.video_id, result.detail, result.event_at, result.event_id))
-            positions[(item.topic, item.partition)] = item.offset + 1
-        for group, applied in effects.items():
-            APPLIERS[group].apply(conn, applied)
-        self._table(conn, outcomes)
+        results: list[ResultEvent] = [o.inbound.event for o in outcomes]
+        if unknown := _unknown_videos(conn, [r.video_id for r in results if not r.stored]):
+            raise Rejected(
+                [
+                    (o, f"video {r.video_id} is not in the cron database")
+                    for o, r in zip(outcomes, results, strict=True)
+                    if r.video_id in unknown and not r.stored
+                ]
+            )
+        # A result carries the four fields of an Effect (video, detail, event time and id): applied as one.
+        applied = [r for r in results if not r.stored]
+        groups = {r.group for r in applied}
+        for group in groups:
+            APPLIERS[group].apply(conn, applied if len(groups) == 1 else [r for r in applied if r.group == group])
+        self._table(conn, outcomes, results)
+        positions = {(o.inbound.topic, o.inbound.partition): o.inbound.offset + 1 for o in outcomes}  # in order
         conn.executemany(
             "INSERT INTO vvv_sink_offsets (topic, partition, next_offset) VALUES (?, ?, ?)"
             " ON CONFLICT (topic, partition) DO UPDATE SET next_offset = max(next_offset, excluded.next_offset)",
             [(t, p, o) for (t, p), o in positions.items()],
         )
 
-    def _table(self, conn: sqlite3.Connection, outcomes: list[Outcome]) -> None:
-        """Each video's current state, read in the batch's transaction, onto the last outcome of the video."""
-        last = {o.inbound.event.video_id: o for o in outcomes}
+    def _table(self, conn: sqlite3.Connection, outcomes: list[Outcome], results: list[ResultEvent]) -> None:
+        """Each video's current state, read in the batch's transaction, encoded in one call, onto the last
+        outcome of the video."""
+        last = dict(zip((r.video_id for r in results), outcomes, strict=True))
         rows = conn.execute(
             """SELECT wanted.value, v.virality_score, t.status, l.status FROM json_each(?) AS wanted
                JOIN videos AS v ON v.video_id = wanted.value  -- a made-up video gets no record
                LEFT JOIN thumbnail_checks AS t ON t.video_id = wanted.value
                LEFT JOIN video_liveness AS l ON l.video_id = wanted.value""",
             (json.dumps(list(last)),),
-        )
-        updated_at = events.now_ms()
-        for video_id, score, thumbnail, liveness in rows:
-            state = {
-                "video_id": video_id,
-                "score": score,
-                "label": None if score is None else label(score),
-                "thumbnail": thumbnail,
-                "liveness": liveness,
-                "updated_at": updated_at,
-            }
-            last[video_id].detail["table"] = self._encode_state(state)
+        ).fetchall()
+        if not rows:
+            return
+        video_ids, scores, thumbnails, liveness = map(list, zip(*rows, strict=True))
+        labels = [None if score is None else label(score) for score in scores]
+        states = self._encode_state.columns(
+            [video_ids, scores, labels, thumbnails, liveness, events.now_ms()], len(rows)
+        )  # video_id, score, label, thumbnail, liveness, updated_at: one clock reading for the batch
+        for video_id, state in zip(video_ids, states, strict=True):
+            last[video_id].detail["table"] = state
 
-    def message(self, outcome: Outcome) -> tuple[str, bytes, bytes] | None:
-        table = outcome.detail.get("table")
-        return None if table is None else (self.settings.table_topic, outcome.inbound.key, table)
+    def messages(self, outcomes: list[Outcome]) -> tuple[str, list[bytes | None]]:
+        return self.settings.table_topic, [o.detail.get("table") for o in outcomes]
 
     def start_offsets(self, partitions: list[Partition]) -> dict[Partition, int]:
         rows = self.conn.execute("SELECT topic, partition, next_offset FROM vvv_sink_offsets").fetchall()
         return {(t, p): o for t, p, o in rows if (t, p) in set(partitions)}
 
 
-def _unknown_videos(conn: sqlite3.Connection, outcomes: list[Outcome]) -> list[Outcome]:
-    """The outcomes whose video the cron database has no row for (replay them once it has)."""
-    wanted = json.dumps(sorted({o.inbound.event.video_id for o in outcomes}))
-    sql = "SELECT video_id FROM videos WHERE video_id IN (SELECT value FROM json_each(?))"
-    known = {video_id for (video_id,) in conn.execute(sql, (wanted,))}
-    return [o for o in outcomes if o.inbound.event.video_id not in known]
+def _unknown_videos(conn: sqlite3.Connection, video_ids: list[str]) -> set[str]:
+    """The videos the cron database has no row for (their results are replayed once it has)."""
+    sql = "SELECT value FROM json_each(?) WHERE NOT EXISTS (SELECT 1 FROM videos WHERE video_id = value)"
+    return {video_id for (video_id,) in conn.execute(sql, (json.dumps(video_ids),))}

@@ -289,26 +289,24 @@ class Checkpoint:
     def _messages(
         self, outcomes: list[Outcome]
     ) -> tuple[list[tuple[str, bytes | None, bytes | None, list | None]], tuple[str, list, list] | None]:
-        """A turn's messages: one by one, its dead letters (or a non-publishing group's own messages); and its
-        results, encoded in one call from columns (topic, values, keys), or None for a group publishing none."""
+        """A turn's messages: one by one, its dead letters; and its results (or a non-publishing group's own
+        messages), encoded in one call from columns: (topic, values, keys), or None for none."""
         single: list[tuple[str, bytes | None, bytes | None, list | None]] = []
-        results = []
+        finished = []
         for outcome in outcomes:
             if outcome.failure is not None:
                 key, value, headers = self.dead_letters.message(outcome.inbound, outcome.failure)
                 if self.spans is not None:
                     headers = self.spans.headers(outcome, headers)
                 single.append((self.dead_letters.topic, value, key, headers))
-            elif not self.group.publishes:
-                own = self.group.message(outcome)
-                headers = self.spans.headers(outcome, None) if self.spans is not None else None
-                if own is not None:
-                    single.append((own[0], own[2], own[1], headers))
             else:
-                results.append(outcome)
-        if not results:
+                finished.append(outcome)
+        if not finished:
             return single, None
-        events = [o.inbound.event for o in results]
+        if not self.group.publishes:
+            own = self.group.messages(finished)
+            return single, None if own is None else self._batch(single, *own, finished)
+        events = [o.inbound.event for o in finished]
         detail = self._detail_type
         values = self._encode_result.columns(
             [
@@ -318,17 +316,27 @@ class Checkpoint:
                 now_ms(),  # processed_at: one clock reading for the batch
                 [e.created_at for e in events],  # event_at
                 self.group.conn is not None,  # stored: direct mode, the sink has nothing left to do with it
-                [(detail, o.detail) for o in results],
+                [(detail, o.detail) for o in finished],
             ],
-            len(results),
+            len(finished),
         )
-        keys = [o.inbound.key for o in results]
+        return single, self._batch(single, self._results_topic, values, finished)
+
+    def _batch(
+        self, single: list, topic: str, values: list[bytes | None], outcomes: list[Outcome]
+    ) -> tuple[str, list, list] | None:
+        """Messages with ``values`` (None: the outcome has none), each keyed as its outcome's event, as columns for
+        the producer's one call; or, where a sampled event's message carries its trace, added to ``single``."""
+        keys = [o.inbound.key for o in outcomes]
         if self.spans is not None:
-            traced = [self.spans.headers(o, None) for o in results]
-            if any(traced):  # a sampled event's result carries its trace: these go one by one, in order
-                single += [(self._results_topic, v, k, h) for v, k, h in zip(values, keys, traced, strict=True)]
-                return single, None
-        return single, (self._results_topic, values, keys)
+            traced = [self.spans.headers(o, None) for o in outcomes]  # every outcome's span concluded
+            if any(traced):  # these go one by one, in order
+                single += [(topic, v, k, h) for v, k, h in zip(values, keys, traced, strict=True) if v is not None]
+                return None
+        if None in values:
+            keys = [k for v, k in zip(values, keys, strict=True) if v is not None]
+            values = [v for v in values if v is not None]
+        return (topic, values, keys) if values else None
 
     def _settle(self) -> None:
         """Once the broker has answered every message sent: finish the offsets of everything in flight, or, if

@@ -63,9 +63,9 @@ class ConsumerGroup(ABC):
         """Where each partition's work is already done, for a group that keeps its offsets with its effects."""
         return {}
 
-    def message(self, outcome: Outcome) -> tuple[str, bytes, bytes] | None:
-        """A group publishing no results may publish something else per outcome, in the same checkpoint:
-        (topic, key, value), or None."""
+    def messages(self, outcomes: list[Outcome]) -> tuple[str, list[bytes | None]] | None:
+        """A group publishing no results may publish something else for its outcomes, in the same checkpoint, each
+        keyed as its event: (topic, a value per outcome or None for none), or None for no message at all."""
         return None
 
     def max_in_flight(self) -> int:
