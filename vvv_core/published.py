@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
-import operator
 import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from vvv_core.db import julian_now
 from vvv_core.spool import make_shared_dir, open_shared
@@ -41,12 +40,17 @@ CREATE TABLE IF NOT EXISTS stale_check (
     video_id TEXT PRIMARY KEY,
     published_at REAL NOT NULL
 ) WITHOUT ROWID;"""
-_content = operator.itemgetter("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments")
+CONTENT = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments")
+_hash = functools.partial(hashlib.blake2b, digest_size=8)
 
 
-def fingerprint(record: dict[str, Any]) -> bytes:
-    """Of a VideoEvent record: what it says about the video, not when or under which id it was sent."""
-    return hashlib.blake2b(repr(_content(record)).encode(), digest_size=8).digest()
+def fingerprints(new: dict[str, list]) -> list[bytes]:
+    """Of each VideoEvent record given as columns: a hash of what it says about the video (the repr of those
+    values), not when or under which id it was sent. Each step over the whole batch, with no Python call per record."""
+    if not new:
+        return []
+    contents = map(str.encode, map(repr, zip(*(new[f] for f in CONTENT), strict=True)))
+    return list(map(hashlib.blake2b.digest, map(_hash, contents)))
 
 
 class PublishedRecord:
@@ -57,8 +61,8 @@ class PublishedRecord:
         self.path = folder / "published.db"
         self.journal = folder / "published.log"
 
-    def entry(self, new: list[dict[str, Any]], stale: list[dict[str, Any]]) -> Entry:
-        """The journal entry for one call's VideoEvent and StaleCheckEvent records."""
+    def entry(self, new: dict[str, list], stale: dict[str, list]) -> Entry:
+        """The journal entry for one call's VideoEvent and StaleCheckEvent records, as columns."""
         return Entry(self.journal, new, stale)
 
     def unpublished(self, new: dict[str, bytes]) -> set[str]:
@@ -122,20 +126,20 @@ class Entry:
     """One call's lines for the journal: prepared while its events are in flight (``prepare``, the
     fingerprints' CPU time hidden behind the broker's), written once they are delivered or kept."""
 
-    def __init__(self, journal: Path, new: list[dict[str, Any]], stale: list[dict[str, Any]]) -> None:
+    def __init__(self, journal: Path, new: dict[str, list], stale: dict[str, list]) -> None:
         self.journal, self.new, self.stale = journal, new, stale
         self._data: bytes | None = None
 
     def prepare(self) -> None:
         if self._data is None:
-            lines = [f"N {fingerprint(r).hex()} {r['video_id']}\n" for r in self.new]
-            lines += [f"S {r['video_id']}\n" for r in self.stale]
+            new = map("N {} {}\n".format, map(bytes.hex, fingerprints(self.new)), self.new.get("video_id", ()))
+            stale = map("S {}\n".format, self.stale.get("video_id", ()))
             # Led by a newline: a line an earlier crash left torn stays a line of its own, and is dropped.
-            self._data = f"\nT {julian_now()!r}\n{''.join(lines)}".encode()
+            self._data = f"\nT {julian_now()!r}\n{''.join(new)}{''.join(stale)}".encode()
 
     def write(self) -> None:
         """Record the events as delivered or kept in the outbox (so they will be)."""
-        if not self.new and not self.stale:
+        if not (self.new.get("video_id") or self.stale.get("video_id")):
             return
         self.prepare()
         make_shared_dir(self.journal.parent)
