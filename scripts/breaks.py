@@ -239,6 +239,21 @@ BREAKS = [
         "tests/test_events.py::test_the_hooks_batch_is_checked_as_each_of_its_items_would_be",
     ),
     Break(
+        "a title no encoder can write (a lone surrogate) taken as valid",
+        "vvv_core/events.py",
+        "    if not _utf8(value):\n",
+        "    if False:\n",
+        "tests/test_hook.py::test_a_title_no_encoder_can_write_is_rejected_and_holds_nothing_back",
+        broker="any",
+    ),
+    Break(
+        "the hook's batch of new videos taking a title no encoder can write",
+        "vvv_core/events.py",
+        'and all(_utf8("".join(_present(c[f]))) for f in ("title", "thumbnail_url"))\n        and all(types[f]',
+        "and all(types[f]",
+        "tests/test_events.py::test_the_hooks_batch_is_checked_as_each_of_its_items_would_be",
+    ),
+    Break(
         "a batch's regions taken lower case, unnormalised",
         "vvv_core/events.py",
         'VIDEO_IDS, REGIONS = (re.compile(rf"(?:{p.pattern}\\n)*{p.pattern}") for p in (VIDEO_ID, REGION))',

@@ -172,6 +172,7 @@ def cron_values(at: int) -> list:
         *(None, True, 1.0, 5.5, -1, 0, 1, MAX_COUNT, MAX_COUNT + 1, 2**63 - 1, Count(5), b"PL", ["PL"]),
         *(EARLIEST_MS - 1, EARLIEST_MS, float(EARLIEST_MS), at, at + DAY_MS + 60_000),
         *("", "PL", "pl", "P", "PLX", "P\n", "Ǆ", "ß", "x" * MAX_TEXT, "x" * (MAX_TEXT + 1), Text("PL")),
+        *("\ud800", "é\udce9"),  # lone surrogates: no UTF-8
         *("J78aPJ3VyNs", "a" * 64, "a" * 65, "a\nb", "a b", "it's"),
         *(day, day.replace(tzinfo=None), day.date(), day.isoformat(), day.strftime("%Y-%m-%d %H:%M:%S")),
         *("last tuesday", "2004-12-31 23:59:59", datetime(2005, 1, 1, tzinfo=UTC)),
@@ -246,6 +247,7 @@ TEXT = f"expected at most {MAX_TEXT} characters"
         ("likes", "5", f"invalid likes '5': {COUNT}"),
         ("comments", MAX_COUNT + 1, f"invalid comments {MAX_COUNT + 1}: {COUNT}"),
         ("fetched_at", "x" * 50, f"invalid fetched_at '{'x' * 40}': not a time"),
+        ("title", "caf\udce9", "invalid title 'caf\\udce9': not UTF-8 text (a lone surrogate)"),
     ],
 )
 def test_a_refusal_names_the_field_shows_its_value_and_says_the_rule(field, value, reason):

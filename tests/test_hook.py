@@ -124,6 +124,16 @@ def test_whatever_breaks_after_the_hook_has_the_events_they_are_kept_and_deliver
     assert outbox_count(cron_db) == 0 and not list(outbox_dir(cron_db).glob("*.records"))
 
 
+def test_a_title_no_encoder_can_write_is_rejected_and_holds_nothing_back(settings, cron_db):
+    """A lone surrogate (what a bad decode upstream leaves) cannot be written as UTF-8: refused with its reason, the
+    other events delivered and nothing kept, where it once failed the call's encoding and stopped the outbox there."""
+    new = [{"video_id": "okvideo0001", "title": "ok é"}, {"video_id": "badtitle001", "title": "caf\udce9"}]
+    report = background_processing(new, [], cron_db, settings)
+    assert report.rejected == {"badtitle001": "invalid title 'caf\\udce9': not UTF-8 text (a lone surrogate)"}
+    assert (report.delivered, report.queued, report.error) == (1, 0, None) and outbox_count(cron_db) == 0
+    assert [m.key() for m in read_topic(settings, settings.videos_topic)] == [b"okvideo0001"]
+
+
 def test_publish_and_the_hook_share_one_record_of_what_was_published(settings, schemas, cron_db):
     """The hook is handed what the newest snapshot says; `vvv publish` then finds the same and sends only the rest."""
     add_video(cron_db, "aaaaaaaaaaa", "PL", [(100, 1, 1, hours_ago(2))])

@@ -175,7 +175,21 @@ def _text(name: str, value: Any, pattern: re.Pattern[str] | None = None) -> str 
     if not isinstance(value, str) or len(value) > MAX_TEXT or (pattern and not pattern.fullmatch(value)):
         expected = f"expected {pattern.pattern}" if pattern else f"expected at most {MAX_TEXT} characters"
         raise InvalidEvent(f"invalid {name} {_shown(value)}: {expected}")
+    if not _utf8(value):
+        raise InvalidEvent(f"invalid {name} {_shown(value)}: not UTF-8 text (a lone surrogate)")
     return value
+
+
+def _utf8(text: str) -> bool:
+    """Text Avro can carry: a string a bad decode left a lone surrogate in cannot be written, and an event kept
+    in the outbox that cannot be encoded would hold back every event after it."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def clip(text: str | None) -> str | None:
@@ -266,6 +280,7 @@ def video_events(columns: dict[str, list]) -> list[VideoEvent | InvalidEvent]:
         and _within(c["created_at"], EARLIEST_MS, latest)
         and _all_match(REGIONS, _present(c["region"]))
         and all(_within(list(map(len, _present(c[f]))), 0, MAX_TEXT) for f in ("title", "thumbnail_url"))
+        and all(_utf8("".join(_present(c[f]))) for f in ("title", "thumbnail_url"))
         and all(_within(_present(c[f]), 0, MAX_COUNT) for f in ("view_count", "likes", "comments"))
         and _within(_present(c["fetched_at"]), EARLIEST_MS, latest)
     ):
@@ -359,6 +374,7 @@ def video_columns(items: list[Any], event_ids: list[str], created_at: int) -> di
         and _all_match(VIDEO_IDS, c["video_id"])
         and all(types[f] <= _TEXTS for f in ("region", "title", "thumbnail_url"))
         and all(_within(list(map(len, _present(c[f]))), 0, MAX_TEXT) for f in ("title", "thumbnail_url"))
+        and all(_utf8("".join(_present(c[f]))) for f in ("title", "thumbnail_url"))
         and all(types[f] <= _INTS and _within(_present(c[f]), 0, MAX_COUNT) for f in COUNT_FIELDS)
         and types["fetched_at"] <= _TIMES
     ):
