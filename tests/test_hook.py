@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sqlite3
@@ -157,6 +158,21 @@ def test_publish_and_the_hook_share_one_record_of_what_was_published(settings, s
     assert hooked.delivered == 1
     assert publish_new(cron_db, settings).delivered == 1  # only the video the hook did not send
     assert sorted(m.key() for m in read_topic(settings, settings.videos_topic)) == [b"aaaaaaaaaaa", b"bbbbbbbbbbb"]
+
+
+def test_publish_sends_nothing_again_after_an_upgrade_changed_the_fingerprint(settings, cron_db):
+    """What an older version recorded (the values' repr, hashed) still counts as published: the snapshot it sent is
+    not sent again, and one whose content changed since is."""
+    for video_id in ("aaaaaaaaaaa", "bbbbbbbbbbb"):
+        add_video(cron_db, video_id, "PL", [(100, 1, 1, hours_ago(2))])
+    said = [(v, "PL", f"title {v}", f"https://i.ytimg.com/vi/{v}/default.jpg", 100, 1, 1) for v in ("aaaaaaaaaaa",)]
+    said.append(("bbbbbbbbbbb", "PL", "title bbbbbbbbbbb", "https://i.ytimg.com/vi/bbbbbbbbbbb/default.jpg", 99, 1, 1))
+    outbox_dir(cron_db).mkdir()
+    lines = [f"N {hashlib.blake2b(repr(c).encode(), digest_size=8).hexdigest()} {c[0]}\n" for c in said]
+    (outbox_dir(cron_db) / "published.log").write_text(f"T {2440587.5 + time.time() / 86400!r}\n{''.join(lines)}")
+    assert publish_new(cron_db, settings).delivered == 1
+    assert [m.key() for m in read_topic(settings, settings.videos_topic)] == [b"bbbbbbbbbbb"]  # its counts changed
+    assert publish_new(cron_db, settings).delivered == 0
 
 
 def test_publish_prints_each_rejected_row_exits_1_and_tries_it_again_later(settings, cron_db):

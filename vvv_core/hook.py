@@ -26,7 +26,7 @@ from vvv_core.config import ConfigError, Settings
 from vvv_core.errors import InvalidInput
 from vvv_core.events import event_ids, now_ms, stale_columns, stale_record, video_columns, video_record
 from vvv_core.outbox import DRAIN_TIMEOUT, OutboxPublisher, outbox_dir
-from vvv_core.published import PublishedRecord, fingerprints
+from vvv_core.published import PublishedRecord
 from vvv_core.registry import schema_store
 from vvv_core.spool import Encode, Message, Spool
 
@@ -331,7 +331,7 @@ def publish_new(
     report = PublishReport()
     checked = validate(candidates, stale_candidates, report)
     new_ids, stale_ids = checked.new.get("video_id", []), checked.stale.get("video_id", [])
-    unpublished = published.unpublished(dict(zip(new_ids, fingerprints(checked.new), strict=True)))
+    unpublished = published.unpublished(checked.new)
     recent = published.stale_published_within(settings.stale_hours / 24)
     due = Records(
         _only(checked.new, [v in unpublished for v in new_ids]),

@@ -26,6 +26,7 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+from vvv_core import avro_codec
 from vvv_core.db import julian_now
 from vvv_core.spool import make_shared_dir, open_shared
 
@@ -41,16 +42,34 @@ CREATE TABLE IF NOT EXISTS stale_check (
     published_at REAL NOT NULL
 ) WITHOUT ROWID;"""
 CONTENT = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments")
+# What a new video's event says about it, as Avro binary from the compiled writer: one call for a batch, a tenth of
+# what the values' repr cost (which versions before this one hashed, and which was half the hook's time).
+_CONTENT = avro_codec.writer(
+    {
+        "type": "record",
+        "name": "Content",
+        "fields": [
+            {"name": "video_id", "type": "string"},
+            *({"name": f, "type": ["null", "string"]} for f in CONTENT[1:4]),
+            *({"name": f, "type": ["null", "long"]} for f in CONTENT[4:]),
+        ],
+    }
+)
 _hash = functools.partial(hashlib.blake2b, digest_size=8)
 
 
 def fingerprints(new: dict[str, list]) -> list[bytes]:
-    """Of each VideoEvent record given as columns: a hash of what it says about the video (the repr of those
-    values), not when or under which id it was sent. Each step over the whole batch, with no Python call per record."""
+    """Of each VideoEvent record given as columns (validated): a hash of what it says about the video, not when or
+    under which id it was sent. Each step over the whole batch, with no Python call per record."""
     if not new:
         return []
-    contents = map(str.encode, map(repr, zip(*(new[f] for f in CONTENT), strict=True)))
+    contents = _CONTENT.columns([new[f] for f in CONTENT], len(new["video_id"]))
     return list(map(hashlib.blake2b.digest, map(_hash, contents)))
+
+
+def _older_fingerprint(new: dict[str, list], i: int) -> bytes:
+    """The fingerprint versions before the Avro one recorded for record ``i``: the repr of its values, hashed."""
+    return _hash(repr(tuple(new[f][i] for f in CONTENT)).encode()).digest()
 
 
 class PublishedRecord:
@@ -65,11 +84,16 @@ class PublishedRecord:
         """The journal entry for one call's VideoEvent and StaleCheckEvent records, as columns."""
         return Entry(self.journal, new, stale)
 
-    def unpublished(self, new: dict[str, bytes]) -> set[str]:
-        """Of {video_id: fingerprint}, the videos whose event with this content was not published yet."""
+    def unpublished(self, new: dict[str, list]) -> set[str]:
+        """Of VideoEvent records given as columns, the videos whose event with this content was not published yet.
+
+        A video an older version recorded has the fingerprint it made, which is tried where the current one
+        differs: upgrading sends no video again."""
         with self._folded() as conn:
             known = dict(conn.execute("SELECT video_id, fingerprint FROM new_video")) if conn else {}
-        return {video_id for video_id, fp in new.items() if known.get(video_id) != fp}
+        ids = new.get("video_id", [])
+        changed = [i for i, fp in enumerate(fingerprints(new)) if known.get(ids[i]) != fp]
+        return {ids[i] for i in changed if ids[i] not in known or known[ids[i]] != _older_fingerprint(new, i)}
 
     def stale_published_within(self, days: float) -> set[str]:
         """Videos whose stale check was published less than ``days`` ago."""
