@@ -227,15 +227,15 @@ BREAKS = [
     Break(
         "the hook's batch of new videos taking their regions as given, not upper-cased",
         "vvv_core/events.py",
-        'c["region"] = [v if v is None else v.upper() for v in c["region"]]',
-        'c["region"] = [v if v is None else v.lower() for v in c["region"]]',
+        '        c["region"] = upper\n',
+        '        c["region"] = v["region"]\n',
         "tests/test_events.py::test_the_hooks_batch_is_checked_as_each_of_its_items_would_be",
     ),
     Break(
         "the hook's batch of new videos counting true as a count",
         "vvv_core/events.py",
-        "_TEXTS, _INTS = {str, type(None)}, {int, type(None)}",
-        "_TEXTS, _INTS = {str, type(None)}, {int, bool, type(None)}",
+        "_TEXTS, _INTS = {str, NONE}, {int, NONE}",
+        "_TEXTS, _INTS = {str, NONE}, {int, bool, NONE}",
         "tests/test_events.py::test_the_hooks_batch_is_checked_as_each_of_its_items_would_be",
     ),
     Break(
@@ -249,8 +249,8 @@ BREAKS = [
     Break(
         "the hook's batch of new videos taking a title no encoder can write",
         "vvv_core/events.py",
-        'and all(_utf8("".join(_present(c[f]))) for f in ("title", "thumbnail_url"))\n        and all(types[f]',
-        "and all(types[f]",
+        'and _utf8("".join(v[f])) for f in ("title", "thumbnail_url"))',
+        'for f in ("title", "thumbnail_url"))',
         "tests/test_events.py::test_the_hooks_batch_is_checked_as_each_of_its_items_would_be",
     ),
     Break(

@@ -63,8 +63,7 @@ def now_ms() -> int:
 
 def event_ids(count: int) -> list[str]:
     """``count`` fresh event ids, 128 random bits each like a uuid4's, drawn from the OS in one call."""
-    pool = os.urandom(16 * count).hex()
-    return [pool[i : i + 32] for i in range(0, len(pool), 32)]
+    return os.urandom(16 * count).hex(" ", 16).split(" ") if count else []
 
 
 def new_event_ids() -> Iterator[str]:
@@ -356,8 +355,9 @@ def stale_record(video_id: Any, event_id: str, created_at: int) -> dict[str, Any
 
 COUNT_FIELDS = ("view_count", "likes", "comments")
 CRON_FIELDS = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments", "fetched_at")
-_TEXTS, _INTS = {str, type(None)}, {int, type(None)}
-_TIMES = {int, str, datetime, type(None)}  # between these types, equal values are the same time (1 == 1.0 is kept out)
+NONE = type(None)
+_TEXTS, _INTS = {str, NONE}, {int, NONE}
+_TIMES = {int, str, datetime, NONE}  # between these types, equal values are the same time (1 == 1.0 is kept out)
 
 
 def video_columns(items: list[Any], event_ids: list[str], created_at: int) -> dict[str, list] | None:
@@ -368,30 +368,37 @@ def video_columns(items: list[Any], event_ids: list[str], created_at: int) -> di
         return None
     given = set().union(*items)  # a field no item has is None throughout: nothing to take nor check
     c = {f: list(map(dict.get, items, repeat(f))) if f in given else [None] * len(items) for f in CRON_FIELDS}
-    types = {f: set(map(type, c[f])) if f in given else {type(None)} for f in CRON_FIELDS}
+    types = {f: set(map(type, c[f])) if f in given else {NONE} for f in CRON_FIELDS}
+    v = {f: _not_none(c[f], types[f]) if f in given else [] for f in CRON_FIELDS}  # each column's values, Nones out
     if not (
         types["video_id"] <= {str}
-        and _all_match(VIDEO_IDS, c["video_id"])
+        and _all_match(VIDEO_IDS, v["video_id"])
         and all(types[f] <= _TEXTS for f in ("region", "title", "thumbnail_url"))
-        and all(_within(list(map(len, _present(c[f]))), 0, MAX_TEXT) for f in ("title", "thumbnail_url"))
-        and all(_utf8("".join(_present(c[f]))) for f in ("title", "thumbnail_url"))
-        and all(types[f] <= _INTS and _within(_present(c[f]), 0, MAX_COUNT) for f in COUNT_FIELDS)
+        and all(_within(list(map(len, v[f])), 0, MAX_TEXT) and _utf8("".join(v[f])) for f in ("title", "thumbnail_url"))
+        and all(types[f] <= _INTS and _within(v[f], 0, MAX_COUNT) for f in COUNT_FIELDS)
         and types["fetched_at"] <= _TIMES
+        and _all_match(REGIONS, upper := list(map(str.upper, v["region"])))
     ):
         return None
-    c["region"] = [v if v is None else v.upper() for v in c["region"]]
+    if NONE not in types["region"]:
+        c["region"] = upper
+    elif upper:  # regions among Nones
+        c["region"] = [r if r is None else r.upper() for r in c["region"]]
     if not types["fetched_at"] <= _INTS:
         try:  # the cron's text or datetimes, each distinct one read once: a run's snapshots share a few times
-            times = {v: _fetched_at(v) for v in set(c["fetched_at"])}
+            times = {t: _fetched_at(t) for t in set(c["fetched_at"])}
         except Exception:  # said (or raised) by the item that holds it, one by one
             return None
         c["fetched_at"] = list(map(times.__getitem__, c["fetched_at"]))
-    if not (
-        _all_match(REGIONS, _present(c["region"]))
-        and _within(_present(c["fetched_at"]), EARLIEST_MS, now_ms() + DAY_MS)
-    ):
+        v["fetched_at"] = _not_none(c["fetched_at"], types["fetched_at"])
+    if not _within(v["fetched_at"], EARLIEST_MS, now_ms() + DAY_MS):
         return None
     return {"event_id": event_ids, "video_id": c.pop("video_id"), "created_at": [created_at] * len(items), **c}
+
+
+def _not_none(values: list, types: set[type]) -> list:
+    """The values that are not None: ``values`` itself when ``types`` (theirs) says none is."""
+    return values if NONE not in types else [v for v in values if v is not None]
 
 
 def stale_columns(video_ids: list[Any], event_ids: list[str], created_at: int) -> dict[str, list] | None:

@@ -24,6 +24,7 @@ import hashlib
 import os
 import sqlite3
 from collections.abc import Iterator
+from itertools import chain, repeat
 from pathlib import Path
 
 from vvv_core import avro_codec
@@ -156,8 +157,9 @@ class Entry:
 
     def prepare(self) -> None:
         if self._data is None:
-            new = map("N {} {}\n".format, map(bytes.hex, fingerprints(self.new)), self.new.get("video_id", ()))
-            stale = map("S {}\n".format, self.stale.get("video_id", ()))
+            fps, new_ids = map(bytes.hex, fingerprints(self.new)), self.new.get("video_id", ())
+            new = chain.from_iterable(zip(repeat("N "), fps, repeat(" "), new_ids, repeat("\n")))  # no call per line
+            stale = chain.from_iterable(zip(repeat("S "), self.stale.get("video_id", ()), repeat("\n")))
             # Led by a newline: a line an earlier crash left torn stays a line of its own, and is dropped.
             self._data = f"\nT {julian_now()!r}\n{''.join(new)}{''.join(stale)}".encode()
 
