@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS stale_check (
 ) WITHOUT ROWID;"""
 CONTENT = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments")
 # What a new video's event says about it, as Avro binary from the compiled writer: one call for a batch, a tenth of
-# what the values' repr cost (which versions before this one hashed, and which was half the hook's time).
+# what the values' repr cost (what versions before this one hashed: the hook's largest step then).
 _CONTENT = avro_codec.writer(
     {
         "type": "record",
