@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from vvv_core import db, events
 from vvv_core.events import (
+    CRON_FIELDS,
     DAY_MS,
     EARLIEST_MS,
     MAX_COUNT,
@@ -30,7 +31,9 @@ from vvv_core.events import (
     now_ms,
     stale_check_event,
     stale_check_events,
+    stale_columns,
     stale_record,
+    video_columns,
     video_event,
     video_events,
     video_record,
@@ -155,6 +158,74 @@ def test_a_batch_is_checked_as_each_of_its_records_would_be(data):
     ]
 
 
+class Text(str):
+    pass
+
+
+class Count(int):
+    pass
+
+
+def cron_values(at: int) -> list:
+    """Values the hook may be handed in any field of a cron dict: each rule's edges, and other types and forms."""
+    day = datetime.fromtimestamp(at / 1000 - 86_400, UTC)
+    return [
+        *(None, True, 1.0, 5.5, -1, 0, 1, MAX_COUNT, MAX_COUNT + 1, 2**63 - 1, Count(5), b"PL", ["PL"]),
+        *(EARLIEST_MS - 1, EARLIEST_MS, float(EARLIEST_MS), at, at + DAY_MS + 60_000),
+        *("", "PL", "pl", "P", "PLX", "P\n", "Ǆ", "ß", "x" * MAX_TEXT, "x" * (MAX_TEXT + 1), Text("PL")),
+        *("\ud800", "é\udce9"),  # lone surrogates: no UTF-8
+        *("J78aPJ3VyNs", "a" * 64, "a" * 65, "a\nb", "a b", "it's"),
+        *(day, day.replace(tzinfo=None), day.date(), day.isoformat(), day.strftime("%Y-%m-%d %H:%M:%S")),
+        *("last tuesday", "2004-12-31 23:59:59", datetime(2005, 1, 1, tzinfo=UTC)),
+    ]
+
+
+def test_the_hooks_batch_is_checked_as_each_of_its_items_would_be():
+    """``video_columns`` on the cron's dicts gives exactly the records ``video_record`` gives item by item, or None
+    where any item is refused (then the hook goes item by item, each with its reason): whichever value of whichever
+    field, a value missing, an item not a dict; a batch of valid items in their usual forms is taken at once."""
+    at = now_ms()
+    text = datetime.fromtimestamp(at / 1000 - 3600, UTC).strftime("%Y-%m-%d %H:%M:%S")  # as the cron writes it
+
+    def same(items: list) -> bool:
+        ids = [f"e{i}" for i in range(len(items))]
+        batch = video_columns(items, ids, at)
+        try:
+            records = [video_record(item, i, at) for item, i in zip(items, ids, strict=True)]
+        except (InvalidEvent, AttributeError):
+            return batch is None
+        return batch is None or batch == {f: [r[f] for r in records] for f in records[0]}
+
+    for when in (None, at - 5_000, text, datetime.now(UTC)):
+        for region in (None, "PL", "pl"):
+            valid = {"video_id": "J78aPJ3VyNs", "region": region, "title": "t", "thumbnail_url": None}
+            valid |= {"view_count": 5, "likes": None, "comments": 0, "fetched_at": when}
+            assert video_columns([valid], ["e1"], at) is not None and same([valid, dict(valid)])
+            for position in (0, 1):  # the odd item first or last
+                for field in (*CRON_FIELDS, "extra"):
+                    for value in cron_values(at):
+                        items = [dict(valid), dict(valid)]
+                        items[position][field] = value
+                        assert same(items), (field, value, position)
+                    items = [dict(valid), dict(valid)]
+                    del items[position][field if field != "extra" else "video_id"]
+                    assert same(items), (field, "missing", position)
+                for odd in (None, "J78aPJ3VyNs", ["video_id"]):
+                    assert same([valid, odd] if position else [odd, valid])
+    one_time = [{"video_id": "J78aPJ3VyNs", "fetched_at": at}, {"video_id": "J78aPJ3VyNs", "fetched_at": float(at)}]
+    assert same(one_time)  # equal values of two types: one taken, one refused
+
+
+def test_the_hooks_stale_ids_are_taken_at_once_only_when_each_is_a_video_id():
+    at = now_ms()
+    assert stale_columns(["J78aPJ3VyNs", "abc"], ["e1", "e2"], at) == {
+        f: [stale_record(v, e, at)[f] for v, e in (("J78aPJ3VyNs", "e1"), ("abc", "e2"))]
+        for f in ("event_id", "video_id", "created_at")
+    }
+    for bad in ("a\nb", "", "a b", 5, None, "a" * 65):
+        assert stale_columns(["J78aPJ3VyNs", bad], ["e1", "e2"], at) is None, bad
+
+
 VIDEO_ID = "expected 1-64 of A-Z a-z 0-9 _ -"
 COUNT = f"expected 0..{MAX_COUNT}"
 TEXT = f"expected at most {MAX_TEXT} characters"
@@ -177,6 +248,7 @@ TEXT = f"expected at most {MAX_TEXT} characters"
         ("likes", "5", f"invalid likes '5': {COUNT}"),
         ("comments", MAX_COUNT + 1, f"invalid comments {MAX_COUNT + 1}: {COUNT}"),
         ("fetched_at", "x" * 50, f"invalid fetched_at '{'x' * 40}': not a time"),
+        ("title", "caf\udce9", "invalid title 'caf\\udce9': not UTF-8 text (a lone surrogate)"),
     ],
 )
 def test_a_refusal_names_the_field_shows_its_value_and_says_the_rule(field, value, reason):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import sqlite3
@@ -106,7 +107,7 @@ def test_whatever_breaks_after_the_hook_has_the_events_they_are_kept_and_deliver
             real = hook.encode
 
             def failing(s, records, *spans):
-                if any(r["video_id"] == "vid00000003" for r in records.new):
+                if "vid00000003" in records.new.get("video_id", ()):
                     raise RuntimeError("this record breaks the encoder")
                 return real(s, records, *spans)
 
@@ -122,6 +123,16 @@ def test_whatever_breaks_after_the_hook_has_the_events_they_are_kept_and_deliver
     ]
     assert len(events) == 6 and len(read_topic(settings, settings.stale_topic)) == 1
     assert outbox_count(cron_db) == 0 and not list(outbox_dir(cron_db).glob("*.records"))
+
+
+def test_a_title_no_encoder_can_write_is_rejected_and_holds_nothing_back(settings, cron_db):
+    """A lone surrogate (what a bad decode upstream leaves) cannot be written as UTF-8: refused with its reason, the
+    other events delivered and nothing kept, where it once failed the call's encoding and stopped the outbox there."""
+    new = [{"video_id": "okvideo0001", "title": "ok é"}, {"video_id": "badtitle001", "title": "caf\udce9"}]
+    report = background_processing(new, [], cron_db, settings)
+    assert report.rejected == {"badtitle001": "invalid title 'caf\\udce9': not UTF-8 text (a lone surrogate)"}
+    assert (report.delivered, report.queued, report.error) == (1, 0, None) and outbox_count(cron_db) == 0
+    assert [m.key() for m in read_topic(settings, settings.videos_topic)] == [b"okvideo0001"]
 
 
 def test_publish_and_the_hook_share_one_record_of_what_was_published(settings, schemas, cron_db):
@@ -147,6 +158,21 @@ def test_publish_and_the_hook_share_one_record_of_what_was_published(settings, s
     assert hooked.delivered == 1
     assert publish_new(cron_db, settings).delivered == 1  # only the video the hook did not send
     assert sorted(m.key() for m in read_topic(settings, settings.videos_topic)) == [b"aaaaaaaaaaa", b"bbbbbbbbbbb"]
+
+
+def test_publish_sends_nothing_again_after_an_upgrade_changed_the_fingerprint(settings, cron_db):
+    """What an older version recorded (the values' repr, hashed) still counts as published: the snapshot it sent is
+    not sent again, and one whose content changed since is."""
+    for video_id in ("aaaaaaaaaaa", "bbbbbbbbbbb"):
+        add_video(cron_db, video_id, "PL", [(100, 1, 1, hours_ago(2))])
+    said = [(v, "PL", f"title {v}", f"https://i.ytimg.com/vi/{v}/default.jpg", 100, 1, 1) for v in ("aaaaaaaaaaa",)]
+    said.append(("bbbbbbbbbbb", "PL", "title bbbbbbbbbbb", "https://i.ytimg.com/vi/bbbbbbbbbbb/default.jpg", 99, 1, 1))
+    outbox_dir(cron_db).mkdir()
+    lines = [f"N {hashlib.blake2b(repr(c).encode(), digest_size=8).hexdigest()} {c[0]}\n" for c in said]
+    (outbox_dir(cron_db) / "published.log").write_text(f"T {2440587.5 + time.time() / 86400!r}\n{''.join(lines)}")
+    assert publish_new(cron_db, settings).delivered == 1
+    assert [m.key() for m in read_topic(settings, settings.videos_topic)] == [b"bbbbbbbbbbb"]  # its counts changed
+    assert publish_new(cron_db, settings).delivered == 0
 
 
 def test_publish_prints_each_rejected_row_exits_1_and_tries_it_again_later(settings, cron_db):

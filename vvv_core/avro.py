@@ -126,6 +126,11 @@ class SchemaStore:
         """The field names of the current schema ``name``, in order."""
         return [f["name"] for f in self._sources[name]["fields"]]
 
+    def in_order(self, name: str, columns: dict[str, Any]) -> list[Any]:
+        """``columns`` (by field name) in the current schema ``name``'s order, for ``Encoder.columns``; a field not
+        given is its default for every record, as a record without it would have (KeyError where it has none)."""
+        return [columns[f["name"]] if f["name"] in columns else f["default"] for f in self._sources[name]["fields"]]
+
     def reader(self, name: str) -> avro_codec.Reader:
         """Reads batches of records of the current schema ``name`` into columns (``Reader.columns``): those
         written with it in single-object encoding; ``decode`` reads the others, or says why it cannot."""

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -61,11 +62,15 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def event_ids(count: int) -> list[str]:
+    """``count`` fresh event ids, 128 random bits each like a uuid4's, drawn from the OS in one call."""
+    return os.urandom(16 * count).hex(" ", 16).split(" ") if count else []
+
+
 def new_event_ids() -> Iterator[str]:
-    """Fresh event ids, 128 random bits each like a uuid4's, drawn from the OS 1,000 at a time."""
+    """Fresh event ids, drawn from the OS 1,000 at a time."""
     while True:
-        pool = os.urandom(16_000).hex()
-        yield from (pool[i : i + 32] for i in range(0, len(pool), 32))
+        yield from event_ids(1000)
 
 
 @dataclass(slots=True)  # not frozen: see vvv_core.runtime.model
@@ -170,7 +175,21 @@ def _text(name: str, value: Any, pattern: re.Pattern[str] | None = None) -> str 
     if not isinstance(value, str) or len(value) > MAX_TEXT or (pattern and not pattern.fullmatch(value)):
         expected = f"expected {pattern.pattern}" if pattern else f"expected at most {MAX_TEXT} characters"
         raise InvalidEvent(f"invalid {name} {_shown(value)}: {expected}")
+    if not _utf8(value):
+        raise InvalidEvent(f"invalid {name} {_shown(value)}: not UTF-8 text (a lone surrogate)")
     return value
+
+
+def _utf8(text: str) -> bool:
+    """Text Avro can carry: a string a bad decode left a lone surrogate in cannot be written, and an event kept
+    in the outbox that cannot be encoded would hold back every event after it."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def clip(text: str | None) -> str | None:
@@ -261,6 +280,7 @@ def video_events(columns: dict[str, list]) -> list[VideoEvent | InvalidEvent]:
         and _within(c["created_at"], EARLIEST_MS, latest)
         and _all_match(REGIONS, _present(c["region"]))
         and all(_within(list(map(len, _present(c[f]))), 0, MAX_TEXT) for f in ("title", "thumbnail_url"))
+        and all(_utf8("".join(_present(c[f]))) for f in ("title", "thumbnail_url"))
         and all(_within(_present(c[f]), 0, MAX_COUNT) for f in ("view_count", "likes", "comments"))
         and _within(_present(c["fetched_at"]), EARLIEST_MS, latest)
     ):
@@ -332,6 +352,61 @@ def video_record(item: dict[str, Any], event_id: str, created_at: int) -> dict[s
 
 def stale_record(video_id: Any, event_id: str, created_at: int) -> dict[str, Any]:
     return {"event_id": event_id, "video_id": _video_id(video_id), "created_at": created_at}
+
+
+COUNT_FIELDS = ("view_count", "likes", "comments")
+CRON_FIELDS = ("video_id", "region", "title", "thumbnail_url", "view_count", "likes", "comments", "fetched_at")
+NONE = type(None)
+_TEXTS, _INTS = {str, NONE}, {int, NONE}
+_TIMES = {int, str, datetime, NONE}  # between these types, equal values are the same time (1 == 1.0 is kept out)
+
+
+def video_columns(items: list[Any], event_ids: list[str], created_at: int) -> dict[str, list] | None:
+    """``video_record`` on a batch of the cron's dicts at once, as columns (a list per record field): where every
+    item is a plain dict and every value passes its column's check, each of which implies ``video_record``'s own rule
+    (a test holds them to it); else None, and the items are taken one by one, each refused with its reason."""
+    if not set(map(type, items)) <= {dict}:
+        return None
+    given = set().union(*items)  # a field no item has is None throughout: nothing to take nor check
+    c = {f: list(map(dict.get, items, repeat(f))) if f in given else [None] * len(items) for f in CRON_FIELDS}
+    types = {f: set(map(type, c[f])) if f in given else {NONE} for f in CRON_FIELDS}
+    v = {f: _not_none(c[f], types[f]) if f in given else [] for f in CRON_FIELDS}  # each column's values, Nones out
+    if not (
+        types["video_id"] <= {str}
+        and _all_match(VIDEO_IDS, v["video_id"])
+        and all(types[f] <= _TEXTS for f in ("region", "title", "thumbnail_url"))
+        and all(_within(list(map(len, v[f])), 0, MAX_TEXT) and _utf8("".join(v[f])) for f in ("title", "thumbnail_url"))
+        and all(types[f] <= _INTS and _within(v[f], 0, MAX_COUNT) for f in COUNT_FIELDS)
+        and types["fetched_at"] <= _TIMES
+        and _all_match(REGIONS, upper := list(map(str.upper, v["region"])))
+    ):
+        return None
+    if NONE not in types["region"]:
+        c["region"] = upper
+    elif upper:  # regions among Nones
+        c["region"] = [r if r is None else r.upper() for r in c["region"]]
+    if not types["fetched_at"] <= _INTS:
+        try:  # the cron's text or datetimes, each distinct one read once: a run's snapshots share a few times
+            times = {t: _fetched_at(t) for t in set(c["fetched_at"])}
+        except Exception:  # said (or raised) by the item that holds it, one by one
+            return None
+        c["fetched_at"] = list(map(times.__getitem__, c["fetched_at"]))
+        v["fetched_at"] = _not_none(c["fetched_at"], types["fetched_at"])
+    if not _within(v["fetched_at"], EARLIEST_MS, now_ms() + DAY_MS):
+        return None
+    return {"event_id": event_ids, "video_id": c.pop("video_id"), "created_at": [created_at] * len(items), **c}
+
+
+def _not_none(values: list, types: set[type]) -> list:
+    """The values that are not None: ``values`` itself when ``types`` (theirs) says none is."""
+    return values if NONE not in types else [v for v in values if v is not None]
+
+
+def stale_columns(video_ids: list[Any], event_ids: list[str], created_at: int) -> dict[str, list] | None:
+    """``stale_record`` on a batch of video ids at once, as columns; None where any is not one (then one by one)."""
+    if not (set(map(type, video_ids)) <= {str} and _all_match(VIDEO_IDS, video_ids)):
+        return None
+    return {"event_id": event_ids, "video_id": list(video_ids), "created_at": [created_at] * len(video_ids)}
 
 
 def stale_check_events(columns: dict[str, list]) -> list[StaleCheckEvent | InvalidEvent]:

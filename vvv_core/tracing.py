@@ -184,27 +184,28 @@ class Tracing:
 
     # -- where a trace begins: the hook --------------------------------------------------------------
 
-    def publishing(self, records: list[dict[str, Any]], topic: str) -> tuple[list[Headers], list[Span]]:
+    def publishing(self, records: dict[str, list], topic: str) -> tuple[list[Headers], list[Span]]:
         """Each record's message headers (its ``traceparent``), and the spans of those sampled: one per event,
-        from its creation (``created_at``) until the caller ends it."""
-        pool = os.urandom(24 * len(records)).hex()  # trace and span ids of the events not sampled: one OS call
+        from its creation (``created_at``) until the caller ends it. ``records`` are columns, a list per field."""
+        count = len(records["video_id"])
+        pool = os.urandom(24 * count).hex()  # trace and span ids of the events not sampled: one OS call
         bound, headers, spans = self._bound, [], []
-        for at in range(0, 48 * len(records), 48):  # the common case first: not sampled, a header and nothing else
+        for at in range(0, 48 * count, 48):  # the common case first: not sampled, a header and nothing else
             trace_id = pool[at : at + 32]
             if trace_id[16:] >= bound:
                 headers.append([(TRACEPARENT, f"00-{trace_id}-{pool[at + 32 : at + 48]}-00".encode())])
                 continue
-            record = records[at // 48]
+            i = at // 48
             span = self.tracer.start_span(
                 f"publish {topic}",
                 kind=self._trace.SpanKind.PRODUCER,
-                start_time=record["created_at"] * 1_000_000,
+                start_time=records["created_at"][i] * 1_000_000,
                 attributes={
                     "messaging.system": "kafka",
                     "messaging.operation.type": "send",
                     "messaging.destination.name": topic,
-                    "vvv.video_id": record["video_id"],
-                    "vvv.event_id": record["event_id"],
+                    "vvv.video_id": records["video_id"][i],
+                    "vvv.event_id": records["event_id"][i],
                 },
             )
             spans.append(span)
