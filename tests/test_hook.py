@@ -237,6 +237,8 @@ def test_publish_publishes_each_new_snapshot_once(settings, schemas, cron_db):
 def test_publish_selects_stale_videos_once_per_age_window(settings, schemas, cron_db):
     add_video(cron_db, "oldvideo001", "SE", [(10, 0, 0, hours_ago(24 * 300)), (20, 0, 0, hours_ago(24 * 299))])
     add_video(cron_db, "newvideo001", "SE", [(10, 0, 0, hours_ago(0))])
+    # stale by its newest snapshot, not its oldest
+    add_video(cron_db, "backagain01", "SE", [(10, 0, 0, hours_ago(24 * 300)), (20, 0, 0, hours_ago(1))])
     publish_new(cron_db, settings)
     publish_new(cron_db, settings)
     stale = [
