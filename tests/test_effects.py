@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import hours_ago
 
 from vvv_core import db
 from vvv_core.config import Settings
@@ -79,6 +80,27 @@ def test_a_repeated_result_of_the_same_event_changes_nothing(tmp_path, group):
     assert status(conn, group) == first
     apply(conn, group, again, event_at=1_000, event_id="e2")  # another event of the same instant does count
     assert status(conn, group) == again
+
+
+def test_a_videos_liveness_says_since_when_it_is_dead_and_an_unknown_answer_changes_nothing(tmp_path):
+    """``dead_since`` is when the video was first seen deleted or private, kept through later dead answers and
+    cleared when it comes back; an ``unknown`` answer (the network failed) never replaces a known status."""
+    conn = cron(tmp_path)
+
+    def row() -> tuple[str, str | None]:
+        return conn.execute("SELECT status, dead_since FROM video_liveness WHERE video_id = 'video000001'").fetchone()
+
+    apply(conn, "liveness", "deleted", event_at=1_000, event_id="e1")
+    assert row()[0] == "deleted" and row()[1] is not None
+    first_seen = hours_ago(24)  # as if first seen dead a day ago
+    with db.transaction(conn):
+        conn.execute("UPDATE video_liveness SET dead_since = ?", (first_seen,))
+    apply(conn, "liveness", "private", event_at=2_000, event_id="e2")
+    assert row() == ("private", first_seen)
+    apply(conn, "liveness", "unknown", event_at=3_000, event_id="e3")
+    assert row() == ("private", first_seen)
+    apply(conn, "liveness", "alive", event_at=4_000, event_id="e4")
+    assert row() == ("alive", None)
 
 
 def test_the_sink_never_applies_a_result_its_member_stored_itself(tmp_path):

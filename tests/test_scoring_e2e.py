@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 from confluent_kafka import Producer
-from conftest import Member, add_video, join_all, results, run_group, stop_one_by_one, wait_for
+from conftest import Member, add_video, hours_ago, join_all, results, run_group, stop_one_by_one, wait_for
 
 from vvv_core import events, kafka
 from vvv_core.domain.regions import REGIONS
@@ -89,10 +89,13 @@ def test_history_rules_on_a_real_database(settings, schemas, cron_db):
         ],
     )
     add_video(cron_db, "onesnapshot", "SE", [(100, 0, 0, "2026-11-28 10:00:00")])
+    # two snapshots of one time behind the newest: the later-inserted one is the second newest
+    tied = hours_ago(3)
+    add_video(cron_db, "tiesecond01", "US", [(100, 0, 0, tied), (400, 0, 0, tied), (1_000, 0, 0, hours_ago(2))])
     conn = sqlite3.connect(cron_db)
     with conn:
         conn.execute("UPDATE videos SET virality_score = 42.0 WHERE video_id IN ('equaltimes1', 'onesnapshot')")
-    ids = ["unknownreg1", "equaltimes1", "viewsdown01", "tiebyrowid1", "onesnapshot", "notindbatall"]
+    ids = ["unknownreg1", "equaltimes1", "viewsdown01", "tiebyrowid1", "onesnapshot", "notindbatall", "tiesecond01"]
     background_processing([{"video_id": v, "thumbnail_url": "u"} for v in ids], [], cron_db, settings)
     run_group("scoring", settings, cron_db)
 
@@ -102,6 +105,7 @@ def test_history_rules_on_a_real_database(settings, schemas, cron_db):
     assert (details["viewsdown01"]["score"], details["viewsdown01"]["velocity"]) == (7.5, -100)
     assert details["tiebyrowid1"]["reason"] == "no time delta" and details["tiebyrowid1"]["velocity"] == 0
     assert details["onesnapshot"]["reason"] == details["notindbatall"]["reason"] == "insufficient data"
+    assert details["tiesecond01"]["velocity"] == 600  # (1,000 - 400) views in the hour, not (1,000 - 100)
     stored = scores(cron_db)
     assert stored["equaltimes1"] == stored["onesnapshot"] == 42.0  # left unchanged
     assert stored["unknownreg1"] == 66.2 and stored["viewsdown01"] == 7.5
