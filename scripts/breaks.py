@@ -150,6 +150,13 @@ BREAKS = [
         RUNTIME + "test_dead_letters_keep_the_original_bytes_and_say_why",
     ),
     Break(
+        "a fatal failure of a check dead-letters its event instead of stopping the member",
+        "vvv_core/runtime/executors.py",
+        "        if isinstance(answer, Fatal):\n            raise answer\n",
+        "",
+        RUNTIME + "test_a_fatal_failure_stops_the_member_and_its_event_is_neither_dead_lettered_nor_committed",
+    ),
+    Break(
         "transient failures not retried",
         "vvv_core/runtime/executors.py",
         "if not answer.transient or attempt >= self._attempts:",
@@ -185,6 +192,38 @@ BREAKS = [
         "if False:",
         "tests/test_faults_crash.py::test_a_consumer_whose_broker_is_gone_says_so_briefly_and_exits",
         broker="any",
+    ),
+    Break(
+        "a second signal waits for the graceful stop instead of exiting at once",
+        "vvv_core/cli.py",
+        "            os._exit(128 + signum)\n",
+        "            return\n",
+        "tests/test_faults_crash.py::test_second_signal_stops_at_once",
+        broker="any",
+    ),
+    Break(
+        "a read-only database taken by a consumer",
+        "vvv_core/db.py",
+        "if not os.access(path, os.W_OK) or not os.access(path.parent, os.W_OK):",
+        "if False:",
+        "tests/test_cli.py::test_missing_and_read_only_databases_are_clear_errors",
+        broker="any",
+    ),
+    Break(
+        "a file without the cron's tables written into",
+        "vvv_core/db.py",
+        "    for table in CRON_TABLES:  # before anything is written: a foreign file stays untouched\n"
+        "        require_table(conn, table)\n",
+        "",
+        CONFIG + "test_a_file_that_is_not_the_cron_database_is_never_written",
+    ),
+    Break(
+        "vvv replay moves the offsets of a group whose members the broker reports",
+        "vvv_core/replay.py",
+        "    if members:\n",
+        "    if False:\n",
+        "tests/test_operations.py::test_status_names_members_and_replay_refuses_a_running_group",
+        broker="kafka",
     ),
     Break(
         "a locked database ends a consumer",

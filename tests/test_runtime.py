@@ -17,7 +17,7 @@ from vvv_core import db, events
 from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
 from vvv_core.domain.thumbnail import ThumbnailVerdict
-from vvv_core.errors import InvalidInput
+from vvv_core.errors import Fatal, InvalidInput
 from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerStopped, EffectGroup
 from vvv_core.runtime.backends.memory import ABORTED, COMMITTED, OPEN, MemoryBackend, MemoryBroker
 from vvv_core.runtime.deadletter import read_headers
@@ -308,6 +308,27 @@ def test_dead_letters_keep_the_original_bytes_and_say_why(tmp_path):
         (p.settings.videos_topic, str(n)) for n in range(3)
     ]
     assert list(p.rows()) == [vid(4)] and p.broker.committed == p.end_offsets()
+
+
+def test_a_fatal_failure_stops_the_member_and_its_event_is_neither_dead_lettered_nor_committed(tmp_path):
+    """``Fatal`` is what the operator must fix (a full disk): the member stops, and the event is redone after."""
+
+    def check(event, attempt):
+        if event.title == "fatal":
+            raise Fatal("the disk is full")
+        return valid(event, attempt)
+
+    p = Pipeline(tmp_path, check, partitions=1)
+    p.publish(vid(1), "fine")
+    p.publish(vid(2), "fatal")
+    p.start()
+    p.thread.join(5)
+    stopped = not p.thread.is_alive()
+    if not stopped:
+        p.stop()
+    assert stopped and isinstance(p.error, Fatal) and str(p.error) == "the disk is full"
+    assert p.dead_letters() == [] and vid(2) not in p.rows()
+    assert p.broker.committed.get((p.settings.videos_topic, 0), 0) <= 1  # never past the failed event
 
 
 def test_a_dead_letter_too_large_to_keep_whole_names_its_size(tmp_path):
