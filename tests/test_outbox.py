@@ -35,7 +35,7 @@ from vvv_core.hook import background_processing, flush_outbox, publish_new
 from vvv_core.kafka import read_topic
 from vvv_core.outbox import outbox_dir
 from vvv_core.sample import CRON_SCHEMA
-from vvv_core.spool import MAGIC, RECORDS, SEGMENT, Spool
+from vvv_core.spool import MAGIC, RECORDS, SEGMENT, Message, Spool
 
 VIDEOS, ROUNDS = 30, 40  # 1,200 events, each video's spread over the whole backlog
 
@@ -136,6 +136,16 @@ def test_the_pace_is_remembered_beside_the_outbox_and_moves_sensibly(tmp_path):
     assert outbox.Pace(tmp_path / "pace").rate == 2_500
     (tmp_path / "pace").write_text("torn")
     assert outbox.Pace(tmp_path / "pace").rate == outbox.DEFAULT_RATE
+
+
+def test_a_segment_holds_at_most_ten_thousand_events_and_they_read_back_in_order(tmp_path):
+    """A large backlog is files of at most 10,000 events (a drain reads one file at a time), in their order."""
+    spool = Spool(tmp_path / "outbox")
+    messages = [Message("t.videos", f"vid{i:08d}".encode(), i.to_bytes(4, "big")) for i in range(25_000)]
+    spool.write(messages)
+    segments = spool.segments()
+    assert [spool.count(s) for s in segments] == [10_000, 10_000, 5_000] and spool.waiting() == 25_000
+    assert [m for s in segments for m in spool.read(s, lambda _records: [])] == messages
 
 
 def test_a_drain_to_the_end_says_how_far_it_got(settings, cron_db, monkeypatch, caplog):
