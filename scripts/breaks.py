@@ -506,6 +506,20 @@ BREAKS = [
         STATE + "test_a_partition_taken_back_is_restored_with_what_its_other_owner_did",
     ),
     Break(
+        "a store past its changelog's end (the changelog made again) kept, not wiped and restored",
+        "vvv_core/runtime/state/restore.py",
+        "if store.position > high:",
+        "if False:",
+        STATE + "test_a_store_past_its_changelogs_end_is_wiped_and_restored_from_the_start",
+    ),
+    Break(
+        "a damaged store stops the member instead of being wiped and restored",
+        "vvv_core/runtime/state/__init__.py",
+        "            PartitionStore.wipe(path)\n            store = PartitionStore(path)\n",
+        "            raise\n",
+        STATE + "test_a_damaged_store_is_wiped_and_restored_from_the_changelog",
+    ),
+    Break(
         "state kept across a revoke",
         "vvv_core/runtime/state/__init__.py",
         "            if (store := self.stores.pop(tp, None)) is not None:\n                store.close()\n",
