@@ -1302,6 +1302,22 @@ BREAKS = [
         broker="any",
     ),
     Break(
+        "a video rejected twice keeps only its last reason",
+        "vvv_core/hook.py",
+        'self.rejected[key] = reason if known is None or reason in known else f"{known}; {reason}"',
+        "self.rejected[key] = reason",
+        HOOK + "test_invalid_items_are_rejected_with_reasons_not_raised",
+        broker="any",
+    ),
+    Break(
+        "an item's id of any length shown as its key",
+        "vvv_core/hook.py",
+        "MAX_ID_SHOWN = 256",
+        "MAX_ID_SHOWN = 1024",
+        HOOK + "test_invalid_items_are_rejected_with_reasons_not_raised",
+        broker="any",
+    ),
+    Break(
         "OpenTelemetry set up without the OTEL_* variables",
         "vvv_core/tracing.py",
         "        if wanted(os.environ):\n",
