@@ -227,6 +227,21 @@ def test_finished_work_is_committed_before_partitions_are_given_up(tmp_path):  #
     p.stop()
 
 
+def test_a_commit_is_due_after_so_many_finished_events_before_its_interval(tmp_path, monkeypatch):
+    """Every ``VVV_COMMIT_INTERVAL`` or ``COMMIT_EVERY`` (10,000) finished events, whichever comes first: a busy
+    member's crash repeats at most that many, however long its interval."""
+    from vvv_core.runtime import checkpoint
+
+    monkeypatch.setattr(checkpoint, "COMMIT_EVERY", 5)
+    p = Pipeline(tmp_path, valid, partitions=1, commit_interval=3600)
+    for n in range(10):
+        p.publish(vid(n))
+    p.start()
+    wait_for(lambda: len(p.results()) == 10, 5, "every result")
+    wait_for(lambda: p.broker.committed.get((p.settings.videos_topic, 0), 0) >= 5, 5, "a commit past five events")
+    p.stop()
+
+
 def test_lost_partitions_commit_nothing(tmp_path):
     p = Pipeline(tmp_path, valid, commit_interval=3600)
     for n in range(10):
