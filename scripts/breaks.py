@@ -381,6 +381,20 @@ BREAKS = [
         "tests/test_cli.py::test_demo_keeps_everything_up_with_its_console_and_stops_quietly_on_a_terminals_ctrl_c",
     ),
     Break(
+        "vvv demo --db stores the stand-ins' verdicts in the user's file, not a copy",
+        "vvv_core/demo.py",
+        "            db_path = str(copy)\n",
+        "            _kept_folder()\n",
+        "tests/test_cli.py::test_demo_never_mixes_stand_ins_with_real_endpoints",
+    ),
+    Break(
+        "vvv demo --db with a missing file not said in one line",
+        "vvv_core/demo.py",
+        "if db_path is not None and not Path(db_path).is_file():",
+        "if False:",
+        "tests/test_cli.py::test_demo_with_a_missing_database_says_how_to_build_one",
+    ),
+    Break(
         "the embedded broker takes a terminal's Ctrl-C itself (stops before the groups)",
         "vvv_core/broker.py",
         "            process_group=0,\n",
