@@ -395,6 +395,13 @@ BREAKS = [
         "tests/test_cli.py::test_demo_with_a_missing_database_says_how_to_build_one",
     ),
     Break(
+        "the embedded broker outlives a vvv broker killed with SIGKILL",
+        "vvv_core/broker.py",
+        "ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)",
+        "pass",
+        "tests/test_faults_crash.py::test_killing_vvv_broker_kills_its_broker_too",
+    ),
+    Break(
         "the embedded broker takes a terminal's Ctrl-C itself (stops before the groups)",
         "vvv_core/broker.py",
         "            process_group=0,\n",
@@ -1367,6 +1374,29 @@ BREAKS = [
         "MAX_ID_SHOWN = 1024",
         HOOK + "test_invalid_items_are_rejected_with_reasons_not_raised",
         broker="any",
+    ),
+    Break(
+        "an unknown OTEL_TRACES_SAMPLER taken as always_on",
+        "vvv_core/tracing.py",
+        "    if name not in SAMPLERS:\n"
+        "        raise ConfigError(f\"OTEL_TRACES_SAMPLER={name!r}: expected one of {', '.join(SAMPLERS)}\")\n"
+        "    rate = SAMPLERS[name]\n",
+        "    rate = SAMPLERS.get(name, 1.0)\n",
+        TRACING + "test_the_sampler_variables_give_the_share_traced_and_a_bad_one_is_one_line_with_traces_off",
+    ),
+    Break(
+        "a sampler's share above 1 taken",
+        "vvv_core/tracing.py",
+        "if not 0.0 <= rate <= 1.0:",
+        "if not 0.0 <= rate:",
+        TRACING + "test_the_sampler_variables_give_the_share_traced_and_a_bad_one_is_one_line_with_traces_off",
+    ),
+    Break(
+        "a bad tracing variable raised from the process's set-up instead of said with traces off",
+        "vvv_core/tracing.py",
+        "            except ConfigError as exc:\n",
+        "            except ImportError as exc:\n",
+        TRACING + "test_the_sampler_variables_give_the_share_traced_and_a_bad_one_is_one_line_with_traces_off",
     ),
     Break(
         "OpenTelemetry set up without the OTEL_* variables",
