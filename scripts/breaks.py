@@ -1515,6 +1515,21 @@ BREAKS = [
         broker="any",
     ),
     Break(
+        "vvv timeline takes a window of more than a year",
+        "vvv_core/cli.py",
+        "    if value > 366:\n",
+        "    if value > 3660:\n",
+        CONFIG + "test_bad_flags_are_one_line_and_exit_2",
+    ),
+    Break(
+        "the console's timeline takes a window of more than a year",
+        "vvv_core/console/app.py",
+        "if not 0 < window <= timeline.MOST_DAYS:",
+        "if not 0 < window:",
+        CONSOLE + "test_a_malformed_request_is_answered_400_with_its_reason",
+        broker="any",
+    ),
+    Break(
         "the timeline page unguarded beyond loopback",
         "vvv_core/console/app.py",
         "if not (local or public_views or _has_token(request, token)):",

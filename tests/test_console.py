@@ -269,6 +269,7 @@ def test_a_malformed_request_is_answered_400_with_its_reason(settings, sample_db
         ("/views/timeline?id=bad%20id", "is not a video id"),
         ("/views/timeline", "is not a video id"),
         ("/views/timeline?id=J78aPJ3VyNs&days=0", "expected a number of days above 0, 366 at most"),
+        ("/views/timeline?id=J78aPJ3VyNs&days=367", "expected a number of days above 0, 366 at most"),
         ("/views/timeline?id=J78aPJ3VyNs&days=nan", "expected a number of days"),
     ]
     for path, reason in queries:
