@@ -599,6 +599,13 @@ BREAKS = [
         STATE + "test_the_sink_stores_each_videos_latest_score_and_never_an_older_events",
     ),
     Break(
+        "a result of the same event time as the stored score not applied (results before event_at are all 0)",
+        "vvv_core/groups/scoring.py",
+        " AND coalesce(virality_event_at, 0) <= ?4",
+        " AND coalesce(virality_event_at, 0) < ?4",
+        STATE + "test_the_sink_stores_each_videos_latest_score_and_never_an_older_events",
+    ),
+    Break(
         "a score of insufficient data or no time delta replaces the stored score",
         "vvv_core/groups/scoring.py",
         'if e.detail["reason"] is None',

@@ -264,6 +264,9 @@ def test_the_sink_stores_each_videos_latest_score_and_never_an_older_events(tmp_
     assert conn.execute("SELECT virality_score FROM videos").fetchone()[0] == second["score"]  # the batch's last
     ScoringGroup.apply(conn, [Effect("video", first, T0 - 1, "late")])  # an older event's result, arriving late
     assert conn.execute("SELECT virality_score FROM videos").fetchone()[0] == second["score"]
+    # a result of the same time (as every result written before event_at existed reads 0) is applied as it arrives
+    ScoringGroup.apply(conn, [Effect("video", first, T0, "c")])
+    assert conn.execute("SELECT virality_score FROM videos").fetchone()[0] == first["score"]
 
 
 def test_a_member_with_a_state_store_runs_exactly_once_whatever_the_setting(tmp_path):
