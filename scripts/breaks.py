@@ -599,6 +599,21 @@ BREAKS = [
         STATE + "test_the_sink_stores_each_videos_latest_score_and_never_an_older_events",
     ),
     Break(
+        "direct mode's snapshot index without the time (each video's snapshots all read and sorted)",
+        "vvv_core/groups/scoring.py",
+        '" ON video_snapshots (video_id, julianday(fetched_at))"',
+        '" ON video_snapshots (video_id)"',
+        "tests/test_scoring_e2e.py::test_direct_mode_reads_each_videos_newest_snapshots_through_its_index",
+    ),
+    Break(
+        "an impossible video id asked about (liveness requests it)",
+        "vvv_core/groups/liveness.py",
+        "        if (rejected := invalid_id(video_id)) is not None:\n            return rejected\n",
+        "",
+        "tests/test_liveness.py::test_invalid_ids_are_rejected_without_a_request",
+        broker="any",
+    ),
+    Break(
         "a result of the same event time as the stored score not applied (results before event_at are all 0)",
         "vvv_core/groups/scoring.py",
         " AND coalesce(virality_event_at, 0) <= ?4",

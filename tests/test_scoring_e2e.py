@@ -111,6 +111,30 @@ def test_history_rules_on_a_real_database(settings, schemas, cron_db):
     assert stored["unknownreg1"] == 66.2 and stored["viewsdown01"] == 7.5
 
 
+def test_direct_mode_reads_each_videos_newest_snapshots_through_its_index(sample_db):
+    """Scoring creates ``vvv_snapshots_by_video_time`` (video, time), and a batch's history query reads through it:
+    each video's newest rows come in the index's order, the 2 it needs, never all its snapshots sorted."""
+    from vvv_core import db
+    from vvv_core.config import Settings
+    from vvv_core.groups.scoring import ScoringGroup
+
+    group = ScoringGroup(Settings(namespace="t"), db.connect(sample_db))
+    group.prepare()
+    plan: list[tuple[int, int, str]] = []  # (id, parent, detail) of each step
+    real = group.conn.execute
+
+    class Explaining:
+        def execute(self, sql, *args):
+            plan.extend((step, parent, detail) for step, parent, _, detail in real(f"EXPLAIN QUERY PLAN {sql}", *args))
+            return real(sql, *args)
+
+    group.conn = Explaining()
+    assert group._history({"J78aPJ3VyNs"})["J78aPJ3VyNs"]
+    (lookup,) = [step for step, _parent, detail in plan if detail.startswith("CORRELATED LIST SUBQUERY")]
+    inside = [detail for _step, parent, detail in plan if parent == lookup]
+    assert inside == ["SEARCH video_snapshots USING INDEX vvv_snapshots_by_video_time (video_id=?)"], plan
+
+
 def test_old_database_without_optional_columns(settings, schemas, tmp_path):
     path = str(tmp_path / "old.db")
     conn = sqlite3.connect(path)
