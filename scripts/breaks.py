@@ -1640,6 +1640,14 @@ BREAKS = [
         broker="any",
     ),
     Break(
+        "a results-only member named direct in its client id (vvv status says so)",
+        "vvv_core/runtime/group.py",
+        'return "direct" if group.conn is not None else "results-only"',
+        'return "direct"',
+        "tests/test_sink.py::test_status_says_which_mode_each_group_runs_in",
+        broker="kafka",
+    ),
+    Break(
         "vvv status guesses the retries waiting (0) where no member told",
         "vvv_core/status.py",
         "return None if not told or None in told else sum(told)",
