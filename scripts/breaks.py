@@ -452,6 +452,20 @@ BREAKS = [
         "tests/test_deploy_examples.py::test_the_systemd_template_runs_several_members_of_a_group_each_with_its_own_metrics_port",
     ),
     Break(
+        "the sink's unit restarted after a bad setting (exit 2)",
+        "deploy/vvv-sink.service",
+        "RestartPreventExitStatus=2\n",
+        "",
+        "tests/test_deploy_examples.py::test_the_systemd_template_runs_several_members_of_a_group_each_with_its_own_metrics_port",
+    ),
+    Break(
+        "a member's unit killed before its drain (TimeoutStopSec under the stop timeout)",
+        "deploy/vvv-consume@.service",
+        "TimeoutStopSec=20",
+        "TimeoutStopSec=10",
+        "tests/test_deploy_examples.py::test_the_systemd_template_runs_several_members_of_a_group_each_with_its_own_metrics_port",
+    ),
+    Break(
         "the set-up leaves the cron's data directory without group write",
         "deploy/setup.sh",
         'chmod 2770 "$root$cron_dir"',
