@@ -221,8 +221,8 @@ def test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it(se
     """librdkafka refuses events larger than message.max.bytes (on either broker). Pieces of two, then four (the
     pace held still, so no timing decides them): in [A1 refused, B1] B1 is delivered and A1 kept ahead of the rest;
     in [D1, E1, A2 (held behind A1), A3 (the call's own, held too)] everything sent is refused, so the piece stays
-    where it is. The report counts what was acknowledged; once the limit is lifted, every video's events arrive in
-    order."""
+    where it is and the call ends (F1, the call's own after it, is not sent). The report counts what was
+    acknowledged; once the limit is lifted, every video's events arrive in order."""
     large = "x" * 2000
     limited = replace(settings, kafka={**settings.kafka, "message.max.bytes": "1000"})  # and a generous deadline
     first = [{"video_id": "videoA", "view_count": 1, "title": large}, {"video_id": "videoB", "view_count": 1}]
@@ -235,11 +235,13 @@ def test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it(se
         background_processing(items, [], cron_db, down(settings))
     monkeypatch.setattr(outbox, "FIRST_PIECE", 2)
     monkeypatch.setattr(outbox.Pace, "acknowledged", lambda self, count, seconds, budget: None)
-    report = background_processing([{"video_id": "videoA", "view_count": 3}], [], cron_db, limited)
-    assert (report.delivered, report.queued) == (1, 5) and "Message size too large" in report.error
-    assert flush_outbox(cron_db, settings).delivered == 5 and outbox_count(cron_db) == 0
+    # the call's own events: A3 in the second piece, F1 after it, never sent (the piece refused whole ends the call)
+    own = [{"video_id": "videoA", "view_count": 3}, {"video_id": "videoF", "view_count": 1}]
+    report = background_processing(own, [], cron_db, limited)
+    assert (report.delivered, report.queued) == (1, 6) and "Message size too large" in report.error
+    assert flush_outbox(cron_db, settings).delivered == 6 and outbox_count(cron_db) == 0
     expected = {("videoA", 1), ("videoA", 2), ("videoA", 3), ("videoB", 1), ("videoD", 1), ("videoE", 1)}
-    assert each_video_in_order(settings, schemas, expected) == 6
+    assert each_video_in_order(settings, schemas, expected | {("videoF", 1)}) == 7
 
 
 def test_a_records_file_keeps_its_format_and_an_unreadable_file_is_set_aside(settings, schemas, cron_db, caplog):
