@@ -208,6 +208,13 @@ BREAKS = [
         broker="any",
     ),
     Break(
+        "invalid input (a bad setting) exits 1 like what may pass, not 2",
+        "vvv_core/errors.py",
+        '    kind = "invalid"\n    exit_code = 2\n',
+        '    kind = "invalid"\n',
+        "tests/test_cli.py::test_bad_configuration_is_named",
+    ),
+    Break(
         "a second signal waits for the graceful stop instead of exiting at once",
         "vvv_core/cli.py",
         "            os._exit(128 + signum)\n",
