@@ -843,6 +843,13 @@ BREAKS = [
         SCOREBOARD + "test_the_running_counts_follow_every_write_to_the_scores",
     ),
     Break(
+        "running counts missing one of their triggers trusted, not rebuilt",
+        "vvv_core/scoreboard.py",
+        'if "virality_score" in scored and not set(COUNTING_PARTS) <= made:',
+        "if False:",
+        SCOREBOARD + "test_the_running_counts_follow_every_write_to_the_scores",
+    ),
+    Break(
         "the console waits for the cron's write lock to make its counts and indexes",
         "vvv_core/scoreboard.py",
         'conn.execute(f"PRAGMA busy_timeout = {LOCK_WAIT_MS}")',
