@@ -280,6 +280,30 @@ def test_a_member_dying_after_sending_its_offsets_but_before_its_commit_commits_
     assert committed(eos, "scoring") == end_offsets(eos, eos.videos_topic)
 
 
+@pytest.mark.apache_kafka_only  # tansu shows open and aborted records to read_committed readers
+def test_a_dead_members_open_transaction_holds_readers_back_for_its_short_timeout_only(settings):
+    """A member dying with its transaction open holds read_committed readers of its partitions back until the
+    broker aborts it: after ``transaction.timeout.ms`` of 10 s (and the broker's check for timed-out transactions,
+    every 10 s), not the client's default of 60 s."""
+    import logging
+
+    eos = replace(settings, exactly_once=True)
+    kafka.ensure_project_topics(kafka.admin(eos), eos, ["scoring"])
+    log = logging.LoggerAdapter(logging.getLogger(__name__), {})
+    dying = KafkaBackend(eos, "scoring", log, transactional=True)._new_producer()  # as a member makes it
+    dying.begin_transaction()
+    dying.produce(eos.results_topic, b"in the open transaction", b"video000001", partition=0)
+    dying.flush(10)  # with the broker, the transaction open: the member dies here, neither committing nor aborting
+    started = time.monotonic()
+    later = Producer(kafka.producer_config(eos))
+    later.produce(eos.results_topic, b"after it", b"video000002", partition=0)
+    later.flush(10)
+    seen = lambda: [m.value() for m in read_topic(eos, eos.results_topic, timeout=5)]  # noqa: E731
+    wait_for(lambda: seen() == [b"after it"], 45, "the open transaction aborted by the broker")
+    assert time.monotonic() - started < 30  # 10 s and the broker's next check, not 60 s
+    del dying
+
+
 @pytest.mark.apache_kafka_only  # tansu shows aborted records to read_committed readers
 def test_what_a_transaction_upstream_aborted_is_never_processed(settings, schemas, sample_db):
     producer = Producer(kafka.producer_config(settings, **{"transactional.id": f"{settings.namespace}-upstream"}))
