@@ -7,6 +7,7 @@ with its effects or not at all. Broker-free; each test is one a deliberate break
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -153,3 +154,25 @@ def test_the_sinks_effects_and_its_offsets_commit_together_or_not_at_all(tmp_pat
     db.write_with_retry(conn, sink.store, batch)  # redone after the restart: all of it, once
     assert (status(conn, "thumbnails"), status(conn, "liveness")) == ("valid", "deleted")
     assert sink.start_offsets([(RESULTS, 0)]) == {(RESULTS, 0): 2}
+
+
+def test_the_sink_finds_a_video_the_cron_adds_in_the_transaction_that_calls_the_hook(tmp_path):
+    """The cron calls the hook inside its transaction adding the video: the result may reach the sink before that
+    commits. The sink's lookup of known videos is inside its own write transaction, which waits for the cron's, so
+    it finds the video and stores the result instead of dead-lettering it."""
+    conn = cron(tmp_path)
+    sink = SinkGroup(SETTINGS, conn)
+    sink.prepare()
+    the_cron = sqlite3.connect(tmp_path / "cron.db", isolation_level=None, check_same_thread=False)
+    the_cron.execute("BEGIN IMMEDIATE")
+    the_cron.execute("INSERT INTO videos (video_id) VALUES ('video000002')")
+    event = ResultEvent("e1", "video000002", "thumbnails", 1_000, False, detail("thumbnails", "valid"))
+    arrived = Outcome(Inbound(RESULTS, 0, 0, b"video000002", b"", None, event), detail={"status": "applied"})
+    committing = threading.Timer(0.5, the_cron.execute, ("COMMIT",))  # the cron's transaction ends meanwhile
+    committing.start()
+    try:
+        db.write_with_retry(conn, sink.store, [arrived])
+    finally:
+        committing.join()
+        the_cron.close()
+    assert status(conn, "thumbnails", "video000002") == "valid"
