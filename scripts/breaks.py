@@ -487,6 +487,13 @@ BREAKS = [
         "tests/test_deploy_examples.py::test_the_setup_script_makes_the_user_the_folders_and_the_venv_in_a_scratch_root",
     ),
     Break(
+        "a Kubernetes worker killed before its drain (grace period under the stop timeout)",
+        "deploy/kubernetes/workers.yaml",
+        "      terminationGracePeriodSeconds: 30  # the drain",
+        "      terminationGracePeriodSeconds: 5  # the drain",
+        "tests/test_deploy_examples.py::test_the_kubernetes_example_has_what_an_operator_needs_and_runs_real_commands",
+    ),
+    Break(
         "a Kubernetes pod gets service links again",
         "deploy/kubernetes/workers.yaml",
         "      enableServiceLinks: false\n      terminationGracePeriodSeconds: 30  # the drain",
