@@ -452,6 +452,13 @@ BREAKS = [
         "tests/test_deployment.py::test_every_published_port_is_on_loopback_unless_the_operator_asks",
     ),
     Break(
+        "compose runs with no cron data directory named (an empty folder mounted at /data)",
+        "docker-compose.yml",
+        '"${VIRALVIDVAULT_CRON_DIR:?set VIRALVIDVAULT_CRON_DIR',
+        '"${VIRALVIDVAULT_CRON_DIR:-set VIRALVIDVAULT_CRON_DIR',
+        "tests/test_deployment.py::test_compose_needs_the_cron_data_directory_and_its_variables_never_reach_the_containers",
+    ),
+    Break(
         "the compose file's scaling line names another service than the README's",
         "docker-compose.yml",
         "#   docker compose up -d --scale thumbnails=3",
