@@ -162,6 +162,17 @@ def test_a_drain_to_the_end_says_how_far_it_got(settings, cron_db, monkeypatch, 
     assert len(read_topic(settings, settings.videos_topic)) == 3000 and outbox_count(cron_db) == 0
 
 
+def test_a_drain_to_the_end_says_within_ten_seconds_that_no_broker_answers(cron_db):
+    """`vvv publish` and `vvv outbox flush` may take minutes; a broker that does not answer at all is said within
+    ``CONNECT_TIMEOUT`` (10 s), not at the end of the drain's own timeout, and everything stays in the outbox."""
+    nobody = down(Settings(namespace="t"))
+    background_processing([{"video_id": f"vid{i:08d}"} for i in range(10)], [], cron_db, nobody)
+    started = time.monotonic()
+    report = flush_outbox(cron_db, nobody, timeout=60)
+    assert time.monotonic() - started < outbox.CONNECT_TIMEOUT + 5
+    assert "no Kafka broker reachable" in report.error and (report.delivered, report.queued) == (0, 10)
+
+
 def test_a_stop_ends_a_drain_between_pieces_and_says_so(settings, cron_db, monkeypatch):
     """SIGTERM or Ctrl-C on `vvv publish` or `vvv outbox flush` sets their stop: what was delivered stays removed,
     the rest waits, and the report says why (the command exits 1)."""
