@@ -78,6 +78,25 @@ def test_old_writer_schema_is_resolved_by_fingerprint(tmp_path: Path):
     assert record["video_id"] == "abc" and record["title"] is None and record["region"] is None
 
 
+def test_the_older_schemas_shipped_in_history_are_read_with_their_defaults(tmp_path: Path):
+    """Results written before ``event_at`` and ``stored`` existed, and video events before ``fetched_at``, are still
+    on topics: every reader knows their writer schemas (``schemas/history/``) and reads them with the defaults."""
+    for name in ("result", "video_event"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.avsc").write_text((DEFAULT_SCHEMA_DIR / "history" / f"{name}.v1.avsc").read_text())
+    detail = {"status": "valid", "width": 320, "height": 180, "http_status": 200, "reason": None, "attempts": 1}
+    result = {"event_id": "e1", "group": "thumbnails", "video_id": "J78aPJ3VyNs", "processed_at": now_ms()}
+    branch = "com.viralvidvault.results.ThumbnailDetail"
+    old_result = SchemaStore(tmp_path / "result").encoder("Result")({**result, "detail": (branch, detail)})
+    read = SchemaStore().decode(old_result, "Result")
+    assert (read["event_at"], read["stored"], read["detail"], read["video_id"]) == (0, False, detail, "J78aPJ3VyNs")
+    event = {"event_id": "e2", "video_id": "J78aPJ3VyNs", "created_at": now_ms(), "region": "PL", "view_count": 5}
+    event |= {"title": None, "thumbnail_url": None, "likes": None, "comments": None}
+    old_event = SchemaStore(tmp_path / "video_event").encoder("VideoEvent")(event)
+    read = SchemaStore().decode(old_event, "VideoEvent")
+    assert read["fetched_at"] is None and read["view_count"] == 5 and read["region"] == "PL"
+
+
 @pytest.mark.parametrize(
     ("data", "reason"),
     [

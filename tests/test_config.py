@@ -142,6 +142,7 @@ def test_half_the_memory_budget_bounds_a_body(monkeypatch):
         (["consume", "scoring", "--db", "x.db", "--until-idle", "-1"], "--until-idle: '-1': expected a number"),
         (["consume", "scoring", "--db", "x.db", "--metrics-port", "70000"], "'70000': expected a port"),
         (["broker", "--port", "99999"], "--port: '99999': expected a port from 1 to 65535"),
+        (["timeline", "J78aPJ3VyNs", "--days", "367"], "--days: '367': expected at most 366 days"),
         *(
             (["consume", "thumbnails", "--processes", n], f"--processes: '{n}': expected a whole number from 1 to 64")
             for n in ("0", "-1", "abc", "65", "2.5")

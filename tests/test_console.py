@@ -215,6 +215,22 @@ def test_a_replay_without_the_token_or_from_another_site_is_refused(settings, sa
     assert console.post("/replay", {"group": "scoring"}, **{"X-VVV-Token": token}) == (200, {"replayed": 1})
 
 
+def test_the_page_allows_scripts_from_the_console_only_images_from_the_thumbnail_hosts_and_no_framing(
+    settings, sample_db
+):
+    running = InProcessConsole(settings, sample_db)
+    try:
+        with urllib.request.urlopen(running.url + "/", timeout=30) as page:
+            said = page.headers["Content-Security-Policy"]
+            framing = page.headers["X-Frame-Options"]
+    finally:
+        running.stop()
+    policy = dict(part.strip().split(" ", 1) for part in said.split(";"))
+    assert policy["default-src"] == policy["script-src"] == "'self'" and policy["frame-ancestors"] == "'none'"
+    hosts = [f"{scheme}://{host}:*" for host in settings.thumbnail_host_names for scheme in ("http", "https")]
+    assert policy["img-src"].split() == ["'self'", *hosts] and framing == "DENY"
+
+
 def test_a_malformed_request_is_answered_400_with_its_reason(settings, sample_db, console):
     """Issue 21, case 8: whatever a request body or query holds, the answer is a 400 that says why, never a 500,
     and nothing is replayed."""
@@ -253,6 +269,7 @@ def test_a_malformed_request_is_answered_400_with_its_reason(settings, sample_db
         ("/views/timeline?id=bad%20id", "is not a video id"),
         ("/views/timeline", "is not a video id"),
         ("/views/timeline?id=J78aPJ3VyNs&days=0", "expected a number of days above 0, 366 at most"),
+        ("/views/timeline?id=J78aPJ3VyNs&days=367", "expected a number of days above 0, 366 at most"),
         ("/views/timeline?id=J78aPJ3VyNs&days=nan", "expected a number of days"),
     ]
     for path, reason in queries:

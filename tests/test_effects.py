@@ -7,10 +7,12 @@ with its effects or not at all. Broker-free; each test is one a deliberate break
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import hours_ago
 
 from vvv_core import db
 from vvv_core.config import Settings
@@ -81,6 +83,27 @@ def test_a_repeated_result_of_the_same_event_changes_nothing(tmp_path, group):
     assert status(conn, group) == again
 
 
+def test_a_videos_liveness_says_since_when_it_is_dead_and_an_unknown_answer_changes_nothing(tmp_path):
+    """``dead_since`` is when the video was first seen deleted or private, kept through later dead answers and
+    cleared when it comes back; an ``unknown`` answer (the network failed) never replaces a known status."""
+    conn = cron(tmp_path)
+
+    def row() -> tuple[str, str | None]:
+        return conn.execute("SELECT status, dead_since FROM video_liveness WHERE video_id = 'video000001'").fetchone()
+
+    apply(conn, "liveness", "deleted", event_at=1_000, event_id="e1")
+    assert row()[0] == "deleted" and row()[1] is not None
+    first_seen = hours_ago(24)  # as if first seen dead a day ago
+    with db.transaction(conn):
+        conn.execute("UPDATE video_liveness SET dead_since = ?", (first_seen,))
+    apply(conn, "liveness", "private", event_at=2_000, event_id="e2")
+    assert row() == ("private", first_seen)
+    apply(conn, "liveness", "unknown", event_at=3_000, event_id="e3")
+    assert row() == ("private", first_seen)
+    apply(conn, "liveness", "alive", event_at=4_000, event_id="e4")
+    assert row() == ("alive", None)
+
+
 def test_the_sink_never_applies_a_result_its_member_stored_itself(tmp_path):
     """A later event's result marked ``stored`` is the member's own business (direct mode): even where it
     would win by its time and id, the sink leaves the row alone; an unstored one it applies."""
@@ -131,3 +154,25 @@ def test_the_sinks_effects_and_its_offsets_commit_together_or_not_at_all(tmp_pat
     db.write_with_retry(conn, sink.store, batch)  # redone after the restart: all of it, once
     assert (status(conn, "thumbnails"), status(conn, "liveness")) == ("valid", "deleted")
     assert sink.start_offsets([(RESULTS, 0)]) == {(RESULTS, 0): 2}
+
+
+def test_the_sink_finds_a_video_the_cron_adds_in_the_transaction_that_calls_the_hook(tmp_path):
+    """The cron calls the hook inside its transaction adding the video: the result may reach the sink before that
+    commits. The sink's lookup of known videos is inside its own write transaction, which waits for the cron's, so
+    it finds the video and stores the result instead of dead-lettering it."""
+    conn = cron(tmp_path)
+    sink = SinkGroup(SETTINGS, conn)
+    sink.prepare()
+    the_cron = sqlite3.connect(tmp_path / "cron.db", isolation_level=None, check_same_thread=False)
+    the_cron.execute("BEGIN IMMEDIATE")
+    the_cron.execute("INSERT INTO videos (video_id) VALUES ('video000002')")
+    event = ResultEvent("e1", "video000002", "thumbnails", 1_000, False, detail("thumbnails", "valid"))
+    arrived = Outcome(Inbound(RESULTS, 0, 0, b"video000002", b"", None, event), detail={"status": "applied"})
+    committing = threading.Timer(0.5, the_cron.execute, ("COMMIT",))  # the cron's transaction ends meanwhile
+    committing.start()
+    try:
+        db.write_with_retry(conn, sink.store, [arrived])
+    finally:
+        committing.join()
+        the_cron.close()
+    assert status(conn, "thumbnails", "video000002") == "valid"

@@ -57,15 +57,16 @@ def test_same_video_lands_on_one_partition_in_order(settings, schemas, cron_db):
 
 def test_invalid_items_are_rejected_with_reasons_not_raised(settings, cron_db):
     """Keyed by the video id, so the cron can map each back to its video; an item naming no usable id by its
-    position and what it is; a video rejected both as a new video and as a stale id keeps both reasons."""
+    position and what it is; a video rejected twice keeps both reasons (once, where they are the same)."""
     new = [{"video_id": "bad id; --"}, "not a dict", {"video_id": "okvideo0001"}, {"video_id": "vid1", "likes": -1}]
+    new.append({"video_id": "vid1", "view_count": -1})
     report = background_processing(new, ["x" * 300, "vid1", "bad id; --", 7], cron_db, settings)
     assert report.delivered == 2 and not report.ok
     expected = "expected 1-64 of A-Z a-z 0-9 _ -"
     assert report.rejected == {
         "bad id; --": f"invalid video_id 'bad id; --': {expected}",
         "new_videos[1]: 'not a dict'": "not a dict",
-        "vid1": "invalid likes -1: expected 0..10000000000000",
+        "vid1": "invalid likes -1: expected 0..10000000000000; invalid view_count -1: expected 0..10000000000000",
         f"stale_ids[0]: '{'x' * 59}...": f"invalid video_id '{'x' * 39}... (300 chars): {expected}",
         "stale_ids[3]: 7": f"invalid video_id 7: {expected}",
     }
@@ -263,6 +264,8 @@ def test_publish_publishes_each_new_snapshot_once(settings, schemas, cron_db):
 def test_publish_selects_stale_videos_once_per_age_window(settings, schemas, cron_db):
     add_video(cron_db, "oldvideo001", "SE", [(10, 0, 0, hours_ago(24 * 300)), (20, 0, 0, hours_ago(24 * 299))])
     add_video(cron_db, "newvideo001", "SE", [(10, 0, 0, hours_ago(0))])
+    # stale by its newest snapshot, not its oldest
+    add_video(cron_db, "backagain01", "SE", [(10, 0, 0, hours_ago(24 * 300)), (20, 0, 0, hours_ago(1))])
     publish_new(cron_db, settings)
     publish_new(cron_db, settings)
     stale = [

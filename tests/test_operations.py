@@ -151,6 +151,8 @@ def test_report_is_a_self_contained_page_with_escaped_titles(settings, sample_db
     conn = sqlite3.connect(sample_db)
     with conn:
         conn.execute("UPDATE videos SET title = '<script>alert(1)</script> & more' WHERE video_id = 'J78aPJ3VyNs'")
+        # a thumbnail on a host the allow-list does not name is never loaded by a reader's browser
+        conn.execute("UPDATE videos SET thumbnail_url = 'https://tracker.example/p.gif' WHERE video_id = 'J78aPJ3VyNs'")
     publish_new(sample_db, settings)
     run_group("scoring", settings, sample_db)
     out = tmp_path / "report.html"

@@ -35,7 +35,7 @@ from vvv_core.hook import background_processing, flush_outbox, publish_new
 from vvv_core.kafka import read_topic
 from vvv_core.outbox import outbox_dir
 from vvv_core.sample import CRON_SCHEMA
-from vvv_core.spool import MAGIC, RECORDS, SEGMENT, Spool
+from vvv_core.spool import MAGIC, RECORDS, SEGMENT, Message, Spool
 
 VIDEOS, ROUNDS = 30, 40  # 1,200 events, each video's spread over the whole backlog
 
@@ -138,6 +138,16 @@ def test_the_pace_is_remembered_beside_the_outbox_and_moves_sensibly(tmp_path):
     assert outbox.Pace(tmp_path / "pace").rate == outbox.DEFAULT_RATE
 
 
+def test_a_segment_holds_at_most_ten_thousand_events_and_they_read_back_in_order(tmp_path):
+    """A large backlog is files of at most 10,000 events (a drain reads one file at a time), in their order."""
+    spool = Spool(tmp_path / "outbox")
+    messages = [Message("t.videos", f"vid{i:08d}".encode(), i.to_bytes(4, "big")) for i in range(25_000)]
+    spool.write(messages)
+    segments = spool.segments()
+    assert [spool.count(s) for s in segments] == [10_000, 10_000, 5_000] and spool.waiting() == 25_000
+    assert [m for s in segments for m in spool.read(s, lambda _records: [])] == messages
+
+
 def test_a_drain_to_the_end_says_how_far_it_got(settings, cron_db, monkeypatch, caplog):
     """`vvv outbox flush` drains everything in one call, pieces growing from a small first one, with progress lines."""
     backlog = [{"video_id": f"vid{i % 300:08d}", "view_count": i} for i in range(3000)]
@@ -150,6 +160,17 @@ def test_a_drain_to_the_end_says_how_far_it_got(settings, cron_db, monkeypatch, 
     assert lines[0].startswith(f"outbox: {outbox.FIRST_PIECE} of 3000 events delivered")
     assert lines[-1].startswith("outbox: 3000 of 3000 events delivered") and len(lines) >= 4
     assert len(read_topic(settings, settings.videos_topic)) == 3000 and outbox_count(cron_db) == 0
+
+
+def test_a_drain_to_the_end_says_within_ten_seconds_that_no_broker_answers(cron_db):
+    """`vvv publish` and `vvv outbox flush` may take minutes; a broker that does not answer at all is said within
+    ``CONNECT_TIMEOUT`` (10 s), not at the end of the drain's own timeout, and everything stays in the outbox."""
+    nobody = down(Settings(namespace="t"))
+    background_processing([{"video_id": f"vid{i:08d}"} for i in range(10)], [], cron_db, nobody)
+    started = time.monotonic()
+    report = flush_outbox(cron_db, nobody, timeout=60)
+    assert time.monotonic() - started < outbox.CONNECT_TIMEOUT + 5
+    assert "no Kafka broker reachable" in report.error and (report.delivered, report.queued) == (0, 10)
 
 
 def test_a_stop_ends_a_drain_between_pieces_and_says_so(settings, cron_db, monkeypatch):
@@ -211,8 +232,8 @@ def test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it(se
     """librdkafka refuses events larger than message.max.bytes (on either broker). Pieces of two, then four (the
     pace held still, so no timing decides them): in [A1 refused, B1] B1 is delivered and A1 kept ahead of the rest;
     in [D1, E1, A2 (held behind A1), A3 (the call's own, held too)] everything sent is refused, so the piece stays
-    where it is. The report counts what was acknowledged; once the limit is lifted, every video's events arrive in
-    order."""
+    where it is and the call ends (F1, the call's own after it, is not sent). The report counts what was
+    acknowledged; once the limit is lifted, every video's events arrive in order."""
     large = "x" * 2000
     limited = replace(settings, kafka={**settings.kafka, "message.max.bytes": "1000"})  # and a generous deadline
     first = [{"video_id": "videoA", "view_count": 1, "title": large}, {"video_id": "videoB", "view_count": 1}]
@@ -225,11 +246,13 @@ def test_a_refused_event_is_kept_ahead_with_its_videos_later_events_behind_it(se
         background_processing(items, [], cron_db, down(settings))
     monkeypatch.setattr(outbox, "FIRST_PIECE", 2)
     monkeypatch.setattr(outbox.Pace, "acknowledged", lambda self, count, seconds, budget: None)
-    report = background_processing([{"video_id": "videoA", "view_count": 3}], [], cron_db, limited)
-    assert (report.delivered, report.queued) == (1, 5) and "Message size too large" in report.error
-    assert flush_outbox(cron_db, settings).delivered == 5 and outbox_count(cron_db) == 0
+    # the call's own events: A3 in the second piece, F1 after it, never sent (the piece refused whole ends the call)
+    own = [{"video_id": "videoA", "view_count": 3}, {"video_id": "videoF", "view_count": 1}]
+    report = background_processing(own, [], cron_db, limited)
+    assert (report.delivered, report.queued) == (1, 6) and "Message size too large" in report.error
+    assert flush_outbox(cron_db, settings).delivered == 6 and outbox_count(cron_db) == 0
     expected = {("videoA", 1), ("videoA", 2), ("videoA", 3), ("videoB", 1), ("videoD", 1), ("videoE", 1)}
-    assert each_video_in_order(settings, schemas, expected) == 6
+    assert each_video_in_order(settings, schemas, expected | {("videoF", 1)}) == 7
 
 
 def test_a_records_file_keeps_its_format_and_an_unreadable_file_is_set_aside(settings, schemas, cron_db, caplog):

@@ -163,5 +163,6 @@ def test_a_producer_registers_each_schema_once_per_process_not_per_event(setting
             assert background_processing([{"video_id": v} for v in ids], ids, sample_db, s).ok
     registrations = [path for method, path in standin.requests if method == "POST"]
     assert sorted(registrations) == [f"/subjects/{t}-value/versions" for t in sorted((s.stale_topic, s.videos_topic))]
+    assert len(standin.requests) == 4, standin.requests  # and each subject's compatibility rule set once
     current = json.loads((DEFAULT_SCHEMA_DIR / "video_event.avsc").read_text())
     assert any(json.loads(text)["name"] == current["name"] for text in standin.schemas)

@@ -17,7 +17,7 @@ from vvv_core import db, events
 from vvv_core.avro import SchemaStore
 from vvv_core.config import Settings
 from vvv_core.domain.thumbnail import ThumbnailVerdict
-from vvv_core.errors import InvalidInput
+from vvv_core.errors import Fatal, InvalidInput
 from vvv_core.runtime import Checked, ConcurrentExecutor, ConsumerStopped, EffectGroup
 from vvv_core.runtime.backends.memory import ABORTED, COMMITTED, OPEN, MemoryBackend, MemoryBroker
 from vvv_core.runtime.deadletter import read_headers
@@ -227,6 +227,21 @@ def test_finished_work_is_committed_before_partitions_are_given_up(tmp_path):  #
     p.stop()
 
 
+def test_a_commit_is_due_after_so_many_finished_events_before_its_interval(tmp_path, monkeypatch):
+    """Every ``VVV_COMMIT_INTERVAL`` or ``COMMIT_EVERY`` (10,000) finished events, whichever comes first: a busy
+    member's crash repeats at most that many, however long its interval."""
+    from vvv_core.runtime import checkpoint
+
+    monkeypatch.setattr(checkpoint, "COMMIT_EVERY", 5)
+    p = Pipeline(tmp_path, valid, partitions=1, commit_interval=3600)
+    for n in range(10):
+        p.publish(vid(n))
+    p.start()
+    wait_for(lambda: len(p.results()) == 10, 5, "every result")
+    wait_for(lambda: p.broker.committed.get((p.settings.videos_topic, 0), 0) >= 5, 5, "a commit past five events")
+    p.stop()
+
+
 def test_lost_partitions_commit_nothing(tmp_path):
     p = Pipeline(tmp_path, valid, commit_interval=3600)
     for n in range(10):
@@ -308,6 +323,27 @@ def test_dead_letters_keep_the_original_bytes_and_say_why(tmp_path):
         (p.settings.videos_topic, str(n)) for n in range(3)
     ]
     assert list(p.rows()) == [vid(4)] and p.broker.committed == p.end_offsets()
+
+
+def test_a_fatal_failure_stops_the_member_and_its_event_is_neither_dead_lettered_nor_committed(tmp_path):
+    """``Fatal`` is what the operator must fix (a full disk): the member stops, and the event is redone after."""
+
+    def check(event, attempt):
+        if event.title == "fatal":
+            raise Fatal("the disk is full")
+        return valid(event, attempt)
+
+    p = Pipeline(tmp_path, check, partitions=1)
+    p.publish(vid(1), "fine")
+    p.publish(vid(2), "fatal")
+    p.start()
+    p.thread.join(5)
+    stopped = not p.thread.is_alive()
+    if not stopped:
+        p.stop()
+    assert stopped and isinstance(p.error, Fatal) and str(p.error) == "the disk is full"
+    assert p.dead_letters() == [] and vid(2) not in p.rows()
+    assert p.broker.committed.get((p.settings.videos_topic, 0), 0) <= 1  # never past the failed event
 
 
 def test_a_dead_letter_too_large_to_keep_whole_names_its_size(tmp_path):

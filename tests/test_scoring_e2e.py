@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 from confluent_kafka import Producer
-from conftest import Member, add_video, join_all, results, run_group, stop_one_by_one, wait_for
+from conftest import Member, add_video, hours_ago, join_all, results, run_group, stop_one_by_one, wait_for
 
 from vvv_core import events, kafka
 from vvv_core.domain.regions import REGIONS
@@ -89,10 +89,13 @@ def test_history_rules_on_a_real_database(settings, schemas, cron_db):
         ],
     )
     add_video(cron_db, "onesnapshot", "SE", [(100, 0, 0, "2026-11-28 10:00:00")])
+    # two snapshots of one time behind the newest: the later-inserted one is the second newest
+    tied = hours_ago(3)
+    add_video(cron_db, "tiesecond01", "US", [(100, 0, 0, tied), (400, 0, 0, tied), (1_000, 0, 0, hours_ago(2))])
     conn = sqlite3.connect(cron_db)
     with conn:
         conn.execute("UPDATE videos SET virality_score = 42.0 WHERE video_id IN ('equaltimes1', 'onesnapshot')")
-    ids = ["unknownreg1", "equaltimes1", "viewsdown01", "tiebyrowid1", "onesnapshot", "notindbatall"]
+    ids = ["unknownreg1", "equaltimes1", "viewsdown01", "tiebyrowid1", "onesnapshot", "notindbatall", "tiesecond01"]
     background_processing([{"video_id": v, "thumbnail_url": "u"} for v in ids], [], cron_db, settings)
     run_group("scoring", settings, cron_db)
 
@@ -102,9 +105,34 @@ def test_history_rules_on_a_real_database(settings, schemas, cron_db):
     assert (details["viewsdown01"]["score"], details["viewsdown01"]["velocity"]) == (7.5, -100)
     assert details["tiebyrowid1"]["reason"] == "no time delta" and details["tiebyrowid1"]["velocity"] == 0
     assert details["onesnapshot"]["reason"] == details["notindbatall"]["reason"] == "insufficient data"
+    assert details["tiesecond01"]["velocity"] == 600  # (1,000 - 400) views in the hour, not (1,000 - 100)
     stored = scores(cron_db)
     assert stored["equaltimes1"] == stored["onesnapshot"] == 42.0  # left unchanged
     assert stored["unknownreg1"] == 66.2 and stored["viewsdown01"] == 7.5
+
+
+def test_direct_mode_reads_each_videos_newest_snapshots_through_its_index(sample_db):
+    """Scoring creates ``vvv_snapshots_by_video_time`` (video, time), and a batch's history query reads through it:
+    each video's newest rows come in the index's order, the 2 it needs, never all its snapshots sorted."""
+    from vvv_core import db
+    from vvv_core.config import Settings
+    from vvv_core.groups.scoring import ScoringGroup
+
+    group = ScoringGroup(Settings(namespace="t"), db.connect(sample_db))
+    group.prepare()
+    plan: list[tuple[int, int, str]] = []  # (id, parent, detail) of each step
+    real = group.conn.execute
+
+    class Explaining:
+        def execute(self, sql, *args):
+            plan.extend((step, parent, detail) for step, parent, _, detail in real(f"EXPLAIN QUERY PLAN {sql}", *args))
+            return real(sql, *args)
+
+    group.conn = Explaining()
+    assert group._history({"J78aPJ3VyNs"})["J78aPJ3VyNs"]
+    (lookup,) = [step for step, _parent, detail in plan if detail.startswith("CORRELATED LIST SUBQUERY")]
+    inside = [detail for _step, parent, detail in plan if parent == lookup]
+    assert inside == ["SEARCH video_snapshots USING INDEX vvv_snapshots_by_video_time (video_id=?)"], plan
 
 
 def test_old_database_without_optional_columns(settings, schemas, tmp_path):
@@ -250,6 +278,30 @@ def test_a_member_dying_after_sending_its_offsets_but_before_its_commit_commits_
     out = results(eos, schemas)
     assert len(out) == len({r["event_id"] for r in out}) == 308
     assert committed(eos, "scoring") == end_offsets(eos, eos.videos_topic)
+
+
+@pytest.mark.apache_kafka_only  # tansu shows open and aborted records to read_committed readers
+def test_a_dead_members_open_transaction_holds_readers_back_for_its_short_timeout_only(settings):
+    """A member dying with its transaction open holds read_committed readers of its partitions back until the
+    broker aborts it: after ``transaction.timeout.ms`` of 10 s (and the broker's check for timed-out transactions,
+    every 10 s), not the client's default of 60 s."""
+    import logging
+
+    eos = replace(settings, exactly_once=True)
+    kafka.ensure_project_topics(kafka.admin(eos), eos, ["scoring"])
+    log = logging.LoggerAdapter(logging.getLogger(__name__), {})
+    dying = KafkaBackend(eos, "scoring", log, transactional=True)._new_producer()  # as a member makes it
+    dying.begin_transaction()
+    dying.produce(eos.results_topic, b"in the open transaction", b"video000001", partition=0)
+    dying.flush(10)  # with the broker, the transaction open: the member dies here, neither committing nor aborting
+    started = time.monotonic()
+    later = Producer(kafka.producer_config(eos))
+    later.produce(eos.results_topic, b"after it", b"video000002", partition=0)
+    later.flush(10)
+    seen = lambda: [m.value() for m in read_topic(eos, eos.results_topic, timeout=5)]  # noqa: E731
+    wait_for(lambda: seen() == [b"after it"], 45, "the open transaction aborted by the broker")
+    assert time.monotonic() - started < 30  # 10 s and the broker's next check, not 60 s
+    del dying
 
 
 @pytest.mark.apache_kafka_only  # tansu shows aborted records to read_committed readers

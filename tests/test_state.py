@@ -190,6 +190,47 @@ def store_contents(state_dir: Path) -> dict[str, list[Snapshot]]:
     return found
 
 
+def test_a_store_past_its_changelogs_end_is_wiped_and_restored_from_the_start(tmp_path):
+    """The changelog was deleted and made again, shorter than the store's position: it is not the one the store
+    came from, so the store is wiped and restored from the new changelog's start, keeping nothing of its own."""
+    broker = MemoryBroker(partitions=1)
+    one = Scoring(broker, tmp_path / "host1").start([0])
+    for n in range(3):
+        one.publish(f"v{n}", T0, 1000)
+        one.publish(f"v{n}", T0 + HOUR, 2000)
+    one.done(6)
+    one.stop()
+    changelog = one.settings.changelog_topic("scoring")
+    assert len(broker.log(changelog)[0]) >= 3
+    del broker.topics[changelog]  # made again, holding one video's state only
+    broker.publish(changelog, b"other", encode_state([Snapshot("PL", 1000, 20, 3, T0)]))
+    again = Scoring(broker, tmp_path / "host1").start([0])  # the same store, its position past the end
+    again.publish("v0", T0 + 2 * HOUR, 5000)
+    again.publish("other", T0 + HOUR, 4000)
+    again.done(2)
+    again.stop()
+    latest = again.scores()
+    assert latest["v0"] == 0.0  # insufficient data: its old snapshots went with the store
+    assert latest["other"] == expected([(T0, 1000), (T0 + HOUR, 4000)])  # restored from the new changelog
+
+
+def test_a_damaged_store_is_wiped_and_restored_from_the_changelog(tmp_path):
+    broker = MemoryBroker(partitions=1)
+    one = Scoring(broker, tmp_path / "host1").start([0])
+    one.publish("video", T0, 1000)
+    one.done(1)
+    one.stop()
+    damaged = list((tmp_path / "host1").rglob("data.mdb"))
+    assert damaged
+    for path in damaged:
+        path.write_bytes(b"not a store " * 1000)
+    again = Scoring(broker, tmp_path / "host1").start([0])
+    again.publish("video", T0 + HOUR, 3000)
+    again.done(1)
+    again.stop()
+    assert again.scores() == {"video": expected([(T0, 1000), (T0 + HOUR, 3000)])}
+
+
 def test_under_exactly_once_a_store_is_never_ahead_of_what_was_committed(tmp_path):
     """The transaction fails at its commit after the changes were written to the changelog: the store has none
     of them, so the member taking over (the same host) is not misled into thinking they are done."""
@@ -223,6 +264,9 @@ def test_the_sink_stores_each_videos_latest_score_and_never_an_older_events(tmp_
     assert conn.execute("SELECT virality_score FROM videos").fetchone()[0] == second["score"]  # the batch's last
     ScoringGroup.apply(conn, [Effect("video", first, T0 - 1, "late")])  # an older event's result, arriving late
     assert conn.execute("SELECT virality_score FROM videos").fetchone()[0] == second["score"]
+    # a result of the same time (as every result written before event_at existed reads 0) is applied as it arrives
+    ScoringGroup.apply(conn, [Effect("video", first, T0, "c")])
+    assert conn.execute("SELECT virality_score FROM videos").fetchone()[0] == first["score"]
 
 
 def test_a_member_with_a_state_store_runs_exactly_once_whatever_the_setting(tmp_path):

@@ -16,6 +16,7 @@ from conftest import add_video, cli_env, hours_ago, run_group
 
 from vvv_core import tracing
 from vvv_core.broker import free_port
+from vvv_core.config import ConfigError
 from vvv_core.dlq import replay_dead_letters
 from vvv_core.groups.scoring import ScoringGroup
 from vvv_core.hook import background_processing, flush_outbox
@@ -65,6 +66,35 @@ def test_without_the_otel_variables_nothing_is_imported_and_no_header_is_written
     assert done.stdout.strip() == "[] None"
     for topic in (settings.videos_topic, settings.stale_topic):
         assert [m.headers() for m in read_topic(settings, topic)] == [None]
+
+
+def test_the_sampler_variables_give_the_share_traced_and_a_bad_one_is_one_line_with_traces_off(monkeypatch, caplog):
+    share = tracing.sample_rate
+    assert share({}) == share({"OTEL_TRACES_SAMPLER": "Always_On"}) == 1.0  # parentbased_always_on by default
+    assert share({"OTEL_TRACES_SAMPLER": "always_off"}) == share({"OTEL_TRACES_SAMPLER": "parentbased_always_off"}) == 0
+    for name in ("traceidratio", "parentbased_traceidratio"):
+        assert share({"OTEL_TRACES_SAMPLER": name, "OTEL_TRACES_SAMPLER_ARG": "0.01"}) == 0.01
+        assert share({"OTEL_TRACES_SAMPLER": name}) == 1.0
+    bad = [
+        ({"OTEL_TRACES_SAMPLER": "sometimes"}, "OTEL_TRACES_SAMPLER='sometimes': expected one of always_on, "),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "1.5"}, "OTEL_TRACES_SAMPLER_ARG='1.5': "),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "-0.1"}, "OTEL_TRACES_SAMPLER_ARG='-0.1'"),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "most"}, "OTEL_TRACES_SAMPLER_ARG='most'"),
+    ]
+    for env, said in bad:
+        with pytest.raises(ConfigError) as refused:
+            share(env)
+        assert str(refused.value).startswith(said)
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "sometimes")
+    tracing.uninstall()
+    try:
+        with caplog.at_level("WARNING", logger="vvv_core.tracing"):
+            assert tracing.active("vvv-test") is None
+    finally:
+        tracing.uninstall()
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "vvv_core.tracing"]
+    assert line.startswith("tracing off: OTEL_TRACES_SAMPLER='sometimes': expected one of")
 
 
 def test_the_hook_puts_a_traceparent_on_every_event_and_a_span_on_each_sampled_one(settings, cron_db, spans):
