@@ -1534,8 +1534,8 @@ BREAKS = [
     Break(
         "the hook keeps nothing when its events cannot be encoded",
         "vvv_core/hook.py",
-        'spool.write_records({"new": records.new, "stale": records.stale})',
-        "spool = Spool(folder)",
+        "            spool.write_records(records.rows())\n",
+        "",
         HOOK + "test_whatever_breaks_after_the_hook_has_the_events_they_are_kept_and_delivered_later",
         broker="any",
     ),
@@ -1550,7 +1550,7 @@ BREAKS = [
     Break(
         "vvv publish sends a stale check again within its age window",
         "vvv_core/hook.py",
-        '[r for r in checked.stale if r["video_id"] not in recent],',
+        "_only(checked.stale, [v not in recent for v in stale_ids]),",
         "checked.stale,",
         HOOK + "test_publish_selects_stale_videos_once_per_age_window",
         broker="any",
