@@ -52,7 +52,6 @@ from vvv_core.runtime.model import (
     Outcome,
     Partition,
     Rejected,
-    TransactionAborted,
 )
 from vvv_core.runtime.offsets import PartitionOffsets
 from vvv_core.runtime.state import Change, State
@@ -205,20 +204,19 @@ class Checkpoint:
 
     def abort(self) -> bool:
         """Exactly-once: abort the open transaction, if there is one, and forget what it held; whether there was."""
-        was_open = self._in_transaction
-        if was_open:
-            self.backend.abort_transaction()
+        if not self._in_transaction:
+            return False
+        self.backend.abort_transaction()
         self._void()
-        return was_open
+        return True
 
     def _void(self) -> None:
-        """After an abort nothing of the transaction is delivered, saved or committed. Its messages' late reports
-        (purged) would read as refusals: the producer is replaced, so they are no one's."""
+        """After an abort nothing of the transaction is delivered, saved or committed (the backend reports no
+        refusal for the messages an abort purges: they were dropped on purpose)."""
         self._in_transaction = False
         self._in_delivery.clear()
         self._in_transaction_changes = []
         self._refused = None
-        self.backend.replace_producer("transaction aborted")
 
     def _answer(self, error: str | None, topic: str, partition: int, offset: int) -> None:
         """The broker's answer to one message (the backend's one delivery callback): refusals, and the
@@ -407,7 +405,7 @@ class Checkpoint:
                 if positions:
                     self.backend.send_offsets_to_transaction(positions)
                 self.backend.commit_transaction()
-            except TransactionAborted:
+            except ConsumerStopped:  # the backend aborted it
                 self._void()
                 raise
             if self._in_transaction_changes:  # committed: now, and not before, the stores may have them

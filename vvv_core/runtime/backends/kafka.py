@@ -40,6 +40,8 @@ from vvv_core.runtime.model import ConsumerStopped, Inbound, Partition, Transact
 
 TOPIC_CHECK_INTERVAL = 5.0  # seconds between attempts to recreate a vanished topic
 STATISTICS_INTERVAL_MS = 15_000  # librdkafka's statistics, with metrics on (VVV_KAFKA_STATISTICS_INTERVAL_MS)
+# A message purged (by an abort, or a producer replaced) was dropped on purpose: its report is no refusal.
+PURGED = {KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT}
 TRANSACTION_TIMEOUT_MS = 10_000  # an open transaction of a member that died is aborted by the broker after this
 
 
@@ -124,7 +126,7 @@ class KafkaBackend:
         def report(err: KafkaError | None, msg: Message) -> None:
             """The answers, in one callback of the producer (a closure per message cost 2 µs of CPU more a
             message, measured); an old producer's late answers are no longer anyone's."""
-            if self._producer is producer:
+            if self._producer is producer and (err is None or err.code() not in PURGED):
                 self.on_delivery(None if err is None else err.str(), msg.topic(), msg.partition(), msg.offset())
 
         extra = {
