@@ -30,3 +30,11 @@ def test_a_new_message_clears_end_of_partition():
 def test_a_partition_just_assigned_is_not_at_its_end_until_a_fetch_says_so():
     """``--until-idle`` stops a member once every partition is at its end: a partition not fetched yet is not."""
     assert not PartitionOffsets().eof
+
+
+def test_an_offset_finished_but_never_taken_lets_no_unfinished_one_be_committed():
+    """The batch-at-once clear needs the finished offsets to be the open ones, not only as many of them."""
+    p = PartitionOffsets()
+    p.take_all([10, 11])
+    p.finish_all([11, 99])  # 99 never taken: two finished, two open, but 10 is still running
+    assert p.committable() == 10 and p.unfinished == 2
