@@ -330,7 +330,8 @@ def test_event_ids_are_the_systems_random_bytes_each_used_once(monkeypatch):
     urandom = os.urandom
     monkeypatch.setattr(os, "urandom", lambda n: drawn.append(urandom(n)) or drawn[-1])
     ids = list(itertools.islice(new_event_ids(), 2500))
-    assert len(drawn) == 3 and "".join(ids) == b"".join(drawn).hex()[: 2500 * 32]
+    assert [len(d) for d in drawn] == [16_000] * 3 and "".join(ids) == b"".join(drawn).hex()[: 2500 * 32]
+    assert events.event_ids(0) == [] and len(drawn) == 3  # none asked: none made, nothing drawn
 
 
 def test_a_reason_producers_write_is_cut_to_what_readers_take():
@@ -358,6 +359,37 @@ def test_a_batch_at_every_rules_edge_is_made_straight_from_its_columns(monkeypat
     assert each(video_event, columns) == expected
     monkeypatch.setattr(events, "each", lambda *_: pytest.fail("parsed record by record"))
     assert video_events(columns) == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("event_id", "e" * 65), ("title", "t" * (MAX_TEXT + 1)), ("thumbnail_url", "u" * (MAX_TEXT + 1))],
+)
+def test_a_value_just_past_a_rules_edge_is_refused_in_a_batch_as_alone(field, value):
+    valid = {**record(region="PL"), "title": "t", "thumbnail_url": "u", "view_count": 5, "likes": None}
+    valid |= {"comments": 0, "fetched_at": None}
+    past = valid | {field: value}
+    taken, refused = video_events({f: [valid[f], past[f]] for f in VIDEO_EVENT_FIELDS})
+    assert taken == video_event(valid)
+    with pytest.raises(InvalidEvent) as alone:
+        video_event(past)
+    assert isinstance(refused, InvalidEvent) and str(refused) == str(alone.value)
+
+
+def test_the_hooks_batch_of_valid_items_is_taken_at_once_whatever_mix_of_forms():
+    """Texts and counts present in some items and None in others, an empty title, and a snapshot's time in each of
+    the forms the hook takes: still one batch, the records ``video_record`` gives item by item."""
+    at = now_ms()
+    text = datetime.fromtimestamp(at / 1000 - 3600, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    items = [
+        {"video_id": "a", "region": "pl", "title": "", "thumbnail_url": "u", "view_count": 0, "fetched_at": at - 5},
+        {"video_id": "b", "region": None, "title": None, "likes": 3, "comments": None, "fetched_at": text},
+        {"video_id": "c", "region": "SE", "title": "t", "thumbnail_url": None, "view_count": None, "comments": 7},
+        {"video_id": "d", "fetched_at": datetime.now(UTC) - timedelta(hours=1)},
+    ]
+    ids = [f"e{i}" for i in range(len(items))]
+    records = [video_record(item, i, at) for item, i in zip(items, ids, strict=True)]
+    assert video_columns(items, ids, at) == {f: [r[f] for r in records] for f in records[0]}
 
 
 def test_a_batch_keeps_each_refusal_in_its_records_place_and_takes_no_ragged_columns():
@@ -536,15 +568,21 @@ def test_a_batch_of_results_at_every_rules_edge_is_made_straight_from_its_column
         ("thumbnails", {"status": "error", "width": None, "height": None, "http_status": None}, {"stored": True}),
         ("liveness", {"status": "unknown", "http_status": 999, "attempts": 1}, {"event_id": "e" * 64}),
         ("liveness", {"reason": ""}, {"event_at": EARLIEST_MS, "processed_at": now + DAY_MS, "video_id": "a" * 64}),
+        ("scoring", {"label": "TRENDING"}, {"event_id": "e"}),  # with the two above, every label in one batch
+        ("thumbnails", {"status": "placeholder"}, {}),
+        ("thumbnails", {"status": "broken"}, {}),  # with the two above, every status of the group in one batch
     ]
     records = [result(group, detail, changes) for group, detail, changes in edges]
-    columns = {f: [r[f] for r in records] for f in records[0]}
-    expected = each(events.result_event, columns)
-    assert not [e for e in expected if isinstance(e, InvalidEvent)]
+    batches = [  # every group; one, as a member writes it; two
+        records,
+        [r for r in records if r["group"] == "thumbnails"],
+        [r for r in records if r["group"] != "thumbnails"],
+    ]
+    columns = [{f: [r[f] for r in batch] for f in batch[0]} for batch in batches]
+    expected = [each(events.result_event, c) for c in columns]
+    assert not [e for results in expected for e in results if isinstance(e, InvalidEvent)]
     monkeypatch.setattr(events, "each", lambda *_: pytest.fail("parsed record by record"))
-    assert events.result_events(columns) == expected
-    thumbnails = [r for r in records if r["group"] == "thumbnails"]  # a batch of one group, as a member writes it
-    assert events.result_events({f: [r[f] for r in thumbnails] for f in thumbnails[0]}) == expected[2:4]
+    assert [events.result_events(c) for c in columns] == expected
 
 
 @pytest.mark.parametrize("field", ["score", "engagement"])
