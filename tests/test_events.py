@@ -400,6 +400,11 @@ def test_a_batch_keeps_each_refusal_in_its_records_place_and_takes_no_ragged_col
     assert isinstance(refused, InvalidEvent) and str(refused) == f"invalid video_id 'b c': {VIDEO_ID}"
     with pytest.raises(ValueError, match="zip"):  # a decoder's bug, never records silently dropped
         stale_check_events({**columns, "created_at": [at, at]})
+    video = dict.fromkeys(VIDEO_EVENT_FIELDS) | record()
+    for parse, valid in ((video_events, video), (events.result_events, result("liveness", None, {}))):
+        for short in valid:  # valid records, one column a record short
+            with pytest.raises(ValueError, match="zip"):
+                parse({f: [valid[f]] * (1 if f == short else 2) for f in valid})
 
 
 DETAILS = {

@@ -275,7 +275,8 @@ def video_events(columns: dict[str, list]) -> list[VideoEvent | InvalidEvent]:
     events are made straight from the columns; otherwise record by record, each refused one with its reason."""
     c, latest = columns, now_ms() + DAY_MS
     if (
-        _within(list(map(len, c["event_id"])), 1, 64)
+        _one_length(c)
+        and _within(list(map(len, c["event_id"])), 1, 64)
         and _all_match(VIDEO_IDS, c["video_id"])
         and _within(c["created_at"], EARLIEST_MS, latest)
         and _all_match(REGIONS, _present(c["region"]))
@@ -286,6 +287,12 @@ def video_events(columns: dict[str, list]) -> list[VideoEvent | InvalidEvent]:
     ):
         return list(map(VideoEvent, *(c[f] for f in VIDEO_EVENT_FIELDS)))
     return each(video_event, columns)
+
+
+def _one_length(columns: dict[str, list]) -> bool:
+    """Every column as long as the others: ragged columns (a decoder's bug) are left to ``each``, which raises on
+    them, since events made straight from them would silently lose the records past the shortest column."""
+    return len(set(map(len, columns.values()))) <= 1
 
 
 def _present(values: list) -> list:
@@ -419,7 +426,8 @@ def result_events(columns: dict[str, list]) -> list[ResultEvent | InvalidEvent]:
     otherwise record by record, each refused one with its reason."""
     c, latest = columns, now_ms() + DAY_MS
     if (
-        _types(c["event_at"]) <= {int}
+        _one_length(c)
+        and _types(c["event_at"]) <= {int}
         and _within(list(filter(None, c["event_at"])), EARLIEST_MS, latest)  # 0: written before it was recorded
         and _types(c["processed_at"]) <= {int}
         and _within(c["processed_at"], EARLIEST_MS, latest)
