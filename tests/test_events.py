@@ -363,7 +363,12 @@ def test_a_batch_at_every_rules_edge_is_made_straight_from_its_columns(monkeypat
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("event_id", "e" * 65), ("title", "t" * (MAX_TEXT + 1)), ("thumbnail_url", "u" * (MAX_TEXT + 1))],
+    [
+        ("event_id", "e" * 65),
+        ("title", "t" * (MAX_TEXT + 1)),
+        ("thumbnail_url", "u" * (MAX_TEXT + 1)),
+        ("fetched_at", EARLIEST_MS - 1),
+    ],
 )
 def test_a_value_just_past_a_rules_edge_is_refused_in_a_batch_as_alone(field, value):
     valid = {**record(region="PL"), "title": "t", "thumbnail_url": "u", "view_count": 5, "likes": None}
